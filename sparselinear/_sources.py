@@ -1,0 +1,134 @@
+"""Turn the inputs users hold (scipy matrices, index arrays, masks, torch sparse tensors) into
+coordinate lists ``(rows, cols, shape)``.
+
+Rows are outputs and columns are inputs, as in ``nn.Linear.weight``. Nothing here validates the
+coordinates: :func:`sparselinear.connectivity._build` does that once for every source.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse
+import torch
+
+from .errors import ShapeError, SparseLinearTypeError
+
+Shape = tuple[int, int]
+
+ACCEPTED = (
+    "a scipy.sparse matrix or array, a (2, nnz) integer tensor or array "
+    "[output_index, input_index], a dense boolean mask (torch or numpy), a torch sparse COO or "
+    "CSR tensor, or a Connectivity"
+)
+
+
+def describe(obj: Any) -> str:
+    """A short description of ``obj`` for error messages: type, shape and dtype, never values."""
+    parts = [type(obj).__name__]
+    shape = getattr(obj, "shape", None)
+    if shape is not None:
+        parts.append(f"shape {tuple(shape)}")
+    dtype = getattr(obj, "dtype", None)
+    if dtype is not None:
+        parts.append(f"dtype {dtype}")
+    return ", ".join(parts)
+
+
+def check_shape(shape: Any, name: str = "shape") -> Shape:
+    """Return ``shape`` as a pair of non-negative ints, or raise :class:`ShapeError`."""
+    try:
+        n_out, n_in = (int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise ShapeError(
+            f"'{name}' must be a pair (out_features, in_features); got {shape!r}."
+        ) from None
+    if n_out < 0 or n_in < 0:
+        raise ShapeError(f"'{name}' must be non-negative; got {(n_out, n_in)}.")
+    return n_out, n_in
+
+
+def _merge_shape(inherent: Shape, requested: Shape | None, what: str) -> Shape:
+    if requested is not None and tuple(requested) != inherent:
+        raise ShapeError(
+            f"The {what} has shape {inherent} (out_features, in_features) but shape "
+            f"{tuple(requested)} was requested. If your matrix is (source, target), i.e. "
+            "(input, output), transpose it first."
+        )
+    return inherent
+
+
+def _from_scipy(matrix: Any, shape: Shape | None) -> tuple[torch.Tensor, torch.Tensor, Shape]:
+    coo = scipy.sparse.coo_array(matrix)
+    inherent = check_shape(coo.shape)
+    rows = torch.from_numpy(np.asarray(coo.row, dtype=np.int64))
+    cols = torch.from_numpy(np.asarray(coo.col, dtype=np.int64))
+    return rows, cols, _merge_shape(inherent, shape, "scipy matrix")
+
+
+def _from_torch_sparse(t: torch.Tensor, shape: Shape | None):
+    if t.dim() != 2:
+        raise ShapeError(f"A sparse pattern tensor must be 2-D; got {describe(t)}.")
+    inherent = check_shape(t.shape)
+    if t.layout == torch.sparse_coo:
+        idx = t._indices() if not t.is_coalesced() else t.indices()
+        rows, cols = idx[0], idx[1]
+    elif t.layout == torch.sparse_csr:
+        crow = t.crow_indices().to(torch.int64)
+        cols = t.col_indices()
+        rows = torch.repeat_interleave(
+            torch.arange(inherent[0], device=t.device), crow.diff()
+        )
+    else:
+        coo = t.to_sparse_coo().coalesce()
+        rows, cols = coo.indices()
+    return rows.to(torch.int64), cols.to(torch.int64), _merge_shape(inherent, shape, "sparse tensor")
+
+
+def _from_dense(t: torch.Tensor, shape: Shape | None):
+    if t.dtype == torch.bool:
+        if t.dim() != 2:
+            raise ShapeError(
+                f"A boolean mask must be 2-D (out_features, in_features); got {describe(t)}."
+            )
+        rows, cols = torch.nonzero(t, as_tuple=True)
+        return rows, cols, _merge_shape(check_shape(t.shape), shape, "mask")
+    if t.is_floating_point() or t.is_complex():
+        raise SparseLinearTypeError(
+            f"A dense pattern must be a boolean mask or (2, nnz) integer indices; got "
+            f"{describe(t)}. For a 0/1 or weighted dense matrix pass `matrix != 0`."
+        )
+    if t.dim() != 2 or t.shape[0] != 2:
+        raise ShapeError(
+            f"Integer indices must have shape (2, nnz) holding [output_index, input_index]; "
+            f"got {describe(t)}. For a (nnz, 2) edge list pass its transpose; for a 0/1 mask "
+            "pass `mask.bool()`."
+        )
+    rows, cols = t[0].to(torch.int64), t[1].to(torch.int64)
+    if shape is None:
+        if rows.numel() == 0:
+            raise ShapeError("Cannot infer the shape of an empty index list; pass shape=(out, in).")
+        shape = (int(rows.max()) + 1, int(cols.max()) + 1)
+    return rows, cols, check_shape(shape)
+
+
+def to_coordinates(source: Any, shape: Shape | None) -> tuple[torch.Tensor, torch.Tensor, Shape]:
+    """Return ``(rows, cols, shape)`` with int64 ``rows``/``cols`` for any accepted source."""
+    if scipy.sparse.issparse(source):
+        return _from_scipy(source, shape)
+    if isinstance(source, (list, tuple)):
+        source = np.asarray(source)
+    if isinstance(source, np.ndarray):
+        if source.dtype == object or not (
+            source.dtype == np.bool_ or np.issubdtype(source.dtype, np.number)
+        ):
+            raise SparseLinearTypeError(
+                f"A pattern array must hold booleans or integers; got {describe(source)}."
+            )
+        source = torch.from_numpy(np.ascontiguousarray(source))
+    if isinstance(source, torch.Tensor):
+        if source.layout != torch.strided:
+            return _from_torch_sparse(source, shape)
+        return _from_dense(source, shape)
+    raise SparseLinearTypeError(f"Cannot build a Connectivity from {describe(source)}; expected {ACCEPTED}.")

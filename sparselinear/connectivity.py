@@ -1,0 +1,333 @@
+"""The immutable sparsity pattern of a sparse layer.
+
+A :class:`Connectivity` holds a pattern of shape ``(out_features, in_features)`` in canonical CSR
+order (rows sorted, columns sorted inside each row), together with the transposed pattern and the
+permutation between the two orders, which the backward pass needs. Everything is computed once,
+when the pattern is built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+import scipy.sparse
+import torch
+
+from ._sources import Shape, check_shape, describe, to_coordinates
+from .errors import DuplicateEdgeError, PatternError, ShapeError, SparseLinearTypeError
+
+__all__ = ["Connectivity", "index_dtype_for"]
+
+_INT32_MAX = 2**31 - 1
+_MAX_LISTED = 5
+
+
+def index_dtype_for(shape: Shape, nnz: int) -> torch.dtype:
+    """The index dtype a pattern of this size uses: int32 where it fits, else int64."""
+    return torch.int32 if max(shape[0], shape[1], nnz) < _INT32_MAX else torch.int64
+
+
+def _check_range(values: torch.Tensor, bound: int, what: str) -> None:
+    if values.numel() == 0:
+        return
+    bad = (values < 0) | (values >= bound)
+    if bool(bad.any()):
+        pos = int(torch.nonzero(bad)[0, 0])
+        value = int(values[pos])
+        kind = "negative" if value < 0 else "out of range"
+        raise PatternError(
+            f"Edge {pos} has {kind} {what} index {value}; {what} indices must lie in "
+            f"[0, {bound}). Check the orientation (rows are outputs, columns are inputs) and "
+            "the shape you passed."
+        )
+
+
+def _raise_duplicates(rows: torch.Tensor, cols: torch.Tensor, repeated: torch.Tensor) -> None:
+    where = torch.nonzero(repeated).flatten()
+    listed = ", ".join(
+        f"({int(rows[i])}, {int(cols[i])})" for i in where[:_MAX_LISTED].tolist()
+    )
+    more = f" and {where.numel() - _MAX_LISTED} more" if where.numel() > _MAX_LISTED else ""
+    raise DuplicateEdgeError(
+        f"The pattern lists {where.numel()} edge(s) more than once: (output, input) = "
+        f"{listed}{more}. Each edge may appear once. Merge repeats first: keep one of each with "
+        "`torch.unique(indices, dim=1)` / `coo.coalesce()`, or add their values with scipy's "
+        "`matrix.sum_duplicates()`."
+    )
+
+
+def _transpose_order(
+    col: torch.Tensor, rows: torch.Tensor, n_in: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """CSR of the transposed pattern: ``(crow_t, row_t, perm)`` with ``values_t = values[perm]``."""
+    perm = torch.sort(col, stable=True).indices
+    row_t = rows[perm]
+    crow_t = torch.zeros(n_in + 1, dtype=torch.int64, device=col.device)
+    crow_t[1:] = torch.cumsum(torch.bincount(col, minlength=n_in), 0)
+    return crow_t, row_t, perm
+
+
+def _build(rows: torch.Tensor, cols: torch.Tensor, shape: Shape) -> tuple[torch.Tensor, ...]:
+    """Validate coordinates and return ``(crow, col, crow_t, row_t, perm)`` in canonical order."""
+    n_out, n_in = shape
+    if rows.numel() != cols.numel():
+        raise ShapeError(f"Got {rows.numel()} output indices but {cols.numel()} input indices.")
+    _check_range(rows, n_out, "output")
+    _check_range(cols, n_in, "input")
+    if n_out * n_in >= 2**63:
+        raise ShapeError(f"Shape {shape} is too large to index with int64.")
+    key = rows * n_in + cols
+    if key.numel() > 1 and not bool((key[1:] >= key[:-1]).all()):
+        order = torch.sort(key, stable=True).indices
+        key, rows, cols = key[order], rows[order], cols[order]
+        del order
+    if key.numel() > 1:
+        repeated = torch.zeros_like(key, dtype=torch.bool)
+        repeated[1:] = key[1:] == key[:-1]
+        if bool(repeated.any()):
+            _raise_duplicates(rows, cols, repeated)
+    del key
+    crow = torch.zeros(n_out + 1, dtype=torch.int64, device=rows.device)
+    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=n_out), 0)
+    crow_t, row_t, perm = _transpose_order(cols, rows, n_in)
+    dtype = index_dtype_for(shape, rows.numel())
+    return tuple(t.to(dtype) for t in (crow, cols, crow_t, row_t, perm))
+
+
+class Connectivity:
+    r"""An immutable sparsity pattern of shape ``(out_features, in_features)``.
+
+    Rows are outputs and columns are inputs, as in ``nn.Linear.weight``. Adjacency matrices from
+    connectomes are often (source, target), i.e. (input, output): transpose those first.
+
+    Args:
+        source: the edges. One of: a ``scipy.sparse`` matrix or array of any format (its stored
+            entries are the edges, explicit zeros included); a ``(2, nnz)`` integer tensor,
+            array or nested list ``[output_index, input_index]``; a dense boolean mask (torch or
+            numpy); a torch sparse COO or CSR tensor; another :class:`Connectivity`.
+        shape: ``(out_features, in_features)``. Required for index lists with trailing empty rows
+            or columns (otherwise inferred as max index + 1); checked against the source's own
+            shape for the other sources.
+
+    Attributes:
+        shape: ``(out_features, in_features)``.
+        nnz: number of edges.
+        density: ``nnz / (out_features * in_features)``.
+
+    Indices are int32 where the shape and nnz allow, int64 otherwise. Duplicate edges, negative or
+    out-of-range indices raise :class:`~sparselinear.errors.PatternError`.
+
+    Examples::
+
+        >>> import torch
+        >>> from sparselinear import Connectivity
+        >>> c = Connectivity(torch.tensor([[0, 2, 1], [1, 0, 3]]), shape=(3, 4))
+        >>> c
+        Connectivity(shape=(3, 4), nnz=3, density=0.25)
+        >>> c.indices()
+        tensor([[0, 1, 2],
+                [1, 3, 0]])
+    """
+
+    __slots__ = ("_shape", "_crow", "_col", "_crow_t", "_row_t", "_perm", "_digest")
+
+    def __init__(self, source: Any, shape: Shape | None = None) -> None:
+        if shape is not None:
+            shape = check_shape(shape)
+        if isinstance(source, Connectivity):
+            if shape is not None and shape != source.shape:
+                raise ShapeError(f"The Connectivity has shape {source.shape}; got shape={shape}.")
+            fields = source._fields()
+            shape = source.shape
+        else:
+            rows, cols, shape = to_coordinates(source, shape)
+            fields = _build(rows, cols, shape)
+        self._set(shape, *fields)
+
+    def _set(self, shape, crow, col, crow_t, row_t, perm, digest=None) -> None:
+        self._shape = (int(shape[0]), int(shape[1]))
+        self._crow, self._col = crow, col
+        self._crow_t, self._row_t, self._perm = crow_t, row_t, perm
+        self._digest = digest
+
+    @classmethod
+    def _from_fields(
+        cls, shape: Shape, crow, col, crow_t, row_t, perm, digest: str | None = None
+    ) -> Connectivity:
+        """Wrap already-canonical index tensors without validating them (internal)."""
+        self = cls.__new__(cls)
+        self._set(shape, crow, col, crow_t, row_t, perm, digest)
+        return self
+
+    @classmethod
+    def from_csr(cls, crow_indices: Any, col_indices: Any, shape: Shape) -> Connectivity:
+        """Build from CSR arrays (e.g. ones saved in a checkpoint); validated like any source."""
+        crow = torch.as_tensor(np.asarray(crow_indices) if not isinstance(crow_indices, torch.Tensor) else crow_indices)
+        col = torch.as_tensor(np.asarray(col_indices) if not isinstance(col_indices, torch.Tensor) else col_indices)
+        n_out, n_in = check_shape(shape)
+        if crow.dim() != 1 or crow.numel() != n_out + 1:
+            raise ShapeError(f"crow_indices must have {n_out + 1} entries for shape {shape}; got {describe(crow)}.")
+        if crow.is_floating_point() or col.is_floating_point():
+            raise SparseLinearTypeError("CSR indices must be integers.")
+        counts = crow.to(torch.int64).diff()
+        if bool((counts < 0).any()) or int(crow[0]) != 0 or int(crow[-1]) != col.numel():
+            raise PatternError(
+                f"crow_indices must start at 0, never decrease and end at nnz={col.numel()}."
+            )
+        rows = torch.repeat_interleave(torch.arange(n_out, device=crow.device), counts)
+        return cls(torch.stack([rows, col.to(torch.int64)]), shape=(n_out, n_in))
+
+    @classmethod
+    def random(
+        cls,
+        n_out: int,
+        n_in: int,
+        *,
+        nnz: int | None = None,
+        density: float | None = None,
+        seed: int | None = None,
+    ) -> Connectivity:
+        """Edges drawn uniformly without replacement; exactly ``nnz`` (or ``round(density·out·in)``).
+
+        Memory and time are proportional to nnz, so a 1,000,000 x 1,000,000 pattern with 10 M
+        edges takes seconds. The same ``seed`` gives the same pattern.
+
+        Examples::
+
+            >>> Connectivity.random(100, 50, density=0.1, seed=0)
+            Connectivity(shape=(100, 50), nnz=500, density=0.1)
+        """
+        from .patterns import random_pattern
+
+        return random_pattern(n_out, n_in, nnz=nnz, density=density, seed=seed)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def shape(self) -> Shape:
+        """``(out_features, in_features)``."""
+        return self._shape
+
+    @property
+    def out_features(self) -> int:
+        return self._shape[0]
+
+    @property
+    def in_features(self) -> int:
+        return self._shape[1]
+
+    @property
+    def nnz(self) -> int:
+        """Number of edges."""
+        return self._col.numel()
+
+    @property
+    def density(self) -> float:
+        """Fraction of the ``out x in`` positions that are edges."""
+        size = self._shape[0] * self._shape[1]
+        return self.nnz / size if size else 0.0
+
+    @property
+    def device(self) -> torch.device:
+        return self._col.device
+
+    @property
+    def index_dtype(self) -> torch.dtype:
+        return self._col.dtype
+
+    @property
+    def digest(self) -> str:
+        """A stable SHA-256 hex digest of the shape and the edges (index dtype and device ignored)."""
+        if self._digest is None:
+            h = hashlib.sha256(f"{self._shape[0]}x{self._shape[1]}:".encode())
+            for t in (self._crow, self._col):
+                h.update(t.detach().to("cpu", torch.int64).contiguous().numpy().tobytes())
+            self._digest = h.hexdigest()
+        return self._digest
+
+    # ------------------------------------------------------------------ index views
+    def crow_indices(self) -> torch.Tensor:
+        """CSR row pointers, shape ``(out_features + 1,)``."""
+        return self._crow
+
+    def col_indices(self) -> torch.Tensor:
+        """CSR column (input) indices in weight order, shape ``(nnz,)``."""
+        return self._col
+
+    def row_indices(self) -> torch.Tensor:
+        """Output index of every edge in weight order, shape ``(nnz,)``."""
+        counts = self._crow.diff()
+        return torch.repeat_interleave(
+            torch.arange(self._shape[0], device=self.device, dtype=self._col.dtype), counts
+        )
+
+    def indices(self) -> torch.Tensor:
+        """A ``(2, nnz)`` int64 tensor ``[output_index, input_index]`` in the order of the weight."""
+        return torch.stack([self.row_indices(), self._col]).to(torch.int64)
+
+    def fan_in(self) -> torch.Tensor:
+        """Number of inputs of each output, shape ``(out_features,)``."""
+        return self._crow.diff()
+
+    def fan_out(self) -> torch.Tensor:
+        """Number of outputs of each input, shape ``(in_features,)``."""
+        return self._crow_t.diff()
+
+    def _fields(self) -> tuple[torch.Tensor, ...]:
+        return self._crow, self._col, self._crow_t, self._row_t, self._perm
+
+    # ------------------------------------------------------------------ conversions
+    def to(self, device: torch.device | str) -> Connectivity:
+        """The same pattern with its index tensors on ``device``."""
+        fields = tuple(t.to(device) for t in self._fields())
+        return Connectivity._from_fields(self._shape, *fields, digest=self._digest)
+
+    def transpose(self) -> Connectivity:
+        """The pattern of shape ``(in_features, out_features)`` with every edge reversed."""
+        inverse = torch.empty_like(self._perm)
+        inverse[self._perm.to(torch.int64)] = torch.arange(
+            self.nnz, dtype=self._perm.dtype, device=self.device
+        )
+        return Connectivity._from_fields(
+            (self._shape[1], self._shape[0]),
+            self._crow_t, self._row_t, self._crow, self.row_indices(), inverse,
+        )
+
+    @property
+    def T(self) -> Connectivity:  # noqa: N802 - mirrors torch.Tensor.T
+        return self.transpose()
+
+    def to_scipy(self, values: torch.Tensor | None = None) -> scipy.sparse.csr_array:
+        """A ``scipy.sparse.csr_array`` with ``values`` (ones when ``None``) at the edges."""
+        data = (
+            np.ones(self.nnz, dtype=np.float32)
+            if values is None
+            else values.detach().cpu().numpy()
+        )
+        return scipy.sparse.csr_array(
+            (data, self._col.cpu().numpy(), self._crow.cpu().numpy()), shape=self._shape
+        )
+
+    def to_dense(self) -> torch.Tensor:
+        """A dense ``(out, in)`` boolean mask. Allocates ``out x in``: for small patterns only."""
+        mask = torch.zeros(self._shape, dtype=torch.bool, device=self.device)
+        mask[self.row_indices().to(torch.int64), self._col.to(torch.int64)] = True
+        return mask
+
+    # ------------------------------------------------------------------ comparisons
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Connectivity):
+            return NotImplemented
+        return (
+            self._shape == other._shape
+            and self.nnz == other.nnz
+            and torch.equal(self._crow.cpu().to(torch.int64), other._crow.cpu().to(torch.int64))
+            and torch.equal(self._col.cpu().to(torch.int64), other._col.cpu().to(torch.int64))
+        )
+
+    def __hash__(self) -> int:
+        return hash(self.digest)
+
+    def __repr__(self) -> str:
+        return f"Connectivity(shape={self._shape}, nnz={self.nnz}, density={self.density:.4g})"
