@@ -77,13 +77,15 @@ def _from_torch_sparse(t: torch.Tensor, shape: Shape | None):
     elif t.layout == torch.sparse_csr:
         crow = t.crow_indices().to(torch.int64)
         cols = t.col_indices()
-        rows = torch.repeat_interleave(
-            torch.arange(inherent[0], device=t.device), crow.diff()
-        )
+        rows = torch.repeat_interleave(torch.arange(inherent[0], device=t.device), crow.diff())
     else:
         coo = t.to_sparse_coo().coalesce()
         rows, cols = coo.indices()
-    return rows.to(torch.int64), cols.to(torch.int64), _merge_shape(inherent, shape, "sparse tensor")
+    return (
+        rows.to(torch.int64),
+        cols.to(torch.int64),
+        _merge_shape(inherent, shape, "sparse tensor"),
+    )
 
 
 def _from_dense(t: torch.Tensor, shape: Shape | None):
@@ -131,4 +133,6 @@ def to_coordinates(source: Any, shape: Shape | None) -> tuple[torch.Tensor, torc
         if source.layout != torch.strided:
             return _from_torch_sparse(source, shape)
         return _from_dense(source, shape)
-    raise SparseLinearTypeError(f"Cannot build a Connectivity from {describe(source)}; expected {ACCEPTED}.")
+    raise SparseLinearTypeError(
+        f"Cannot build a Connectivity from {describe(source)}; expected {ACCEPTED}."
+    )

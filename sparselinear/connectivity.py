@@ -46,9 +46,7 @@ def _check_range(values: torch.Tensor, bound: int, what: str) -> None:
 
 def _raise_duplicates(rows: torch.Tensor, cols: torch.Tensor, repeated: torch.Tensor) -> None:
     where = torch.nonzero(repeated).flatten()
-    listed = ", ".join(
-        f"({int(rows[i])}, {int(cols[i])})" for i in where[:_MAX_LISTED].tolist()
-    )
+    listed = ", ".join(f"({int(rows[i])}, {int(cols[i])})" for i in where[:_MAX_LISTED].tolist())
     more = f" and {where.numel() - _MAX_LISTED} more" if where.numel() > _MAX_LISTED else ""
     raise DuplicateEdgeError(
         f"The pattern lists {where.numel()} edge(s) more than once: (output, input) = "
@@ -69,7 +67,9 @@ def _transpose_order(
     return crow_t, row_t, perm
 
 
-def _build(rows: torch.Tensor, cols: torch.Tensor, shape: Shape) -> tuple[torch.Tensor, ...]:
+def _build(
+    rows: torch.Tensor, cols: torch.Tensor, shape: Shape, index_dtype: torch.dtype | None = None
+) -> tuple[torch.Tensor, ...]:
     """Validate coordinates and return ``(crow, col, crow_t, row_t, perm)`` in canonical order."""
     n_out, n_in = shape
     if rows.numel() != cols.numel():
@@ -92,7 +92,7 @@ def _build(rows: torch.Tensor, cols: torch.Tensor, shape: Shape) -> tuple[torch.
     crow = torch.zeros(n_out + 1, dtype=torch.int64, device=rows.device)
     crow[1:] = torch.cumsum(torch.bincount(rows, minlength=n_out), 0)
     crow_t, row_t, perm = _transpose_order(cols, rows, n_in)
-    dtype = index_dtype_for(shape, rows.numel())
+    dtype = index_dtype or index_dtype_for(shape, rows.numel())
     return tuple(t.to(dtype) for t in (crow, cols, crow_t, row_t, perm))
 
 
@@ -110,6 +110,8 @@ class Connectivity:
         shape: ``(out_features, in_features)``. Required for index lists with trailing empty rows
             or columns (otherwise inferred as max index + 1); checked against the source's own
             shape for the other sources.
+        index_dtype: ``torch.int32`` or ``torch.int64`` to force the index dtype; by default
+            int32 where the shape and nnz allow, int64 otherwise.
 
     Attributes:
         shape: ``(out_features, in_features)``.
@@ -131,19 +133,27 @@ class Connectivity:
                 [1, 3, 0]])
     """
 
-    __slots__ = ("_shape", "_crow", "_col", "_crow_t", "_row_t", "_perm", "_digest")
+    __slots__ = ("_col", "_crow", "_crow_t", "_digest", "_perm", "_row_t", "_shape")
 
-    def __init__(self, source: Any, shape: Shape | None = None) -> None:
+    def __init__(
+        self, source: Any, shape: Shape | None = None, *, index_dtype: torch.dtype | None = None
+    ) -> None:
         if shape is not None:
             shape = check_shape(shape)
+        if index_dtype not in (None, torch.int32, torch.int64):
+            raise SparseLinearTypeError(
+                f"'index_dtype' must be torch.int32, torch.int64 or None; got {index_dtype}."
+            )
         if isinstance(source, Connectivity):
             if shape is not None and shape != source.shape:
                 raise ShapeError(f"The Connectivity has shape {source.shape}; got shape={shape}.")
             fields = source._fields()
+            if index_dtype is not None:
+                fields = tuple(t.to(index_dtype) for t in fields)
             shape = source.shape
         else:
             rows, cols, shape = to_coordinates(source, shape)
-            fields = _build(rows, cols, shape)
+            fields = _build(rows, cols, shape, index_dtype)
         self._set(shape, *fields)
 
     def _set(self, shape, crow, col, crow_t, row_t, perm, digest=None) -> None:
@@ -164,11 +174,16 @@ class Connectivity:
     @classmethod
     def from_csr(cls, crow_indices: Any, col_indices: Any, shape: Shape) -> Connectivity:
         """Build from CSR arrays (e.g. ones saved in a checkpoint); validated like any source."""
-        crow = torch.as_tensor(np.asarray(crow_indices) if not isinstance(crow_indices, torch.Tensor) else crow_indices)
-        col = torch.as_tensor(np.asarray(col_indices) if not isinstance(col_indices, torch.Tensor) else col_indices)
+        crow, col = (
+            t if isinstance(t, torch.Tensor) else torch.as_tensor(np.asarray(t))
+            for t in (crow_indices, col_indices)
+        )
         n_out, n_in = check_shape(shape)
         if crow.dim() != 1 or crow.numel() != n_out + 1:
-            raise ShapeError(f"crow_indices must have {n_out + 1} entries for shape {shape}; got {describe(crow)}.")
+            raise ShapeError(
+                f"crow_indices must have {n_out + 1} entries for shape {shape}; "
+                f"got {describe(crow)}."
+            )
         if crow.is_floating_point() or col.is_floating_point():
             raise SparseLinearTypeError("CSR indices must be integers.")
         counts = crow.to(torch.int64).diff()
@@ -189,7 +204,7 @@ class Connectivity:
         density: float | None = None,
         seed: int | None = None,
     ) -> Connectivity:
-        """Edges drawn uniformly without replacement; exactly ``nnz`` (or ``round(density·out·in)``).
+        """Edges drawn uniformly without replacement: exactly ``nnz``, or ``round(density·out·in)``.
 
         Memory and time are proportional to nnz, so a 1,000,000 x 1,000,000 pattern with 10 M
         edges takes seconds. The same ``seed`` gives the same pattern.
@@ -238,7 +253,7 @@ class Connectivity:
 
     @property
     def digest(self) -> str:
-        """A stable SHA-256 hex digest of the shape and the edges (index dtype and device ignored)."""
+        """A stable SHA-256 hex digest of the shape and the edges (index dtype, device ignored)."""
         if self._digest is None:
             h = hashlib.sha256(f"{self._shape[0]}x{self._shape[1]}:".encode())
             for t in (self._crow, self._col):
@@ -259,11 +274,13 @@ class Connectivity:
         """Output index of every edge in weight order, shape ``(nnz,)``."""
         counts = self._crow.diff()
         return torch.repeat_interleave(
-            torch.arange(self._shape[0], device=self.device, dtype=self._col.dtype), counts
+            torch.arange(self._shape[0], device=self.device, dtype=self._col.dtype),
+            counts,
+            output_size=self.nnz,
         )
 
     def indices(self) -> torch.Tensor:
-        """A ``(2, nnz)`` int64 tensor ``[output_index, input_index]`` in the order of the weight."""
+        """A ``(2, nnz)`` int64 tensor ``[output_index, input_index]`` in weight order."""
         return torch.stack([self.row_indices(), self._col]).to(torch.int64)
 
     def fan_in(self) -> torch.Tensor:
@@ -291,7 +308,11 @@ class Connectivity:
         )
         return Connectivity._from_fields(
             (self._shape[1], self._shape[0]),
-            self._crow_t, self._row_t, self._crow, self.row_indices(), inverse,
+            self._crow_t,
+            self._row_t,
+            self._crow,
+            self._col,
+            inverse,
         )
 
     @property
@@ -301,9 +322,7 @@ class Connectivity:
     def to_scipy(self, values: torch.Tensor | None = None) -> scipy.sparse.csr_array:
         """A ``scipy.sparse.csr_array`` with ``values`` (ones when ``None``) at the edges."""
         data = (
-            np.ones(self.nnz, dtype=np.float32)
-            if values is None
-            else values.detach().cpu().numpy()
+            np.ones(self.nnz, dtype=np.float32) if values is None else values.detach().cpu().numpy()
         )
         return scipy.sparse.csr_array(
             (data, self._col.cpu().numpy(), self._crow.cpu().numpy()), shape=self._shape

@@ -8,14 +8,14 @@ Every error derives from :class:`SparseLinearError` and from the matching builti
 from __future__ import annotations
 
 __all__ = [
-    "SparseLinearError",
-    "PatternError",
-    "DuplicateEdgeError",
-    "ShapeError",
-    "SparseLinearTypeError",
-    "DeviceMismatchError",
-    "WiringMismatchError",
     "DataError",
+    "DeviceMismatchError",
+    "DuplicateEdgeError",
+    "PatternError",
+    "ShapeError",
+    "SparseLinearError",
+    "SparseLinearTypeError",
+    "WiringMismatchError",
 ]
 
 

@@ -15,7 +15,7 @@ import warnings
 
 import torch
 
-__all__ = ["spmm", "sddmm", "compute_dtype", "CHUNK_BYTES"]
+__all__ = ["CHUNK_BYTES", "compute_dtype", "sddmm", "spmm"]
 
 #: Upper bound on ``batch x nnz_chunk x itemsize`` of the work handed to one kernel call.
 CHUNK_BYTES = 1 << 28
@@ -87,7 +87,9 @@ def sddmm(
     ``right (n_cols, batch)``; returns ``(nnz,)``."""
     nnz = col.numel()
     out = torch.empty(nnz, dtype=left.dtype, device=left.device)
-    right_t = right.t()  # (batch, n_cols) with each column contiguous: what the kernel reads fastest
+    right_t = (
+        right.t()
+    )  # (batch, n_cols) with each column contiguous: what the kernel reads fastest
     for r0, r1, k0, k1 in _row_chunks(crow, left.shape[1], left.element_size(), chunk_bytes):
         # sampled_addmm scales the input values by beta, and 0 * NaN is NaN: feed zeros.
         zeros = torch.zeros(k1 - k0, dtype=left.dtype, device=left.device)

@@ -101,21 +101,23 @@ class SparseLinear(nn.Module):
     def connectivity(self) -> Connectivity:
         """The layer's pattern, on the layer's device."""
         fields = [getattr(self, name) for name in _PATTERN_BUFFERS + _DERIVED_BUFFERS]
-        c = Connectivity._from_fields((self.out_features, self.in_features), *fields, self._digest)
-        if self._digest is None:
-            self._digest = c.digest
-        return c
+        return Connectivity._from_fields(
+            (self.out_features, self.in_features), *fields, digest=self._digest
+        )
 
     @property
     def nnz(self) -> int:
         return self.col_indices.numel()
 
     def reset_parameters(self) -> None:
-        """Draw weights and bias from ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` of each output."""
-        fan_in = self.crow_indices.diff().to(self.weight.dtype if self.weight.is_floating_point() else torch.float32)
-        bound = torch.where(fan_in > 0, fan_in.clamp(min=1).rsqrt(), torch.zeros_like(fan_in))
+        """Draw weights and bias from ``U(-1/sqrt(k), 1/sqrt(k))``, ``k`` the output's fan-in.
+
+        Outputs with no inputs get a zero bias, as ``nn.Linear`` does for ``in_features=0``.
+        """
+        fan_in = self.crow_indices.diff()
+        bound = torch.where(fan_in > 0, fan_in.clamp(min=1).double().rsqrt(), 0.0)
+        edge_bound = torch.repeat_interleave(bound, fan_in.long(), output_size=self.nnz)
         with torch.no_grad():
-            edge_bound = torch.repeat_interleave(bound, self.crow_indices.diff().to(torch.int64))
             self.weight.uniform_(-1.0, 1.0).mul_(edge_bound.to(self.weight.dtype))
             if self.bias is not None:
                 self.bias.uniform_(-1.0, 1.0).mul_(bound.to(self.bias.dtype))
@@ -158,7 +160,9 @@ class SparseLinear(nn.Module):
                 for t, m in zip(incoming.values(), mine)
             )
             if not same:
-                theirs = _digest_of(incoming["crow_indices"], incoming["col_indices"], self.in_features)
+                theirs = _digest_of(
+                    incoming["crow_indices"], incoming["col_indices"], self.in_features
+                )
                 raise WiringMismatchError(
                     f"The checkpoint for '{prefix or 'layer'}' was made for different wiring: its "
                     f"pattern has nnz={incoming['col_indices'].numel()} and digest {theirs[:12]}, "

@@ -1,0 +1,32 @@
+"""Shared fixtures and parametrisation lists."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+    ),
+]
+
+
+def random_pattern_indices(n_out: int, n_in: int, density: float, seed: int) -> torch.Tensor:
+    """(2, nnz) indices of a random mask that leaves some rows and columns empty."""
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.rand(n_out, n_in, generator=g) < density
+    if n_out > 2 and n_in > 2:
+        mask[1] = False  # an empty output row
+        mask[:, 2] = False  # an empty input column
+    return mask.nonzero().t()
+
+
+def dense_reference(x, weight, indices, shape, bias=None):
+    """float64-friendly masked dense reference ``x @ Wᵀ + b``."""
+    dense = torch.zeros(shape, dtype=weight.dtype, device=weight.device)
+    dense = dense.index_put((indices[0], indices[1]), weight)
+    y = x @ dense.t()
+    return y + bias if bias is not None else y

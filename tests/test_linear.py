@@ -1,0 +1,179 @@
+import io
+
+import numpy as np
+import pytest
+import scipy.sparse
+import torch
+from conftest import DEVICES, random_pattern_indices
+from torch import nn
+
+from sparselinear import Connectivity, SparseLinear
+from sparselinear.errors import ShapeError, WiringMismatchError
+
+
+def make_layer(out=12, n_in=9, density=0.3, seed=0, **kw):
+    idx = random_pattern_indices(out, n_in, density, seed)
+    return SparseLinear(n_in, out, Connectivity(idx, shape=(out, n_in)), **kw)
+
+
+def test_parameters_and_buffers():
+    layer = make_layer()
+    c = layer.connectivity
+    assert layer.weight.shape == (c.nnz,) and layer.bias.shape == (12,)
+    assert [n for n, _ in layer.named_parameters()] == ["weight", "bias"]
+    assert {n for n, _ in layer.named_buffers()} == {
+        "crow_indices",
+        "col_indices",
+        "crow_indices_t",
+        "row_indices_t",
+        "transpose_perm",
+    }
+    assert layer.nnz == c.nnz
+    r = repr(layer)
+    assert f"nnz={c.nnz}" in r and "in_features=9, out_features=12" in r and "density=" in r
+
+
+def test_weight_is_aligned_with_indices():
+    layer = make_layer().double()
+    idx = layer.connectivity.indices()
+    dense = layer.to_dense()
+    assert torch.equal(dense[idx[0], idx[1]], layer.weight)
+    off = torch.ones_like(dense, dtype=torch.bool)
+    off[idx[0], idx[1]] = False
+    assert not dense[off].any()
+
+
+def test_accepts_any_connectivity_source():
+    mask = np.random.default_rng(0).random((5, 4)) < 0.5
+    for source in (mask, scipy.sparse.csr_matrix(mask), torch.from_numpy(mask)):
+        layer = SparseLinear(4, 5, source)
+        assert layer.connectivity == Connectivity(mask)
+
+
+def test_init_uses_each_outputs_real_fan_in():
+    torch.manual_seed(0)
+    idx = torch.tensor([[0] * 4 + [1] * 400, list(range(4)) + list(range(400))])
+    layer = SparseLinear(400, 3, Connectivity(idx, shape=(3, 400)))
+    w = layer.weight.detach()
+    assert w[:4].abs().max() <= 0.5 and w[:4].abs().max() > 0.05  # 1/sqrt(4)
+    assert w[4:].abs().max() <= 0.05 and w[4:].abs().max() > 0.04  # 1/sqrt(400)
+    assert layer.bias[2] == 0  # output 2 has no inputs
+    before = layer.weight.detach().clone()
+    layer.reset_parameters()
+    assert not torch.equal(before, layer.weight)
+
+
+def test_no_bias():
+    layer = make_layer(bias=False).double()
+    assert layer.bias is None and "bias=False" in repr(layer)
+    x = torch.randn(3, 9, dtype=torch.float64)
+    torch.testing.assert_close(layer(x), x @ layer.to_dense().t())
+    assert len(list(layer.parameters())) == 1
+
+
+@pytest.mark.parametrize("lead", [(), (4,), (2, 3)])
+def test_leading_dimensions(lead):
+    layer = make_layer().double()
+    x = torch.randn(*lead, 9, dtype=torch.float64)
+    torch.testing.assert_close(layer(x), x @ layer.to_dense().t() + layer.bias)
+
+
+@pytest.mark.parametrize(
+    "make_opt",
+    [
+        lambda p: torch.optim.Adam(p, lr=0.1),
+        lambda p: torch.optim.AdamW(p, lr=0.1, weight_decay=0.5),
+        lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
+    ],
+    ids=["adam", "adamw", "sgd-momentum"],
+)
+def test_optimizers_keep_off_pattern_entries_exactly_zero(make_opt):
+    torch.manual_seed(0)
+    layer = make_layer(out=10, n_in=8, density=0.3)
+    mask = layer.connectivity.to_dense()
+    opt = make_opt(layer.parameters())
+    x, target = torch.randn(32, 8), torch.randn(32, 10)
+    losses = []
+    for _ in range(20):
+        opt.zero_grad()
+        loss = (layer(x) - target).square().mean()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    dense = layer.to_dense().detach()
+    assert torch.count_nonzero(dense[~mask]) == 0
+    assert losses[-1] < losses[0]
+
+
+def test_to_device_and_dtype_carry_the_pattern():
+    layer = make_layer()
+    d = layer.double()
+    assert d.weight.dtype == torch.float64 and d.col_indices.dtype == torch.int32
+    m = make_layer().to("meta")
+    assert m.connectivity.device.type == "meta" and m.weight.device.type == "meta"
+    assert SparseLinear(9, 12, make_layer().connectivity, device="meta").col_indices.is_meta
+
+
+def test_state_dict_round_trip_through_torch_save():
+    layer = make_layer()
+    buf = io.BytesIO()
+    torch.save(layer.state_dict(), buf)
+    buf.seek(0)
+    fresh = SparseLinear(9, 12, layer.connectivity)
+    fresh.load_state_dict(torch.load(buf))
+    x = torch.randn(4, 9)
+    torch.testing.assert_close(fresh(x), layer(x))
+    sd = layer.state_dict()
+    assert "crow_indices" in sd and "col_indices" in sd
+    assert "transpose_perm" not in sd  # derived, rebuilt from the pattern
+
+
+def test_checkpoint_from_other_wiring_with_same_nnz_is_refused():
+    a = SparseLinear(50, 40, Connectivity.random(40, 50, nnz=200, seed=1))
+    b = SparseLinear(50, 40, Connectivity.random(40, 50, nnz=200, seed=2))
+    weights_before = b.weight.detach().clone()
+    with pytest.raises(WiringMismatchError, match=r"different wiring.*nnz=200.*digest"):
+        b.load_state_dict(a.state_dict())
+    assert torch.equal(b.weight, weights_before)  # nothing was copied
+    net = nn.Sequential(a)
+    with pytest.raises(WiringMismatchError, match="'0.'"):
+        nn.Sequential(b).load_state_dict(net.state_dict())
+
+
+def test_checkpoint_pattern_rebuilds_the_layer():
+    a = make_layer()
+    sd = a.state_dict()
+    c = Connectivity.from_csr(sd["crow_indices"], sd["col_indices"], (12, 9))
+    b = SparseLinear(9, 12, c)
+    b.load_state_dict(sd)
+    torch.testing.assert_close(b.to_dense(), a.to_dense())
+
+
+def test_to_scipy_export():
+    layer = make_layer().double()
+    s = layer.to_scipy()
+    assert s.shape == (12, 9)
+    np.testing.assert_allclose(s.toarray(), layer.to_dense().detach().numpy())
+
+
+def test_shape_disagreement_with_features():
+    c = Connectivity.random(5, 4, nnz=3, seed=0)
+    with pytest.raises(ShapeError, match=r"shape \(5, 4\).*out_features=4, in_features=5.*\.T"):
+        SparseLinear(5, 4, c)
+    with pytest.raises(ShapeError, match="requested"):
+        SparseLinear(5, 4, np.ones((5, 4), dtype=bool))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_layer_trains_on_device(device):
+    torch.manual_seed(0)
+    layer = make_layer(device=device)
+    assert layer.col_indices.device.type == device
+    opt = torch.optim.Adam(layer.parameters(), lr=0.05)
+    x = torch.randn(16, 9, device=device)
+    loss0 = layer(x).square().mean().item()
+    for _ in range(10):
+        opt.zero_grad()
+        layer(x).square().mean().backward()
+        opt.step()
+    assert layer(x).square().mean().item() < loss0
