@@ -59,18 +59,25 @@ def _raise_duplicates(rows: torch.Tensor, cols: torch.Tensor, repeated: torch.Te
 def _transpose_order(
     col: torch.Tensor, rows: torch.Tensor, n_in: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """CSR of the transposed pattern: ``(crow_t, row_t, perm)`` with ``values_t = values[perm]``."""
-    perm = torch.sort(col, stable=True).indices
+    """CSR of the transposed pattern: ``(crow_t, row_t, perm)`` with ``values_t = values[perm]``.
+
+    ``col`` and ``rows`` are in CSR order, so a stable sort by column keeps rows sorted within
+    each column.
+    """
+    perm = torch.sort(col, stable=True).indices.to(col.dtype)
     row_t = rows[perm]
-    crow_t = torch.zeros(n_in + 1, dtype=torch.int64, device=col.device)
-    crow_t[1:] = torch.cumsum(torch.bincount(col, minlength=n_in), 0)
+    crow_t = torch.zeros(n_in + 1, dtype=col.dtype, device=col.device)
+    torch.cumsum(torch.bincount(col, minlength=n_in), 0, out=crow_t[1:])
     return crow_t, row_t, perm
 
 
 def _build(
     rows: torch.Tensor, cols: torch.Tensor, shape: Shape, index_dtype: torch.dtype | None = None
 ) -> tuple[torch.Tensor, ...]:
-    """Validate coordinates and return ``(crow, col, crow_t, row_t, perm)`` in canonical order."""
+    """Validate coordinates and return ``(crow, col, crow_t, row_t, perm)`` in canonical order.
+
+    Works in O(nnz) memory: a few int64 temporaries of length nnz, released as it goes.
+    """
     n_out, n_in = shape
     if rows.numel() != cols.numel():
         raise ShapeError(f"Got {rows.numel()} output indices but {cols.numel()} input indices.")
@@ -78,22 +85,23 @@ def _build(
     _check_range(cols, n_in, "input")
     if n_out * n_in >= 2**63:
         raise ShapeError(f"Shape {shape} is too large to index with int64.")
-    key = rows * n_in + cols
+    dtype = index_dtype or index_dtype_for(shape, rows.numel())
+    key = rows.to(torch.int64) * n_in
+    key += cols
     if key.numel() > 1 and not bool((key[1:] >= key[:-1]).all()):
-        order = torch.sort(key, stable=True).indices
-        key, rows, cols = key[order], rows[order], cols[order]
+        key, order = torch.sort(key, stable=True)
+        rows, cols = rows[order], cols[order]
         del order
     if key.numel() > 1:
-        repeated = torch.zeros_like(key, dtype=torch.bool)
-        repeated[1:] = key[1:] == key[:-1]
+        repeated = key[1:] == key[:-1]
         if bool(repeated.any()):
-            _raise_duplicates(rows, cols, repeated)
+            _raise_duplicates(rows[1:], cols[1:], repeated)
     del key
-    crow = torch.zeros(n_out + 1, dtype=torch.int64, device=rows.device)
-    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=n_out), 0)
+    rows, cols = rows.to(dtype), cols.to(dtype)
+    crow = torch.zeros(n_out + 1, dtype=dtype, device=rows.device)
+    torch.cumsum(torch.bincount(rows, minlength=n_out), 0, out=crow[1:])
     crow_t, row_t, perm = _transpose_order(cols, rows, n_in)
-    dtype = index_dtype or index_dtype_for(shape, rows.numel())
-    return tuple(t.to(dtype) for t in (crow, cols, crow_t, row_t, perm))
+    return crow, cols, crow_t, row_t, perm
 
 
 class Connectivity:
@@ -169,6 +177,16 @@ class Connectivity:
         """Wrap already-canonical index tensors without validating them (internal)."""
         self = cls.__new__(cls)
         self._set(shape, crow, col, crow_t, row_t, perm, digest)
+        return self
+
+    @classmethod
+    def _from_coordinates(
+        cls, rows: torch.Tensor, cols: torch.Tensor, shape: Shape, *, index_dtype=None
+    ) -> Connectivity:
+        """Build from integer coordinate vectors without stacking them (internal, validated)."""
+        shape = check_shape(shape)
+        self = cls.__new__(cls)
+        self._set(shape, *_build(rows, cols, shape, index_dtype))
         return self
 
     @classmethod

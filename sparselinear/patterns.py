@@ -46,4 +46,4 @@ def random_pattern(
     keys_t = torch.from_numpy(keys)
     rows, cols = keys_t // n_in, keys_t % n_in
     del keys, keys_t
-    return Connectivity(torch.stack([rows, cols]), shape=(n_out, n_in))
+    return Connectivity._from_coordinates(rows, cols, (n_out, n_in))
