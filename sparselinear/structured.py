@@ -271,7 +271,6 @@ class PositiveDefiniteLinear(nn.Module):
         True
     """
 
-    _rows: torch.Tensor
     _inverse_perm: torch.Tensor
 
     def __init__(
@@ -295,13 +294,12 @@ class PositiveDefiniteLinear(nn.Module):
         self.factor = TriangularLinear(
             n, True, "positive", False, pattern=pattern, device=device, dtype=dtype
         )
-        # The pattern of Lᵀ reuses the factor's transposed CSR; these two complete it.
-        c = self.factor.connectivity
-        inverse = torch.empty_like(self.factor.transpose_perm)
-        inverse[self.factor.transpose_perm.to(torch.int64)] = torch.arange(
-            c.nnz, dtype=inverse.dtype, device=inverse.device
+        # The pattern of Lᵀ is the factor's transposed CSR plus the inverse permutation.
+        perm = self.factor.transpose_perm
+        inverse = torch.empty_like(perm)
+        inverse[perm.to(torch.int64)] = torch.arange(
+            perm.numel(), dtype=inverse.dtype, device=inverse.device
         )
-        self.register_buffer("_rows", c.row_indices(), persistent=False)
         self.register_buffer("_inverse_perm", inverse, persistent=False)
         factory = {"device": device, "dtype": dtype}
         self.bias = nn.Parameter(torch.empty(n, **factory)) if bias else None
@@ -322,9 +320,11 @@ class PositiveDefiniteLinear(nn.Module):
                 self.bias.zero_()
 
     def _transposed_pattern(self) -> Connectivity:
+        # Built from the factor's buffers (so it follows .to()); its own transpose is L, whose
+        # CSR is (crow_indices, col_indices).
         f = self.factor
         return Connectivity._from_fields(
-            (self.n, self.n), f.crow_indices_t, f.row_indices_t, f.crow_indices, self._rows,
+            (self.n, self.n), f.crow_indices_t, f.row_indices_t, f.crow_indices, f.col_indices,
             self._inverse_perm,
         )
 
