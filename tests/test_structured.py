@@ -272,7 +272,8 @@ def test_positive_definite_large_banded_never_densifies():
         (pd.factor.weight.detach().double().numpy(), (rows.numpy(), cols.numpy())), shape=(n, n)
     )
     A = (L @ L.T + 0.1 * scipy.sparse.eye_array(n)).tocsr()
-    np.testing.assert_allclose(y.numpy(), (A.T @ x.detach().double().numpy().T).T, rtol=1e-4, atol=1e-4)
+    expected = (A.T @ x.detach().double().numpy().T).T
+    np.testing.assert_allclose(y.numpy(), expected, rtol=1e-4, atol=1e-4)
 
 
 def test_positive_definite_in_sequential_state_dict_and_double():
