@@ -38,8 +38,9 @@ def tiny(dtype: torch.dtype) -> float:
 
 def positive(u: torch.Tensor, map: str) -> torch.Tensor:
     """``softplus(u)`` or ``exp(u)``, plus ``tiny``: strictly positive for every finite ``u``."""
-    y = functional.softplus(u) if map == "softplus" else torch.exp(u)
-    return y + tiny(u.dtype)
+    if map == "softplus":  # softplus's backward reads its input, so its output may be reused
+        return functional.softplus(u).add_(tiny(u.dtype))
+    return torch.exp(u) + tiny(u.dtype)  # exp's backward reads its output: no in-place
 
 
 def positive_inverse(y: torch.Tensor, map: str) -> torch.Tensor:

@@ -69,10 +69,10 @@ class _SignedEdges(nn.Module):
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         if self._has_free:
             free = self.signs == 0
-            signed = self.signs.to(u.dtype) * positive(u.masked_fill(free, 0), self.map)
+            signed = positive(u.masked_fill(free, 0), self.map).mul_(self.signs.to(u.dtype))
             w = torch.where(free, u, signed)
-        else:
-            w = self.signs.to(u.dtype) * positive(u, self.map)
+        else:  # the fresh magnitude is scaled in place: one nnz-sized temporary fewer
+            w = positive(u, self.map).mul_(self.signs.to(u.dtype))
         if self.fixed_index.numel():
             w = w.index_put((self.fixed_index,), self.fixed_value.to(u.dtype))
         return w
