@@ -449,3 +449,18 @@ def test_repr_names_counts():
     assert f"nnz={NNZ}" in text and "positive=" in text and "map='softplus'" in text
     assert "mode='fixed'" in repr(Diagonal(PATTERN, "fixed"))
     assert repr(Bounded(-1, 1)) == "Bounded(low=-1, high=1)"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bounded_strict_even_when_saturated(dtype):
+    c = Bounded(-0.2, 0.3)
+    w = c(torch.tensor([-1e4, -50.0, 50.0, 1e4], dtype=dtype))
+    assert bool((w > -0.2).all() and (w < 0.3).all())
+    # A layer whose free parameter has run into saturation still holds the bounds.
+    layer = _layer("bounded", dtype=dtype)
+    with torch.no_grad():
+        _free(layer)[::2] = 60.0
+        _free(layer)[1::2] = -800.0
+    assert holds_now(layer, "bounded")
+    x = torch.randn(3, N_IN, dtype=dtype)
+    torch.testing.assert_close(layer(x).double(), _dense_reference(layer, x))
