@@ -30,6 +30,14 @@ __all__ = ["Bounded", "Dale", "Diagonal", "Sign", "constrain"]
 _FIXED = 2  # code of an edge whose value is fixed (see Diagonal)
 
 
+def _follow(constraint: nn.Module, weight: Any) -> None:
+    """Move the constraint's buffers to the weight's device (registration on a CUDA layer)."""
+    device = getattr(weight, "device", None)
+    buffer = next(constraint.buffers(), None)
+    if device is not None and buffer is not None and buffer.device != device:
+        constraint.to(device)
+
+
 class _SignedEdges(nn.Module):
     """Base of the sign constraints: each edge is free (code 0), ``> 0`` (+1), ``< 0`` (-1) or
     fixed to a value (code 2).
@@ -94,6 +102,7 @@ class _SignedEdges(nn.Module):
         violate the constraint. When the parametrization is registered, PyTorch passes the
         layer's own weight :class:`~torch.nn.Parameter`: that initial weight is first moved into
         the allowed set with :meth:`project`."""
+        _follow(self, weight)
         if isinstance(weight, nn.Parameter):
             weight = self.project(weight)
         _maps.check_values(weight, self.nnz, self._what())
@@ -381,6 +390,7 @@ class Bounded(nn.Module):
         """The free parameter whose image is ``weight``; raises :class:`DataError` for values
         outside the bounds or with the wrong sign. At registration the layer's own initial
         weight (a :class:`~torch.nn.Parameter`) is first moved inside with :meth:`project`."""
+        _follow(self, weight)
         if isinstance(weight, nn.Parameter):
             weight = self.project(weight)
         self._check_size(weight)

@@ -464,3 +464,16 @@ def test_bounded_strict_even_when_saturated(dtype):
     assert holds_now(layer, "bounded")
     x = torch.randn(3, N_IN, dtype=dtype)
     torch.testing.assert_close(layer(x).double(), _dense_reference(layer, x))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ["dale", "diag-fixed", "bounded-per-edge"])
+def test_constraint_on_cuda_layer(name):
+    torch.manual_seed(10)
+    layer = SparseLinear(N_IN, N_OUT, PATTERN, device="cuda")
+    parametrize.register_parametrization(layer, "weight", CASES[name][0]())  # buffers follow
+    assert layer.weight.device.type == "cuda" and holds_now(layer.cpu(), name)
+    layer.cuda()
+    x = torch.randn(4, N_IN, device="cuda")
+    torch.testing.assert_close(layer(x).cpu().double(), _dense_reference(layer.cpu(), x.cpu()))

@@ -308,3 +308,17 @@ def test_positive_definite_in_sequential_state_dict_and_double():
 def test_positive_definite_bad_arguments(kwargs, error, message):
     with pytest.raises(error, match=message):
         PositiveDefiniteLinear(5, **kwargs)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_positive_definite_on_cuda():
+    torch.manual_seed(7)
+    pd = PositiveDefiniteLinear(9, pattern=triangular_pattern(9, density=0.4, seed=0))
+    with torch.no_grad():
+        pd.factor.parametrizations.weight.original.normal_()
+    x = torch.randn(5, 9)
+    expected, dense = pd(x).detach(), pd.to_dense().detach()
+    pd.cuda()
+    torch.testing.assert_close(pd(x.cuda()).detach().cpu(), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(pd.to_dense().detach().cpu(), dense, rtol=1e-5, atol=1e-5)
