@@ -164,3 +164,11 @@ def describe_edges(
         parts.append(f"edge {k}{pos} = {values[k].item():.6g} must be {need[j]}")
     more = f", and {where.numel() - _MAX_LISTED} more" if where.numel() > _MAX_LISTED else ""
     return "; ".join(parts) + more
+
+
+def follow_device(constraint: torch.nn.Module, weight: Any) -> None:
+    """Move the constraint's buffers to the weight's device (registration on a CUDA layer)."""
+    device = getattr(weight, "device", None)
+    buffer = next(constraint.buffers(), None)
+    if device is not None and buffer is not None and buffer.device != device:
+        constraint.to(device)
