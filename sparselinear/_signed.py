@@ -59,6 +59,10 @@ class _SignedEdges(nn.Module):
         """The number of edges this constraint was made for."""
         return self.signs.numel()
 
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._has_free = bool((self.signs == 0).any())  # the loaded signs may differ
+
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         if self._has_free:
             free = self.signs == 0

@@ -477,3 +477,10 @@ def test_constraint_on_cuda_layer(name):
     layer.cuda()
     x = torch.randn(4, N_IN, device="cuda")
     torch.testing.assert_close(layer(x).cpu().double(), _dense_reference(layer.cpu(), x.cpu()))
+
+
+def test_loading_signs_from_a_checkpoint_replaces_them():
+    all_signed = Sign(torch.where(EDGE_SIGNS >= 0, 1, -1))
+    all_signed.load_state_dict(Sign(EDGE_SIGNS).state_dict())
+    u = torch.randn(NNZ, dtype=torch.float64)
+    torch.testing.assert_close(all_signed(u), Sign(EDGE_SIGNS)(u))
