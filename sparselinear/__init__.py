@@ -4,10 +4,21 @@ The weight holds only the values at the edges of an adjacency pattern; forward a
 through sparse kernels and never allocate anything of size ``out_features x in_features``.
 """
 
-from . import errors, functional
+from . import constraints, errors, functional, structured
 from .connectivity import Connectivity
 from .errors import SparseLinearError
 from .linear import SparseLinear
+from .structured import PositiveDefiniteLinear, TriangularLinear
 
-__all__ = ["Connectivity", "SparseLinear", "SparseLinearError", "errors", "functional"]
+__all__ = [
+    "Connectivity",
+    "PositiveDefiniteLinear",
+    "SparseLinear",
+    "SparseLinearError",
+    "TriangularLinear",
+    "constraints",
+    "errors",
+    "functional",
+    "structured",
+]
 __version__ = "0.1.0"
