@@ -7,6 +7,7 @@ from typing import Any
 import scipy.sparse
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from .connectivity import Connectivity
 from .errors import ShapeError, WiringMismatchError
@@ -112,13 +113,25 @@ class SparseLinear(nn.Module):
     def reset_parameters(self) -> None:
         """Draw weights and bias from ``U(-1/sqrt(k), 1/sqrt(k))``, ``k`` the output's fan-in.
 
-        Outputs with no inputs get a zero bias, as ``nn.Linear`` does for ``in_features=0``.
+        Outputs with no inputs get a zero bias, as ``nn.Linear`` does for ``in_features=0``. With
+        constraints registered on ``weight`` (:mod:`sparselinear.constraints`), the drawn values
+        are moved into each constraint's allowed set and written to the free parameter.
         """
         fan_in = self.crow_indices.diff()
         bound = torch.where(fan_in > 0, fan_in.clamp(min=1).double().rsqrt(), 0.0)
         edge_bound = torch.repeat_interleave(bound, fan_in.long(), output_size=self.nnz)
         with torch.no_grad():
-            self.weight.uniform_(-1.0, 1.0).mul_(edge_bound.to(self.weight.dtype))
+            if not parametrize.is_parametrized(self, "weight"):
+                self.weight.uniform_(-1.0, 1.0).mul_(edge_bound.to(self.weight.dtype))
+            else:
+                chain = self.parametrizations.weight
+                values = torch.empty_like(chain.original).uniform_(-1.0, 1.0)
+                values.mul_(edge_bound.to(values.dtype))
+                for constraint in reversed(list(chain)):  # right_inverse runs outermost first
+                    if hasattr(constraint, "project"):
+                        values = constraint.project(values)
+                    values = constraint.right_inverse(values)
+                chain.original.copy_(values)
             if self.bias is not None:
                 self.bias.uniform_(-1.0, 1.0).mul_(bound.to(self.bias.dtype))
 

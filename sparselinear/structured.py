@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 
 from ._sources import describe
 from .connectivity import Connectivity
@@ -199,35 +198,12 @@ class TriangularLinear(SparseLinear):
             value = 1.0 if diagonal == "unit" else None
             constrain(self, Diagonal(pattern, mode, value=value))
 
-    def reset_parameters(self) -> None:
-        """Draw weights and bias from ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` of each output; a
-        constrained diagonal keeps these magnitudes with its sign (or is set to 1)."""
-        if not parametrize.is_parametrized(self, "weight"):
-            super().reset_parameters()
-            return
-        chain = self.parametrizations.weight
-        with torch.no_grad():
-            values, bias = _fan_in_uniform(self.crow_indices, chain.original)
-            constraint = chain[0]
-            chain.original.copy_(constraint.right_inverse(constraint.project(values)))
-            if self.bias is not None:
-                self.bias.copy_(bias)
-
     def extra_repr(self) -> str:
         side = "lower" if self.lower else "upper"
         return (
             f"n={self.in_features}, {side}, diagonal={self.diagonal!r}, nnz={self.nnz}, "
             f"bias={self.bias is not None}"
         )
-
-
-def _fan_in_uniform(crow: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-edge and per-output values drawn from ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``."""
-    fan_in = crow.diff().to(torch.int64)
-    bound = fan_in.clamp(min=1).to(like.dtype).rsqrt()
-    edge_bound = torch.repeat_interleave(bound, fan_in)
-    values = torch.empty_like(like).uniform_(-1.0, 1.0) * edge_bound
-    return values, torch.empty_like(bound).uniform_(-1.0, 1.0) * bound
 
 
 class PositiveDefiniteLinear(nn.Module):

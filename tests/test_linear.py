@@ -177,3 +177,20 @@ def test_layer_trains_on_device(device):
         layer(x).square().mean().backward()
         opt.step()
     assert layer(x).square().mean().item() < loss0
+
+
+def test_reset_parameters_keeps_constraints_and_redraws():
+    from sparselinear.constraints import Sign, constrain
+
+    torch.manual_seed(0)
+    layer = make_layer(out=30, n_in=20, density=0.5)
+    signs = torch.where(torch.arange(layer.nnz) % 2 == 0, 1.0, -1.0)
+    constrain(layer, Sign(signs))
+    before = layer.weight.detach().clone()
+    layer.reset_parameters()
+    after = layer.weight.detach()
+    assert not torch.equal(before, after)
+    assert torch.all(after * signs > 0)
+    bound = layer.connectivity.fan_in().double().rsqrt()
+    edge_bound = torch.repeat_interleave(bound, layer.connectivity.fan_in().long())
+    assert torch.all(after.abs() <= edge_bound.float() + 1e-6)
