@@ -309,7 +309,7 @@ class Connectivity:
         )
         return Connectivity._from_fields(
             (self._shape[1], self._shape[0]),
-            self._crow_t, self._row_t, self._crow, self.row_indices(), inverse,
+            self._crow_t, self._row_t, self._crow, self._col, inverse,
             None, self._in_names, self._out_names,
         )
 
