@@ -226,9 +226,10 @@ def _index(values: np.ndarray, names: tuple[str, ...], table: _Table, role: str)
     found[found] = ordered[order][pos[found]] == values[found]
     if not found.all():
         i = int(np.argmin(found))
-        close = difflib.get_close_matches(values[i], names, n=3)
+        name = str(values[i])
+        close = difflib.get_close_matches(name, names, n=3)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise DataError(f"{table.label(i)}: unknown {role} name {values[i]!r}; it is not among the "
+        raise DataError(f"{table.label(i)}: unknown {role} name {name!r}; it is not among the "
                         f"{len(names)} given nodes.{hint}")
     return order[pos].astype(np.int64) if values.size else np.zeros(0, np.int64)
 
@@ -260,7 +261,7 @@ def _merge_duplicates(keys, weights, table, src, dst, policy):
         repeat = order[~first]
         where = np.searchsorted(keys, keys[~first])  # first occurrence of each repeat
         listed = "; ".join(
-            f"{src[r]!r} -> {dst[r]!r} ({table.label(order[w])} and {table.label(r)})"
+            f"{str(src[r])!r} -> {str(dst[r])!r} ({table.label(order[w])} and {table.label(r)})"
             for r, w in zip(repeat[:_MAX_LISTED], where[:_MAX_LISTED], strict=True)
         )
         more = f" and {repeat.size - _MAX_LISTED} more" if repeat.size > _MAX_LISTED else ""
