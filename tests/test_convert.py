@@ -175,11 +175,11 @@ def test_from_linear_errors(kwargs, err, match):
 
 
 def test_from_linear_type_and_conflict_errors():
-    with pytest.raises(SparseLinearTypeError, match="'linear' must be an nn.Linear"):
+    with pytest.raises(SparseLinearTypeError, match=r"'linear' must be an nn\.Linear"):
         from_linear(nn.Conv1d(2, 2, 1))
     with pytest.raises(SparseLinearTypeError, match="'layer' must be a SparseLinear"):
         to_linear(nn.Linear(2, 2))
     linear = nn.Linear(3, 4)
     prune.random_unstructured(linear, "weight", amount=0.5)
-    with pytest.raises(DataError, match="carries a torch.nn.utils.prune mask"):
+    with pytest.raises(DataError, match=r"carries a torch\.nn\.utils\.prune mask"):
         from_linear(linear, torch.ones(4, 3))

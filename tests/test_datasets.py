@@ -50,7 +50,7 @@ def test_matches_the_file(raw, synapse_type, kinds):
 
 
 def test_electrical_symmetry_and_orientation(raw):
-    conn, counts = load_celegans("electrical")
+    conn, _ = load_celegans("electrical")
     dense = conn.to_dense()
     assert torch.equal(dense, dense.T)
     one_way, _ = load_celegans("electrical", symmetric_electrical=False)

@@ -29,7 +29,7 @@ def test_names_survive_transformations(named):
 
 
 def test_lookup_errors(named):
-    with pytest.raises(DataError, match="Unknown output name 'y11'. Did you mean 'y1'"):
+    with pytest.raises(DataError, match=r"Unknown output name 'y11'\. Did you mean 'y1'"):
         named.out_index("y11")
     with pytest.raises(DataError, match="Unknown input name 'zzz'"):
         named.in_index(["x0", "zzz"])

@@ -1,0 +1,45 @@
+"""Each example's main() runs end to end with small settings, so the examples keep working."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_lower_triangular(capsys):
+    result = load("lower_triangular").main(["--features", "48", "--steps", "30", "--batch", "16"])
+    assert result["causal"]
+    assert result["loss_end"] < result["loss_start"]
+    assert "unchanged by it: True" in capsys.readouterr().out
+
+
+def test_pruned_linear(capsys):
+    result = load("pruned_linear").main(
+        ["--in-features", "256", "--out-features", "128", "--amount", "0.9"]
+    )
+    assert result["max_abs_diff"] < 1e-5
+    assert result["nnz"] == round(0.1 * 256 * 128)
+    assert result["sparse_bytes"] < result["dense_bytes"] / 2
+    assert "smaller than dense" in capsys.readouterr().out
+
+
+def test_celegans_network(capsys):
+    result = load("celegans_network").main(["--steps", "15", "--time", "3", "--batch", "32"])
+    assert 0.0 <= result["accuracy"] <= 1.0
+    assert result["loss_end"] == pytest.approx(result["loss_end"])  # finite
+    assert "->" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_celegans_network_learns():
+    result = load("celegans_network").main([])
+    assert result["accuracy"] > 0.7
