@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse
 import torch
 
+from ._names import check_names, lookup
 from ._sources import Shape, check_shape, describe, to_coordinates
 from .errors import DuplicateEdgeError, PatternError, ShapeError, SparseLinearTypeError
 
@@ -372,8 +373,6 @@ class Connectivity:
             >>> c.in_index("x1"), c.out_names
             (1, ('y0', 'y1'))
         """
-        from ._names import check_names
-
         out_names = check_names(out_names, self._shape[0], "out_names")
         in_names = check_names(in_names, self._shape[1], "in_names")
         return Connectivity._from_fields(
@@ -388,26 +387,16 @@ class Connectivity:
 
     def out_index(self, names: str | Any) -> int | torch.Tensor:
         """Row index of an output name (an ``int``), or of several names (an int64 tensor)."""
-        from ._names import lookup
-
         return lookup(self._out_names, self._index_of("output"), names, "output")
 
     def in_index(self, names: str | Any) -> int | torch.Tensor:
         """Column index of an input name (an ``int``), or of several names (an int64 tensor)."""
-        from ._names import lookup
-
         return lookup(self._in_names, self._index_of("input"), names, "input")
 
     @classmethod
     def from_edgelist(
-        cls,
-        data: Any,
-        *,
-        source: str | int | None = None,
-        target: str | int | None = None,
-        weight: str | int | None = None,
-        sep: str | None = None,
-        **options: Any,
+        cls, data: Any, *, source: str | int | None = None, target: str | int | None = None,
+        weight: str | int | None = None, sep: str | None = None, **options: Any,
     ) -> Connectivity | tuple[Connectivity, torch.Tensor]:
         """Build from an edge list with named nodes; an edge ``source -> target`` feeds input
         ``source`` into output ``target``. Returns ``(connectivity, weights)`` when ``weight``
@@ -490,12 +479,7 @@ class Connectivity:
 
     @classmethod
     def small_world(
-        cls,
-        n_out: int,
-        n_in: int,
-        *,
-        nnz: int | None = None,
-        density: float | None = None,
+        cls, n_out: int, n_in: int, *, nnz: int | None = None, density: float | None = None,
         seed: int | None = None,
     ) -> Connectivity:
         """Distance-dependent bipartite small-world pattern. See
