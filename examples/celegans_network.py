@@ -62,7 +62,19 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--time", type=int, default=8, help="time steps per trial")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads; for a 309-neuron network more threads only add "
+                             "synchronisation cost")
     args = parser.parse_args(argv)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        return _train(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(args: argparse.Namespace) -> dict[str, float]:
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
 
