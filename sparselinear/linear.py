@@ -96,6 +96,7 @@ class SparseLinear(nn.Module):
             self.register_parameter("bias", None)
         self._digest: str | None = connectivity._digest
         self._out_names, self._in_names = connectivity.out_names, connectivity.in_names
+        self.register_load_state_dict_pre_hook(_names_are_optional)
         self.reset_parameters()
 
     @property
@@ -303,6 +304,11 @@ class SparseLinear(nn.Module):
         from .edgelist import to_edgelist
 
         return to_edgelist(self.connectivity, self.weight)
+
+
+def _names_are_optional(module, state_dict, prefix, *args) -> None:
+    # Checkpoints without names (made before layers had them) load strictly as before.
+    state_dict.setdefault(prefix + "_extra_state", None)
 
 
 def _digest_of(crow: torch.Tensor, col: torch.Tensor, n_in: int) -> str:

@@ -73,3 +73,15 @@ def test_layer_keeps_names_through_state_dict(named):
 def test_layer_names_survive_to_device(named):
     layer = SparseLinear(2, 3, named, device="cpu").double()
     assert layer.connectivity.in_names == ("x0", "x1")
+
+
+def test_checkpoints_without_names_still_load_strictly(named):
+    layer = SparseLinear(2, 3, named)
+    state = {k: v for k, v in layer.state_dict().items() if k != "_extra_state"}
+    fresh = SparseLinear(2, 3, Connectivity.tril(3, 2))
+    fresh.load_state_dict(state, strict=True)
+    assert torch.equal(fresh.weight, layer.weight) and fresh.in_names is None
+    model = torch.nn.Sequential(SparseLinear(2, 3, named))
+    state = {k: v for k, v in model.state_dict().items() if not k.endswith("_extra_state")}
+    model.load_state_dict(state)
+    assert model[0].in_names == ("x0", "x1")
