@@ -234,6 +234,14 @@ def _index(values: np.ndarray, names: tuple[str, ...], table: _Table, role: str)
     return order[pos].astype(np.int64) if values.size else np.zeros(0, np.int64)
 
 
+def _sorted_names(values: np.ndarray) -> tuple[str, ...]:
+    """Distinct names, sorted; numerically when every name is a non-negative integer."""
+    names = np.unique(values)
+    if names.size and np.char.isdigit(names).all():
+        names = names[np.argsort(names.astype(object).astype(int), kind="stable")]
+    return tuple(names.tolist())
+
+
 def _resolve_nodes(src, dst, nodes, in_names, out_names, shared):
     if nodes is not None:
         if in_names is not None or out_names is not None:
@@ -242,10 +250,10 @@ def _resolve_nodes(src, dst, nodes, in_names, out_names, shared):
         nodes = check_names(nodes, len(nodes), "nodes")
         return nodes, nodes
     if in_names is None and out_names is None and shared:
-        both = tuple(np.unique(np.concatenate([src, dst])).tolist())
+        both = _sorted_names(np.concatenate([src, dst]))
         return both, both
-    out = out_names if out_names is not None else tuple(np.unique(dst).tolist())
-    inn = in_names if in_names is not None else tuple(np.unique(src).tolist())
+    out = out_names if out_names is not None else _sorted_names(dst)
+    inn = in_names if in_names is not None else _sorted_names(src)
     return check_names(out, len(out), "out_names"), check_names(inn, len(inn), "in_names")
 
 
@@ -316,7 +324,7 @@ def read_edgelist(
         in_names, out_names: node names of each side, for a bipartite (feed-forward) pattern.
         shared_nodes: when no names are given: ``True`` (default) uses the sorted union of all
             names on both sides (``N x N``); ``False`` uses the sorted sources as inputs and the
-            sorted targets as outputs.
+            sorted targets as outputs. Names sort as text, or as numbers when all are integers.
         duplicates: what to do with an edge listed twice: ``"error"`` (default), ``"sum"`` or
             ``"max"`` of the weights, or keep the ``"first"``.
         header: whether a file's first row names the columns.

@@ -104,9 +104,10 @@ def test_dataframe_and_mapping():
     assert to_edgelist(conn, w) == [("c", "a", 3.0), ("a", "b", 1.0)]
     mapping = {"src": ["a", "b"], "dst": ["b", "c"]}
     assert read_edgelist(mapping, source="src", target="dst").nnz == 2
-    # integer node ids become names
+    # integer node ids become names, in numeric order
     ints = pd.DataFrame({"u": [1, 2], "v": [2, 10]})
-    assert read_edgelist(ints, source="u", target="v").in_names == ("1", "10", "2")
+    assert read_edgelist(ints, source="u", target="v").in_names == ("1", "2", "10")
+    assert read_edgelist([("x10", "x9")]).in_names == ("x10", "x9")
 
 
 def test_duplicates_policies():
