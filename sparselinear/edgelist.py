@@ -77,37 +77,42 @@ def _read_file(path: Path, sep: str | None, header: bool, comment: str | None) -
     if not path.is_file():
         raise DataError(f"Edge list file {str(path)!r} does not exist or is not a file.")
     with open(path, newline="", encoding="utf-8-sig") as f:
-        text = f.read().splitlines()
-    numbered = [
-        (i + 1, line) for i, line in enumerate(text)
-        if line.strip() and not (comment and line.lstrip().startswith(comment))
-    ]
-    if not numbered:
+        text = np.array(f.read().splitlines(), dtype=str)
+    stripped = np.char.strip(text) if text.size else text
+    keep = stripped != ""
+    if comment:
+        keep &= ~np.char.startswith(stripped, comment)
+    numbers = np.flatnonzero(keep) + 1
+    if numbers.size == 0:
         raise DataError(f"Edge list file {str(path)!r} holds no rows.")
+    lines = text[keep].tolist()
+    del text, stripped, keep
     if sep is None:
-        sep = _detect_sep(numbered[0][1])
-    lines = [line for _, line in numbered]
+        sep = _detect_sep(lines[0])
     if sep is None:
         rows = [line.split() for line in lines]
     else:
         rows = list(csv.reader(lines, delimiter=sep))
-    rows = [[field.strip() for field in row] for row in rows]
-    numbers = [n for n, _ in numbered]
+    del lines
     if header:
-        names: list[Column] = list(rows[0])
+        names: list[Column] = [field.strip() for field in rows[0]]
         rows, numbers = rows[1:], numbers[1:]
     else:
         names = list(range(len(rows[0])))
     width = len(names)
-    bad = next((i for i, row in enumerate(rows) if len(row) != width), None)
-    if bad is not None:
+    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    bad = np.flatnonzero(lengths != width)
+    if bad.size:
+        i = int(bad[0])
         raise DataError(
-            f"{path.name}, line {numbers[bad]}: {len(rows[bad])} field(s) where the "
+            f"{path.name}, line {numbers[i]}: {lengths[i]} field(s) where the "
             f"{'header has' if header else 'first row has'} {width}. Check the separator "
             f"(sep={sep!r}) and quoting."
         )
-    columns = [np.array([row[j] for row in rows], dtype=object) for j in range(width)]
-    numbers = np.array(numbers, dtype=np.int64)
+    table = np.empty((len(rows), width), dtype=object)
+    table[:] = rows
+    del rows
+    columns = [table[:, j] for j in range(width)]
     return _Table(names, columns, numbers, f"{path.name}, line", f"file {path.name!r}")
 
 
@@ -234,27 +239,39 @@ def _index(values: np.ndarray, names: tuple[str, ...], table: _Table, role: str)
     return order[pos].astype(np.int64) if values.size else np.zeros(0, np.int64)
 
 
-def _sorted_names(values: np.ndarray) -> tuple[str, ...]:
-    """Distinct names, sorted; numerically when every name is a non-negative integer."""
-    names = np.unique(values)
+def _factorize(values: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
+    """Distinct names, sorted (numerically when all are non-negative integers), and the index
+    of each value among them."""
+    names, codes = np.unique(values, return_inverse=True)
     if names.size and np.char.isdigit(names).all():
-        names = names[np.argsort(names.astype(object).astype(int), kind="stable")]
-    return tuple(names.tolist())
+        order = np.argsort(names.astype(object).astype(int), kind="stable")
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.size)
+        names, codes = names[order], rank[codes]
+    return tuple(names.tolist()), codes.astype(np.int64).reshape(-1)
 
 
-def _resolve_nodes(src, dst, nodes, in_names, out_names, shared):
+def _resolve(src, dst, table, nodes, in_names, out_names, shared):
+    """Node names of each side and the (row, col) index of every edge."""
     if nodes is not None:
         if in_names is not None or out_names is not None:
             raise DataError("Pass either 'nodes' (one list for both sides) or "
                             "'in_names'/'out_names', not both.")
-        nodes = check_names(nodes, len(nodes), "nodes")
-        return nodes, nodes
-    if in_names is None and out_names is None and shared:
-        both = _sorted_names(np.concatenate([src, dst]))
-        return both, both
-    out = out_names if out_names is not None else _sorted_names(dst)
-    inn = in_names if in_names is not None else _sorted_names(src)
-    return check_names(out, len(out), "out_names"), check_names(inn, len(inn), "in_names")
+        in_names = out_names = check_names(nodes, len(nodes), "nodes")
+    elif in_names is None and out_names is None and shared:
+        names, codes = _factorize(np.concatenate([src, dst]))
+        return names, names, codes[src.size:], codes[: src.size]
+    if out_names is None:
+        out_names, rows = _factorize(dst)
+    else:
+        out_names = check_names(out_names, len(out_names), "out_names")
+        rows = _index(dst, out_names, table, "target")
+    if in_names is None:
+        in_names, cols = _factorize(src)
+    else:
+        in_names = check_names(in_names, len(in_names), "in_names")
+        cols = _index(src, in_names, table, "source")
+    return out_names, in_names, rows, cols
 
 
 def _merge_duplicates(keys, weights, table, src, dst, policy):
@@ -354,9 +371,9 @@ def read_edgelist(
     weights = None
     if weight is not None:
         weights = _weights_of(table.column(weight, "weight"), table, weight)
-    out_names, in_names = _resolve_nodes(src, dst, nodes, in_names, out_names, shared_nodes)
-    rows = _index(dst, out_names, table, "target")
-    cols = _index(src, in_names, table, "source")
+    out_names, in_names, rows, cols = _resolve(
+        src, dst, table, nodes, in_names, out_names, shared_nodes
+    )
     keep, weights = _merge_duplicates(
         rows * len(in_names) + cols, weights, table, src, dst, duplicates
     )
