@@ -4,7 +4,17 @@ The weight holds only the values at the edges of an adjacency pattern; forward a
 through sparse kernels and never allocate anything of size ``out_features x in_features``.
 """
 
-from . import constraints, errors, functional, structured
+from . import (
+    constraints,
+    convert,
+    datasets,
+    edgelist,
+    errors,
+    functional,
+    patterns,
+    setops,
+    structured,
+)
 from .connectivity import Connectivity
 from .errors import SparseLinearError
 from .linear import SparseLinear
@@ -17,8 +27,13 @@ __all__ = [
     "SparseLinearError",
     "TriangularLinear",
     "constraints",
+    "convert",
+    "datasets",
+    "edgelist",
     "errors",
     "functional",
+    "patterns",
+    "setops",
     "structured",
 ]
 __version__ = "0.1.0"

@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse
 import torch
 
+from ._names import check_names, lookup
 from ._sources import Shape, check_shape, describe, to_coordinates
 from .errors import DuplicateEdgeError, PatternError, ShapeError, SparseLinearTypeError
 
@@ -141,7 +142,18 @@ class Connectivity:
                 [1, 3, 0]])
     """
 
-    __slots__ = ("_col", "_crow", "_crow_t", "_digest", "_perm", "_row_t", "_shape")
+    __slots__ = (
+        "_col",
+        "_crow",
+        "_crow_t",
+        "_digest",
+        "_in_names",
+        "_name_index",
+        "_out_names",
+        "_perm",
+        "_row_t",
+        "_shape",
+    )
 
     def __init__(
         self, source: Any, shape: Shape | None = None, *, index_dtype: torch.dtype | None = None
@@ -159,24 +171,39 @@ class Connectivity:
             if index_dtype is not None:
                 fields = tuple(t.to(index_dtype) for t in fields)
             shape = source.shape
+            self._set(shape, *fields, source._digest, source._out_names, source._in_names)
+            return
         else:
             rows, cols, shape = to_coordinates(source, shape)
             fields = _build(rows, cols, shape, index_dtype)
         self._set(shape, *fields)
 
-    def _set(self, shape, crow, col, crow_t, row_t, perm, digest=None) -> None:
+    def _set(
+        self, shape, crow, col, crow_t, row_t, perm, digest=None, out_names=None, in_names=None
+    ) -> None:
         self._shape = (int(shape[0]), int(shape[1]))
         self._crow, self._col = crow, col
         self._crow_t, self._row_t, self._perm = crow_t, row_t, perm
         self._digest = digest
+        self._out_names, self._in_names = out_names, in_names
+        self._name_index: dict[str, dict[str, int]] = {}
 
     @classmethod
     def _from_fields(
-        cls, shape: Shape, crow, col, crow_t, row_t, perm, digest: str | None = None
+        cls,
+        shape: Shape,
+        crow,
+        col,
+        crow_t,
+        row_t,
+        perm,
+        digest: str | None = None,
+        out_names: tuple[str, ...] | None = None,
+        in_names: tuple[str, ...] | None = None,
     ) -> Connectivity:
         """Wrap already-canonical index tensors without validating them (internal)."""
         self = cls.__new__(cls)
-        self._set(shape, crow, col, crow_t, row_t, perm, digest)
+        self._set(shape, crow, col, crow_t, row_t, perm, digest, out_names, in_names)
         return self
 
     @classmethod
@@ -316,7 +343,9 @@ class Connectivity:
     def to(self, device: torch.device | str) -> Connectivity:
         """The same pattern with its index tensors on ``device``."""
         fields = tuple(t.to(device) for t in self._fields())
-        return Connectivity._from_fields(self._shape, *fields, digest=self._digest)
+        return Connectivity._from_fields(
+            self._shape, *fields, self._digest, self._out_names, self._in_names
+        )
 
     def transpose(self) -> Connectivity:
         """The pattern of shape ``(in_features, out_features)`` with every edge reversed."""
@@ -331,6 +360,9 @@ class Connectivity:
             self._crow,
             self._col,
             inverse,
+            None,
+            self._in_names,
+            self._out_names,
         )
 
     @property
@@ -368,3 +400,177 @@ class Connectivity:
 
     def __repr__(self) -> str:
         return f"Connectivity(shape={self._shape}, nnz={self.nnz}, density={self.density:.4g})"
+
+    # ------------------------------------------------------------------ names, data sources,
+    # patterns and set operations (thin delegates to names/edgelist/patterns/setops modules)
+    @property
+    def out_names(self) -> tuple[str, ...] | None:
+        """Names of the outputs (rows), or ``None``."""
+        return self._out_names
+
+    @property
+    def in_names(self) -> tuple[str, ...] | None:
+        """Names of the inputs (columns), or ``None``."""
+        return self._in_names
+
+    def with_names(self, out_names: Any = None, in_names: Any = None) -> Connectivity:
+        """The same pattern with node names attached (``None`` leaves an axis unnamed).
+
+        Examples::
+
+            >>> c = Connectivity.diagonal(2, 2).with_names(["y0", "y1"], ["x0", "x1"])
+            >>> c.in_index("x1"), c.out_names
+            (1, ('y0', 'y1'))
+        """
+        out_names = check_names(out_names, self._shape[0], "out_names")
+        in_names = check_names(in_names, self._shape[1], "in_names")
+        return Connectivity._from_fields(
+            self._shape, *self._fields(), self._digest, out_names, in_names
+        )
+
+    def _index_of(self, axis: str) -> dict[str, int]:
+        names = self._out_names if axis == "output" else self._in_names
+        if axis not in self._name_index and names is not None:
+            self._name_index[axis] = {n: i for i, n in enumerate(names)}
+        return self._name_index.get(axis, {})
+
+    def out_index(self, names: str | Any) -> int | torch.Tensor:
+        """Row index of an output name (an ``int``), or of several names (an int64 tensor)."""
+        return lookup(self._out_names, self._index_of("output"), names, "output")
+
+    def in_index(self, names: str | Any) -> int | torch.Tensor:
+        """Column index of an input name (an ``int``), or of several names (an int64 tensor)."""
+        return lookup(self._in_names, self._index_of("input"), names, "input")
+
+    @classmethod
+    def from_edgelist(
+        cls,
+        data: Any,
+        *,
+        source: str | int | None = None,
+        target: str | int | None = None,
+        weight: str | int | None = None,
+        sep: str | None = None,
+        **options: Any,
+    ) -> Connectivity | tuple[Connectivity, torch.Tensor]:
+        """Build from an edge list with named nodes; an edge ``source -> target`` feeds input
+        ``source`` into output ``target``. Returns ``(connectivity, weights)`` when ``weight``
+        names a column. See :func:`sparselinear.edgelist.read_edgelist` for every option.
+
+        Examples::
+
+            >>> c = Connectivity.from_edgelist([("a", "b"), ("b", "c")])
+            >>> c.shape, c.in_names
+            ((3, 3), ('a', 'b', 'c'))
+            >>> c.out_index("b"), c.in_index("a")
+            (1, 0)
+        """
+        from .edgelist import read_edgelist
+
+        return read_edgelist(data, source=source, target=target, weight=weight, sep=sep, **options)
+
+    @classmethod
+    def from_networkx(
+        cls, graph: Any, *, weight: str | None = None, nodes: Any = None
+    ) -> Connectivity | tuple[Connectivity, torch.Tensor]:
+        """Build from a networkx graph (edge ``u -> v``: input ``u``, output ``v``). See
+        :func:`sparselinear.edgelist.from_networkx`."""
+        from .edgelist import from_networkx
+
+        return from_networkx(graph, weight=weight, nodes=nodes)
+
+    @classmethod
+    def tril(cls, n_out: int, n_in: int, diagonal: int = 0) -> Connectivity:
+        """Lower triangle: edge ``(i, j)`` where ``j <= i + diagonal`` (as ``numpy.tril``).
+
+        Examples::
+
+            >>> Connectivity.tril(3, 3).to_dense().int()
+            tensor([[1, 0, 0],
+                    [1, 1, 0],
+                    [1, 1, 1]], dtype=torch.int32)
+        """
+        from .patterns import tril
+
+        return tril(n_out, n_in, diagonal)
+
+    @classmethod
+    def triu(cls, n_out: int, n_in: int, diagonal: int = 0) -> Connectivity:
+        """Upper triangle: edge ``(i, j)`` where ``j >= i + diagonal`` (as ``numpy.triu``)."""
+        from .patterns import triu
+
+        return triu(n_out, n_in, diagonal)
+
+    @classmethod
+    def diagonal(cls, n_out: int, n_in: int, offset: int = 0) -> Connectivity:
+        """Edges ``(i, i + offset)``: output ``i`` sees only input ``i + offset``."""
+        from .patterns import diagonal
+
+        return diagonal(n_out, n_in, offset)
+
+    @classmethod
+    def band(cls, n_out: int, n_in: int, lower: int, upper: int) -> Connectivity:
+        """Edges ``(i, j)`` with ``i - lower <= j <= i + upper``."""
+        from .patterns import band
+
+        return band(n_out, n_in, lower, upper)
+
+    @classmethod
+    def block_diagonal(cls, sizes: Any) -> Connectivity:
+        """Dense blocks on the diagonal; ``sizes`` lists ``(rows, cols)`` pairs (an int ``n``
+        means ``(n, n)``; a :class:`Connectivity` is placed as it is)."""
+        from .patterns import block_diagonal
+
+        return block_diagonal(sizes)
+
+    @classmethod
+    def fixed_fan_in(
+        cls, n_out: int, n_in: int, k: int, *, seed: int | None = None
+    ) -> Connectivity:
+        """Each output gets exactly ``k`` distinct inputs, drawn uniformly at random."""
+        from .patterns import fixed_fan_in
+
+        return fixed_fan_in(n_out, n_in, k, seed=seed)
+
+    @classmethod
+    def small_world(
+        cls,
+        n_out: int,
+        n_in: int,
+        *,
+        nnz: int | None = None,
+        density: float | None = None,
+        seed: int | None = None,
+    ) -> Connectivity:
+        """Distance-dependent bipartite small-world pattern. See
+        :func:`sparselinear.patterns.small_world`."""
+        from .patterns import small_world
+
+        return small_world(n_out, n_in, nnz=nnz, density=density, seed=seed)
+
+    def union(self, other: Connectivity) -> Connectivity:
+        """Edges in either pattern (also ``a | b``)."""
+        from .setops import union
+
+        return union(self, other)
+
+    def intersection(self, other: Connectivity) -> Connectivity:
+        """Edges in both patterns (also ``a & b``)."""
+        from .setops import intersection
+
+        return intersection(self, other)
+
+    def difference(self, other: Connectivity) -> Connectivity:
+        """Edges of ``self`` that are not in ``other`` (also ``a - b``)."""
+        from .setops import difference
+
+        return difference(self, other)
+
+    def __or__(self, other: object) -> Connectivity:
+        return self.union(other) if isinstance(other, Connectivity) else NotImplemented
+
+    def __and__(self, other: object) -> Connectivity:
+        return self.intersection(other) if isinstance(other, Connectivity) else NotImplemented
+
+    def __sub__(self, other: object) -> Connectivity:
+        return self.difference(other) if isinstance(other, Connectivity) else NotImplemented

@@ -96,6 +96,8 @@ class SparseLinear(nn.Module):
         else:
             self.register_parameter("bias", None)
         self._digest: str | None = connectivity._digest
+        self._out_names, self._in_names = connectivity.out_names, connectivity.in_names
+        self.register_load_state_dict_pre_hook(_names_are_optional)
         self.reset_parameters()
 
     @property
@@ -103,7 +105,11 @@ class SparseLinear(nn.Module):
         """The layer's pattern, on the layer's device."""
         fields = [getattr(self, name) for name in _PATTERN_BUFFERS + _DERIVED_BUFFERS]
         return Connectivity._from_fields(
-            (self.out_features, self.in_features), *fields, digest=self._digest
+            (self.out_features, self.in_features),
+            *fields,
+            self._digest,
+            self._out_names,
+            self._in_names,
         )
 
     @property
@@ -186,6 +192,146 @@ class SparseLinear(nn.Module):
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing, unexpected, errors
         )
+
+    # ------------------------------------------------------------------ names and conversions
+    # (thin delegates to convert.py and edgelist.py)
+    @property
+    def in_names(self) -> tuple[str, ...] | None:
+        """Names of the inputs, or ``None``; kept in ``state_dict()`` (extra state)."""
+        return self._in_names
+
+    @property
+    def out_names(self) -> tuple[str, ...] | None:
+        """Names of the outputs, or ``None``; kept in ``state_dict()`` (extra state)."""
+        return self._out_names
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"in_names": self._in_names, "out_names": self._out_names}
+
+    def set_extra_state(self, state: Any) -> None:
+        # Names travel with the checkpoint; one without names leaves the layer's own in place.
+        from ._names import check_names
+
+        if not isinstance(state, dict):
+            return
+        if state.get("out_names") is not None:
+            self._out_names = check_names(state["out_names"], self.out_features, "out_names")
+        if state.get("in_names") is not None:
+            self._in_names = check_names(state["in_names"], self.in_features, "in_names")
+
+    @classmethod
+    def from_scipy(
+        cls,
+        adj: Any,
+        *,
+        orientation: str,
+        use_values: bool = False,
+        explicit_zeros: str = "edge",
+        bias: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> SparseLinear:
+        """A layer on the pattern of a scipy sparse matrix.
+
+        Args:
+            adj: a ``scipy.sparse`` matrix or array.
+            orientation: ``"source_target"`` if ``adj[i, j]`` is an edge from input ``i`` to
+                output ``j`` (the adjacency convention of networkx and most connectome files);
+                ``"target_source"`` if rows are outputs, as in ``nn.Linear.weight``. Required:
+                the two are easy to confuse and a square matrix cannot tell.
+            use_values: start from the stored values as weights (else the usual random init).
+            explicit_zeros: a stored zero is an ``"edge"`` (default) or ``"drop"``-ped.
+            bias, device, dtype: as for the constructor.
+
+        Examples::
+
+            >>> import scipy.sparse
+            >>> adj = scipy.sparse.csr_array([[0, 2.0, 0], [0, 0, 3.0], [0, 0, 0]])  # 0->1, 1->2
+            >>> layer = SparseLinear.from_scipy(adj, orientation="source_target", use_values=True)
+            >>> layer.connectivity.indices().tolist(), layer.weight.tolist()
+            ([[1, 2], [0, 1]], [2.0, 3.0])
+        """
+        from .convert import from_scipy
+
+        return from_scipy(
+            adj,
+            orientation=orientation,
+            use_values=use_values,
+            explicit_zeros=explicit_zeros,
+            bias=bias,
+            device=device,
+            dtype=dtype,
+        )
+
+    @classmethod
+    def from_edgelist(
+        cls,
+        data: Any,
+        *,
+        bias: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        **options: Any,
+    ) -> SparseLinear:
+        """A layer from an edge list; edge ``source -> target`` feeds input ``source`` into output
+        ``target``. With ``weight=`` a column, its values are the initial weights. ``options``
+        are those of :func:`sparselinear.edgelist.read_edgelist`.
+
+        Examples::
+
+            >>> layer = SparseLinear.from_edgelist([("a", "b", 0.5), ("b", "c", 2.0)], weight=2)
+            >>> layer.in_names, layer.weight.tolist()
+            (('a', 'b', 'c'), [0.5, 2.0])
+        """
+        from .edgelist import read_edgelist
+
+        result = read_edgelist(data, **options)
+        conn, values = result if isinstance(result, tuple) else (result, None)
+        layer = cls(conn.in_features, conn.out_features, conn, bias, device=device, dtype=dtype)
+        if values is not None:
+            with torch.no_grad():
+                layer.weight.copy_(values)
+        return layer
+
+    @classmethod
+    def from_linear(
+        cls,
+        linear: nn.Linear,
+        mask: Any = None,
+        *,
+        threshold: float | None = None,
+        topk: int | None = None,
+    ) -> SparseLinear:
+        """The same function as ``linear`` on a sparse pattern: its prune mask, ``mask``, its
+        nonzeros, or a magnitude ``threshold``/``topk``. See
+        :func:`sparselinear.convert.from_linear`."""
+        from .convert import from_linear
+
+        return from_linear(linear, mask, threshold=threshold, topk=topk)
+
+    def to_linear(self, *, keep_mask: bool = False) -> nn.Linear:
+        """A dense ``nn.Linear`` with these weights; see :func:`sparselinear.convert.to_linear`."""
+        from .convert import to_linear
+
+        return to_linear(self, keep_mask=keep_mask)
+
+    def to_edgelist(self) -> list[tuple[Any, Any, float]]:
+        """``(source, target, weight)`` rows, one per edge, named when the layer has names.
+
+        Examples::
+
+            >>> layer = SparseLinear.from_edgelist([("a", "b", 0.5)], weight=2, bias=False)
+            >>> layer.to_edgelist()
+            [('a', 'b', 0.5)]
+        """
+        from .edgelist import to_edgelist
+
+        return to_edgelist(self.connectivity, self.weight)
+
+
+def _names_are_optional(module, state_dict, prefix, *args) -> None:
+    # Checkpoints without names (made before layers had them) load strictly as before.
+    state_dict.setdefault(prefix + "_extra_state", None)
 
 
 def _digest_of(crow: torch.Tensor, col: torch.Tensor, n_in: int) -> str:
