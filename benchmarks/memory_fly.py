@@ -16,13 +16,14 @@ import os
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 SHAPE = (138_639, 138_639)
 NNZ = 15_091_983
 BATCH = 16
 
 
 def child(steps: int, small: bool, follow: bool) -> dict:
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from sparselinear import Connectivity, SparseLinear, memory
 
     n = SHAPE[0] // 10 if small else SHAPE[0]

@@ -9,7 +9,7 @@
 
 from .breakdown import StepBreakdown, step_breakdown
 from .estimate import CATEGORIES, LayerEstimate, MemoryEstimate, estimate, format_bytes
-from .measure import (
+from .peak import (
     InsufficientMemoryError,
     Measurement,
     available_memory,

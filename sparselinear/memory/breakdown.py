@@ -17,7 +17,7 @@ from torch import nn
 from .._sources import describe
 from ..errors import SparseLinearTypeError
 from .estimate import format_bytes
-from .measure import PeakTracker, _default_device
+from .peak import PeakTracker, _default_device
 
 __all__ = ["SegmentPeak", "StepBreakdown", "step_breakdown"]
 

@@ -14,7 +14,7 @@ import numpy as np
 from .._sources import check_shape
 from ..errors import DataError, SparseLinearError
 from .estimate import estimate, format_bytes
-from .measure import total_memory
+from .peak import total_memory
 
 __all__ = ["MissingDependencyError", "plot_memory_vs_density", "require_matplotlib"]
 

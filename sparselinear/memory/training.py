@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .measure import Measurement, PeakTracker, release_free_memory
+from .peak import Measurement, PeakTracker, release_free_memory
 from .optimizers import resolve_optimizer
 
 __all__ = ["TrainingRun", "make_optimizer", "measure_training"]
