@@ -64,8 +64,10 @@ def load_adjacency(path: str | os.PathLike, *, shape: Shape | None = None,
         raise
     except (OSError, ValueError, KeyError, EOFError) as exc:
         raise DataError(f"Cannot read '{path}' as {suffix[1:]}: {exc}") from None
+    if not isinstance(source, np.ndarray) and shape is not None:
+        source = np.stack([source.row, source.col])  # the shape may add empty rows or columns
     if transpose:
         source = source.T if not isinstance(source, np.ndarray) else source[::-1]
     if isinstance(source, np.ndarray):
-        source = np.ascontiguousarray(source)
+        source = np.ascontiguousarray(source, dtype=np.int64)
     return Connectivity(source, shape=shape)

@@ -132,7 +132,7 @@ def train_celegans(steps: int = 200, *, seed: int = 0, progress: bool = True,
             opt.zero_grad()
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
     say(f"   {steps} Adam steps (3 recurrent ticks each): loss {losses[0]:.4f} -> {losses[-1]:.4f};"
         f" peak {memory.format_bytes(peak.increase)} above baseline, layer estimate "
         f"{memory.format_bytes(est.total)}")

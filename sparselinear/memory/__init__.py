@@ -9,6 +9,7 @@
 
 from .breakdown import StepBreakdown, step_breakdown
 from .estimate import CATEGORIES, LayerEstimate, MemoryEstimate, estimate, format_bytes
+from .optimizers import OPTIMIZERS, resolve_optimizer
 from .peak import (
     InsufficientMemoryError,
     Measurement,
@@ -22,7 +23,6 @@ from .peak import (
     track_peak,
     warm_up,
 )
-from .optimizers import OPTIMIZERS, resolve_optimizer
 from .plot import MissingDependencyError, plot_memory_vs_density
 from .training import TrainingRun, measure_training
 

@@ -120,7 +120,7 @@ class MemoryEstimate:
         """Total bytes of one category over all layers (``working`` is a peak, not a sum)."""
         if name == "working":
             return self.dense_working if dense else self.working
-        per_layer = sum((l.dense if dense else l.sparse)[name] for l in self.layers)
+        per_layer = sum((lay.dense if dense else lay.sparse)[name] for lay in self.layers)
         return per_layer + self.other.get(name, 0)
 
     @property
@@ -138,7 +138,7 @@ class MemoryEstimate:
             "optimizer": self.optimizer,
             "optimizer_slots": self.optimizer_slots,
             "device": self.device,
-            "layers": [l.to_dict() for l in self.layers],
+            "layers": [lay.to_dict() for lay in self.layers],
             "other": dict(self.other),
             "sparse": {**{c: self.category(c) for c in CATEGORIES}, "total": self.total},
             "dense": {
@@ -153,27 +153,30 @@ class MemoryEstimate:
             f"{self.optimizer} ({self.optimizer_slots} state slot(s) per parameter), "
             f"{self.device}"
         ]
-        for l in self.layers:
+        for lay in self.layers:
             lines.append(
-                f"  {l.name}: {l.shape[0]:,} x {l.shape[1]:,}, nnz {l.nnz:,} "
-                f"(density {l.density:.3g}), {l.dtype}, {l.index_dtype} indices"
+                f"  {lay.name}: {lay.shape[0]:,} x {lay.shape[1]:,}, nnz {lay.nnz:,} "
+                f"(density {lay.density:.3g}), {lay.dtype}, {lay.index_dtype} indices"
             )
         per_layer = 1 < len(self.layers) <= _MAX_COLUMNS
-        heads = [l.name for l in self.layers] if per_layer else []
+        heads = [lay.name for lay in self.layers] if per_layer else []
         heads += ["sparse", "dense equivalent"]
         rows = []
         for c in CATEGORIES:
-            cells = [format_bytes(l.sparse[c]) for l in self.layers] if per_layer else []
+            cells = [format_bytes(lay.sparse[c]) for lay in self.layers] if per_layer else []
             dense = self.category(c, dense=True)
             cells += [format_bytes(self.category(c)), format_bytes(dense) if dense else "-"]
             rows.append((_LABELS[c], cells))
-        cells = [format_bytes(l.total) for l in self.layers] if per_layer else []
-        rows.append(("total (peak)", [*cells, format_bytes(self.total), format_bytes(self.dense_total)]))
+        cells = [format_bytes(lay.total) for lay in self.layers] if per_layer else []
+        totals = [format_bytes(self.total), format_bytes(self.dense_total)]
+        rows.append(("total (peak)", [*cells, *totals]))
         widths = [max(len(h), *(len(r[1][i]) for r in rows)) for i, h in enumerate(heads)]
         first = max(len(r[0]) for r in rows)
-        lines.append(" " * first + "".join(f"  {h:>{w}}" for h, w in zip(heads, widths)))
+        header = "".join(f"  {h:>{w}}" for h, w in zip(heads, widths, strict=True))
+        lines.append(" " * first + header)
         for label, cells in rows:
-            lines.append(f"{label:<{first}}" + "".join(f"  {c:>{w}}" for c, w in zip(cells, widths)))
+            body = "".join(f"  {c:>{w}}" for c, w in zip(cells, widths, strict=True))
+            lines.append(f"{label:<{first}}{body}")
         if self.other.get("values"):
             lines.append("(other parameters are included in the totals; their activations are not)")
         return "\n".join(lines)
@@ -319,7 +322,7 @@ def estimate(
         shape, k, index_dtype = model.shape, model.nnz, model.index_dtype
     dev = torch.device(device) if device is not None else torch.device("cpu")
     dtype = dtype or torch.get_default_dtype()
-    layer, act, dense_act = _layer(
+    layer, _, _ = _layer(
         "layer", shape, k, bias, batch=batch, dtype=dtype, index_dtype=index_dtype, spec=spec,
         device=dev, needs_input_grad=input_requires_grad,
     )

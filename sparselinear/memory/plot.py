@@ -82,7 +82,8 @@ def plot_memory_vs_density(
     ax.axhline(dense, color="tab:red", ls="--", lw=1.5,
                label=f"dense equivalent ({format_bytes(dense)})")
     if ram:
-        ax.axhline(ram, color="black", ls=":", lw=1.5, label=f"this machine's RAM ({format_bytes(ram)})")
+        ax.axhline(ram, color="black", ls=":", lw=1.5,
+                   label=f"this machine's RAM ({format_bytes(ram)})")
     if nnz is not None:
         point = estimate((n_out, n_in), nnz=nnz, **kw).total
         ax.plot([nnz / size], [point], "o", color="tab:blue", ms=8,

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .peak import Measurement, PeakTracker, release_free_memory
 from .optimizers import resolve_optimizer
+from .peak import Measurement, PeakTracker, release_free_memory
 
 __all__ = ["TrainingRun", "make_optimizer", "measure_training"]
 

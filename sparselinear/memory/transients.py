@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from ..kernels import CHUNK_BYTES
 
-__all__ = ["StepTransients", "step_transients", "optimizer_transient"]
+__all__ = ["StepTransients", "optimizer_transient", "step_transients"]
 
 
 @dataclass(frozen=True)
