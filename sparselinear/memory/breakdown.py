@@ -90,8 +90,10 @@ class _Segments:
 
     def backward_started(self, name: str) -> None:
         if not self.in_backward:
-            self.in_backward = True
-            torch.autograd.Variable._execution_engine.queue_callback(self.backward_ended)
+            engine = getattr(torch.autograd.Variable, "_execution_engine", None)
+            if engine is not None and hasattr(engine, "queue_callback"):
+                self.in_backward = True
+                engine.queue_callback(self.backward_ended)  # runs when backward finishes
         self.switch(name, "backward")
 
     def backward_ended(self) -> None:

@@ -22,13 +22,16 @@ def make_optimizer(params, optimizer: str | int, lr: float = 1e-3) -> torch.opti
     An integer slot count has no real optimizer behind it: Adam (2 slots) stands in for it.
     """
     spec = resolve_optimizer(optimizer)
+    params = list(params)
     if spec.kind == "sgd":
         return torch.optim.SGD(params, lr=lr)
     if spec.kind == "momentum":
         return torch.optim.SGD(params, lr=lr, momentum=0.9)
+    # eps=1e-8 underflows to 0 in float16 and the update divides by zero.
+    eps = 1e-4 if params and params[0].dtype == torch.float16 else 1e-8
     if spec.kind == "adamw":
-        return torch.optim.AdamW(params, lr=lr)
-    return torch.optim.Adam(params, lr=lr)
+        return torch.optim.AdamW(params, lr=lr, eps=eps)
+    return torch.optim.Adam(params, lr=lr, eps=eps)
 
 
 @dataclass
@@ -62,8 +65,9 @@ def measure_training(
             builds it, called after the data exist and the baseline is taken, so that the
             measurement's ``increase`` covers the model and its training but not the data
             batch: the quantity :func:`~sparselinear.memory.estimate` predicts.
-        baseline: bytes in use to measure from; default: just before the model is built (or,
-            for a built model, just before training).
+        baseline: bytes in use before anything was built (the data batch, made here, is added
+            to it); default: the memory in use just before the model is built (or, for a built
+            model, just before training).
         device, dtype: of the data (default: the model's).
         progress: show a tqdm progress bar.
 
@@ -79,7 +83,9 @@ def measure_training(
     tracker = PeakTracker(device)
     m = Measurement(device=str(device), method=tracker.method)
     release_free_memory()
-    m.baseline = tracker.current() if baseline is None else baseline
+    # The data batch is not part of what an estimate counts: it joins the baseline.
+    data_bytes = x.nbytes + target.nbytes
+    m.baseline = tracker.current() if baseline is None else baseline + data_bytes
     if not isinstance(model, nn.Module):
         model = model()
     param = next(model.parameters())
