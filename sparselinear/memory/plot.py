@@ -95,7 +95,7 @@ def plot_memory_vs_density(
     ax.set_ylabel("peak memory of a training step (bytes)")
     ax.set_title(title or f"{n_out:,} x {n_in:,}, batch {batch_size}, {kw['optimizer']}")
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best", framealpha=0.9)
     fig.tight_layout()
     path = os.fspath(path)
     try:
