@@ -1,0 +1,54 @@
+"""Memory of sparse models: estimate it before training, measure it while training.
+
+* :func:`estimate` — bytes per layer and category (values, gradients, optimizer state, pattern,
+  activations, working memory), beside the dense equivalent.
+* :func:`measure` / :func:`track_peak` — the peak memory of a call, per call.
+* :func:`step_breakdown` — which module's forward or backward raised the peak of a step.
+* :func:`plot_memory_vs_density` — memory against density, sparse vs dense vs RAM (matplotlib).
+"""
+
+from .breakdown import StepBreakdown, step_breakdown
+from .estimate import CATEGORIES, LayerEstimate, MemoryEstimate, estimate, format_bytes
+from .optimizers import OPTIMIZERS, resolve_optimizer
+from .peak import (
+    InsufficientMemoryError,
+    Measurement,
+    available_memory,
+    check_fits,
+    current_memory,
+    follow_live_memory,
+    measure,
+    release_free_memory,
+    total_memory,
+    track_peak,
+    warm_up,
+)
+from .plot import MissingDependencyError, plot_memory_vs_density
+from .training import TrainingRun, measure_training
+
+__all__ = [
+    "CATEGORIES",
+    "OPTIMIZERS",
+    "InsufficientMemoryError",
+    "LayerEstimate",
+    "Measurement",
+    "MemoryEstimate",
+    "MissingDependencyError",
+    "StepBreakdown",
+    "TrainingRun",
+    "available_memory",
+    "check_fits",
+    "current_memory",
+    "estimate",
+    "follow_live_memory",
+    "format_bytes",
+    "measure",
+    "measure_training",
+    "plot_memory_vs_density",
+    "release_free_memory",
+    "resolve_optimizer",
+    "step_breakdown",
+    "total_memory",
+    "track_peak",
+    "warm_up",
+]

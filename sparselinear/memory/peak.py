@@ -1,0 +1,354 @@
+"""Measure the peak memory of a call: the process's resident memory on CPU, the caching
+allocator's on CUDA.
+
+On Linux the CPU peak is exact and per call: writing ``5`` to ``/proc/self/clear_refs`` resets the
+kernel's high-water mark (``VmHWM``) to the current resident size, and ``VmHWM`` is read back
+afterwards. Where that is not possible a background thread samples the resident size every
+millisecond (a short spike between two samples can be missed).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..errors import SparseLinearError
+from .estimate import format_bytes
+
+__all__ = [
+    "InsufficientMemoryError",
+    "Measurement",
+    "PeakTracker",
+    "available_memory",
+    "check_fits",
+    "current_memory",
+    "follow_live_memory",
+    "measure",
+    "release_free_memory",
+    "total_memory",
+    "track_peak",
+    "warm_up",
+]
+
+_STATUS = "/proc/self/status"
+_CLEAR_REFS = "/proc/self/clear_refs"
+
+
+class InsufficientMemoryError(SparseLinearError, MemoryError):
+    """The estimated memory of a step exceeds what the device has."""
+
+
+# ---------------------------------------------------------------------------- reading memory
+def _status_bytes(key: str) -> int | None:
+    try:
+        with open(_STATUS) as f:
+            match = re.search(rf"^{key}:\s+(\d+) kB", f.read(), re.MULTILINE)
+    except OSError:
+        return None
+    return int(match.group(1)) * 1024 if match else None
+
+
+def _rss() -> int:
+    rss = _status_bytes("VmRSS")
+    if rss is not None:
+        return rss
+    try:  # psutil where installed (macOS, Windows)
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+    except ImportError:
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def _is_cuda(device: torch.device) -> bool:
+    return device.type == "cuda"
+
+
+def current_memory(device: torch.device | str | None = None) -> int:
+    """Bytes in use now: the process's resident size on CPU, ``memory_allocated`` on CUDA."""
+    device = torch.device(device or "cpu")
+    return torch.cuda.memory_allocated(device) if _is_cuda(device) else _rss()
+
+
+def total_memory(device: torch.device | str | None = None) -> int:
+    """Physical memory of the machine (CPU) or of the GPU."""
+    device = torch.device(device or "cpu")
+    if _is_cuda(device):
+        return torch.cuda.get_device_properties(device).total_memory
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def available_memory(device: torch.device | str | None = None) -> int:
+    """Bytes a new allocation can still get: ``MemAvailable`` (CPU) or free GPU memory."""
+    device = torch.device(device or "cpu")
+    if _is_cuda(device):
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as f:
+            match = re.search(r"^MemAvailable:\s+(\d+) kB", f.read(), re.MULTILINE)
+        if match:
+            return int(match.group(1)) * 1024
+    except OSError:
+        pass
+    return total_memory(device)
+
+
+def check_fits(needed: int, device: torch.device | str | None = None, what: str = "This") -> None:
+    """Raise :class:`InsufficientMemoryError` when ``needed`` bytes exceed what is available."""
+    have = available_memory(device)
+    if have and needed > have:
+        where = "GPU" if _is_cuda(torch.device(device or "cpu")) else "this machine"
+        raise InsufficientMemoryError(
+            f"{what} needs about {format_bytes(needed)} but {where} has {format_bytes(have)} "
+            f"available (of {format_bytes(total_memory(device))}). Reduce the batch size or nnz, "
+            "use an optimizer with less state (e.g. --optimizer sgd), or use a bigger machine."
+        )
+
+
+def release_free_memory() -> None:
+    """Hand memory the C allocator holds but no longer uses back to the OS (glibc's
+    ``malloc_trim``), so that the resident size reflects memory in use. A no-op elsewhere."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+_LIBC: list = []
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+
+
+def _libc():
+    if not _LIBC:
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL("libc.so.6")
+            libc.malloc_trim, libc.mallopt  # noqa: B018 - glibc only
+            _LIBC.append(libc)
+        except (OSError, AttributeError):
+            _LIBC.append(None)
+    return _LIBC[0]
+
+
+def _malloc_trim():
+    libc = _libc()
+    return libc.malloc_trim if libc is not None else None
+
+
+def follow_live_memory(threshold: int = 1 << 16) -> bool:
+    """Make the process's resident size follow the memory actually in use (glibc only).
+
+    By default glibc keeps freed blocks of up to 32 MB for reuse, so the resident size, and with
+    it a measured CPU peak, also counts memory that is free but not returned. This serves every
+    allocation of ``threshold`` bytes or more with its own mapping, returned to the OS when freed
+    (``mallopt(M_MMAP_THRESHOLD)``), and hands back what is free now (``malloc_trim``). The
+    price is a page fault per fresh allocation; the CLI's ``--measure``, the demo and the
+    benchmark use it so that measured peaks can be compared with :func:`estimate`'s.
+
+    Returns:
+        whether it applied (``False`` where the C library is not glibc).
+    """
+    libc = _libc()
+    if libc is None:
+        return False
+    libc.mallopt(_M_MMAP_THRESHOLD, int(threshold))
+    libc.malloc_trim(0)
+    return True
+
+
+# ---------------------------------------------------------------------------- peak trackers
+class PeakTracker:
+    """Peak bytes in use between :meth:`reset` and :meth:`peak`, on one device.
+
+    Used by :func:`track_peak` and the per-module breakdown; ``method`` says how it measures:
+    ``"cuda"``, ``"vmhwm"`` (exact, Linux) or ``"sampling"``.
+    """
+
+    def __init__(self, device: torch.device | str | None = None) -> None:
+        self.device = torch.device(device or "cpu")
+        self._max = 0
+        self._stop: threading.Event | None = None
+        self._thread: threading.Thread | None = None
+        if _is_cuda(self.device):
+            self.method = "cuda"
+        elif _can_clear_refs():
+            self.method = "vmhwm"
+        else:
+            self.method = "sampling"
+
+    def start(self, trim: bool = False) -> PeakTracker:
+        if self.method == "sampling" and self._thread is None:
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        self.reset(trim)
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None and self._stop is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+
+    def _sample(self) -> None:
+        assert self._stop is not None
+        while not self._stop.wait(0.001):
+            self._max = max(self._max, _rss())
+
+    def current(self) -> int:
+        return current_memory(self.device)
+
+    def reset(self, trim: bool = False) -> None:
+        """Start a new interval: the peak becomes the memory in use now. With ``trim``, on CPU,
+        first hand freed memory back to the OS (:func:`release_free_memory`)."""
+        if trim and self.method != "cuda":
+            release_free_memory()
+        if self.method == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        elif self.method == "vmhwm":
+            with open(_CLEAR_REFS, "w") as f:
+                f.write("5")
+        self._max = self.current()
+
+    def peak(self) -> int:
+        """The peak since the last :meth:`reset` (or :meth:`start`)."""
+        if self.method == "cuda":
+            torch.cuda.synchronize(self.device)
+            return int(torch.cuda.max_memory_allocated(self.device))
+        if self.method == "vmhwm":
+            return max(_status_bytes("VmHWM") or 0, self.current())
+        return max(self._max, self.current())
+
+
+_CLEAR_REFS_OK: bool | None = None
+
+
+def _can_clear_refs() -> bool:
+    global _CLEAR_REFS_OK
+    if _CLEAR_REFS_OK is None:
+        try:
+            with open(_CLEAR_REFS, "w") as f:
+                f.write("5")
+            _CLEAR_REFS_OK = _status_bytes("VmHWM") is not None
+        except OSError:
+            _CLEAR_REFS_OK = False
+    return _CLEAR_REFS_OK
+
+
+# ---------------------------------------------------------------------------- the public API
+@dataclass
+class Measurement:
+    """Memory of one call.
+
+    Attributes:
+        device: where it was measured (``"cpu"``: the whole process).
+        baseline: bytes in use when the call started.
+        peak: the highest bytes in use during the call.
+        increase: ``peak - baseline``.
+        seconds: wall time of the call.
+        method: ``"vmhwm"``, ``"sampling"`` or ``"cuda"``.
+        result: what the call returned (:func:`measure` only).
+    """
+
+    device: str
+    baseline: int = 0
+    peak: int = 0
+    seconds: float = 0.0
+    method: str = ""
+    result: Any = field(default=None, repr=False)
+
+    @property
+    def increase(self) -> int:
+        return max(0, self.peak - self.baseline)
+
+    def __str__(self) -> str:
+        return (
+            f"peak {format_bytes(self.peak)} ({format_bytes(self.increase)} above the "
+            f"{format_bytes(self.baseline)} in use before) on {self.device}, "
+            f"{self.seconds:.2f} s"
+        )
+
+
+def _default_device() -> torch.device:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+@contextmanager
+def track_peak(device: torch.device | str | None = None) -> Iterator[Measurement]:
+    """Context manager measuring the peak memory of its body.
+
+    Args:
+        device: ``"cpu"`` (the process's resident memory) or a CUDA device. Default: the current
+            CUDA device if CUDA is in use, else CPU.
+
+    Examples::
+
+        >>> import torch
+        >>> from sparselinear.memory import track_peak
+        >>> with track_peak("cpu") as m:
+        ...     x = torch.ones(25_000_000)  # 100 MB
+        ...     del x
+        >>> m.increase > 90e6
+        True
+    """
+    tracker = PeakTracker(device if device is not None else _default_device())
+    m = Measurement(device=str(tracker.device), method=tracker.method)
+    m.baseline = tracker.current()
+    tracker.start()
+    start = time.perf_counter()
+    try:
+        yield m
+    finally:
+        m.seconds = time.perf_counter() - start
+        m.peak = tracker.peak()
+        tracker.stop()
+
+
+def measure(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Measurement:
+    """Call ``fn(*args, **kwargs)`` and return a :class:`Measurement` of its peak memory.
+
+    The peak is per call (not the process's lifetime high-water mark). CPU when CUDA is not in
+    use, else the current CUDA device; use :func:`track_peak` to choose.
+
+    Examples::
+
+        >>> import torch
+        >>> from sparselinear.memory import measure
+        >>> m = measure(torch.ones, 25_000_000)
+        >>> m.result.shape, m.increase > 90e6
+        (torch.Size([25000000]), True)
+    """
+    with track_peak() as m:
+        m.result = fn(*args, **kwargs)
+    return m
+
+
+def warm_up(device: torch.device | str | None = None) -> None:
+    """Run one tiny training step so that the libraries loaded on first use (MKL, the sparse
+    kernels, the optimizer) are already resident before a baseline is taken."""
+    from ..connectivity import Connectivity
+    from ..linear import SparseLinear
+
+    layer = SparseLinear(64, 64, Connectivity.random(64, 64, nnz=512, seed=0), device=device)
+    for opt in (torch.optim.Adam(layer.parameters()), torch.optim.SGD(layer.parameters(), 0.1)):
+        x = torch.randn(8, 64, device=device, requires_grad=True)
+        torch.nn.functional.mse_loss(layer(x), torch.zeros(8, 64, device=device)).backward()
+        opt.step()
+        opt.zero_grad()

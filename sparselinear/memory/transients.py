@@ -1,0 +1,108 @@
+"""Working memory of one training step of a sparse layer: the temporaries that live only while a
+step runs, beyond the parameters, gradients, optimizer state, pattern and saved activations.
+
+This is the one place that knows what :mod:`sparselinear.autograd` and :mod:`sparselinear.kernels`
+allocate. When those change, update :func:`step_transients` (and its calibration test in
+``tests/test_memory.py``); nothing else in :mod:`sparselinear.memory` needs to.
+
+The model, per phase (CPU figures measured on torch 2.13):
+
+* forward: ``spmm`` writes ``y_t (out, batch)``, which stays alive beside the returned output
+  ``y (batch, out)``; when chunked, one chunk's result on top.
+* backward: the incoming ``grad_y`` (it takes the place of the output, counted as an activation,
+  which the consumer of the output released when its own backward ran) and its transposed copy
+  ``g_t``; for ``grad_x`` (only when the
+  input needs a gradient) the weight gathered into transposed order (``nnz`` values, plus an int64
+  copy of an int32 permutation while gathering) and ``grad_x`` itself; ``sddmm`` writes the weight
+  gradient (counted as a gradient) and per chunk a zero value array and ``sampled_addmm``'s result
+  (values and int64 column indices: about ``2 * itemsize + 8`` bytes per edge of the chunk).
+* optimizer step: the single-tensor Adam/AdamW used on CPU holds two parameter-sized
+  temporaries (``sqrt`` and the division) of the parameter it is updating; the multi-tensor
+  version used on CUDA holds one temporary for all parameters at once. SGD, with or without
+  momentum, updates in place. Other optimizers are assumed to update in place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..kernels import CHUNK_BYTES
+
+__all__ = ["StepTransients", "optimizer_transient", "step_transients"]
+
+
+@dataclass(frozen=True)
+class StepTransients:
+    """Bytes of temporaries alive at the peak of each phase of one training step."""
+
+    forward: int
+    backward: int
+    optimizer: int
+
+
+def _chunk_edges(nnz: int, batch: int, itemsize: int) -> int:
+    """Largest number of edges one kernel call handles (see ``kernels._row_chunks``)."""
+    per_chunk = max(1, CHUNK_BYTES // max(1, batch * itemsize))
+    return min(nnz, per_chunk)
+
+
+def step_transients(
+    *,
+    n_out: int,
+    n_in: int,
+    nnz: int,
+    batch: int,
+    itemsize: int,
+    compute_itemsize: int,
+    index_itemsize: int,
+    needs_input_grad: bool,
+) -> StepTransients:
+    """Temporaries of the forward and backward pass of one sparse layer (optimizer excluded).
+
+    Args:
+        n_out, n_in: the layer's shape.
+        nnz: number of edges.
+        batch: rows of the flattened input.
+        itemsize: bytes per element of the parameters and of the input.
+        compute_itemsize: bytes per element the kernels compute in (``kernels.compute_dtype``).
+        index_itemsize: bytes per pattern index (4 for int32, 8 for int64).
+        needs_input_grad: whether the layer's input requires a gradient (not for the first
+            layer of a model fed with data).
+
+    Returns:
+        :class:`StepTransients` with ``optimizer=0``; see :func:`optimizer_transient`.
+    """
+    d, dc = itemsize, compute_itemsize
+    chunk = _chunk_edges(nnz, batch, dc)
+    n_chunks = max(1, -(-nnz // chunk)) if nnz else 1
+    chunk_rows = -(-n_out // n_chunks)
+    chunk_rows_t = -(-n_in // n_chunks)
+    converts = d != dc
+
+    spmm_extra = chunk_rows * batch * dc if n_chunks > 1 else 0
+    forward = n_out * batch * dc + spmm_extra + (n_out * batch * d if converts else 0)
+    if converts:
+        forward += n_in * batch * dc  # the cast copy before the contiguous copy
+
+    grad_y_copy = n_out * batch * dc  # grad_y itself replaces the released output
+    gather = nnz * dc + (nnz * 8 if index_itemsize != 8 else 0)
+    grad_x = n_in * batch * dc if needs_input_grad else 0
+    spmm_t_extra = chunk_rows_t * batch * dc if n_chunks > 1 else 0
+    sddmm_chunk = chunk * (2 * dc + 8)
+    sddmm_cast = nnz * d if converts else 0  # the float32 result and its cast coexist
+    during_grad_x = (gather + grad_x + spmm_t_extra) if needs_input_grad else 0
+    during_sddmm = (nnz * dc if needs_input_grad else 0) + grad_x + sddmm_chunk + sddmm_cast
+    backward = grad_y_copy + max(during_grad_x, during_sddmm)
+    return StepTransients(forward=forward, backward=backward, optimizer=0)
+
+
+def optimizer_transient(kind: str, param_sizes: list[int], itemsize: int, device_type: str) -> int:
+    """Temporaries of one ``optimizer.step()`` over parameters of ``param_sizes`` elements.
+
+    ``kind`` is ``"sgd"``, ``"momentum"``, ``"adam"``, ``"adamw"`` or ``"other"``.
+    """
+    if kind not in ("adam", "adamw") or not param_sizes:
+        return 0
+    if device_type == "cpu":
+        return 2 * max(param_sizes) * itemsize  # single-tensor: sqrt() and the division
+    return sum(param_sizes) * itemsize  # multi-tensor: one _foreach_sqrt over all parameters

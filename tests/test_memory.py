@@ -1,0 +1,302 @@
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from sparselinear import Connectivity, SparseLinear, memory
+from sparselinear.errors import ShapeError, SparseLinearError, SparseLinearTypeError
+from sparselinear.memory.transients import optimizer_transient, step_transients
+
+ROOT = Path(__file__).resolve().parents[1]
+MB = 1e6
+
+# A (30, 20) layer with 100 edges, batch 8, float32 parameters, int32 indices.
+OUT, IN, NNZ, BATCH = 30, 20, 100, 8
+VALUES = 4 * (NNZ + OUT)  # weight + bias
+PATTERN = 4 * ((OUT + 1) + (IN + 1) + 3 * NNZ)  # crow, crow_t, col + row_t + perm
+ACTIVATIONS = BATCH * (IN + OUT) * 4  # saved input copy + output
+DENSE_VALUES = 4 * (OUT * IN + OUT)
+
+
+def small(**kw):
+    return memory.estimate((OUT, IN), nnz=NNZ, batch_size=BATCH, **kw)
+
+
+@pytest.mark.parametrize(
+    "optimizer, slots", [("sgd", 0), ("momentum", 1), ("adam", 2), ("adamw", 2), (3, 3), (0, 0)]
+)
+def test_estimate_bytes_per_optimizer(optimizer, slots):
+    est = small(optimizer=optimizer)
+    layer = est.layers[0]
+    assert layer.sparse["values"] == VALUES == 520
+    assert layer.sparse["gradients"] == VALUES
+    assert layer.sparse["optimizer_state"] == slots * VALUES
+    assert layer.sparse["pattern"] == PATTERN == 1408
+    assert layer.sparse["activations"] == ACTIVATIONS == 1600
+    assert layer.dense["values"] == DENSE_VALUES == 2520
+    assert layer.dense["optimizer_state"] == slots * DENSE_VALUES
+    assert layer.dense["pattern"] == 0
+    assert est.optimizer_slots == slots
+    assert est.total == sum(layer.sparse.values())
+    assert est.dense_total == sum(layer.dense.values())
+
+
+def test_working_memory_hand_computed():
+    t = step_transients(n_out=OUT, n_in=IN, nnz=NNZ, batch=BATCH, itemsize=4,
+                        compute_itemsize=4, index_itemsize=4, needs_input_grad=False)
+    assert t.forward == OUT * BATCH * 4  # y_t beside the output
+    assert t.backward == OUT * BATCH * 4 + NNZ * (2 * 4 + 8)  # g_t + sddmm chunk temporaries
+    t2 = step_transients(n_out=OUT, n_in=IN, nnz=NNZ, batch=BATCH, itemsize=4,
+                         compute_itemsize=4, index_itemsize=4, needs_input_grad=True)
+    # + the gathered weight copy and grad_x while sddmm runs
+    assert t2.backward == t.backward + NNZ * 4 + IN * BATCH * 4
+    assert optimizer_transient("adam", [NNZ, OUT], 4, "cpu") == 2 * NNZ * 4
+    assert optimizer_transient("adam", [NNZ, OUT], 4, "cuda") == (NNZ + OUT) * 4
+    assert optimizer_transient("momentum", [NNZ, OUT], 4, "cpu") == 0
+    assert small(optimizer="sgd").layers[0].sparse["working"] == t.backward
+    assert small(input_requires_grad=True).layers[0].sparse["working"] == t2.backward
+
+
+def test_estimate_dtype_and_index_dtype():
+    est = small(optimizer="sgd", dtype=torch.float64, bias=False)
+    assert est.layers[0].sparse["values"] == 8 * NNZ
+    assert est.layers[0].dtype == "float64"
+    big = memory.estimate((2**31, 2), nnz=10, batch_size=1, optimizer="sgd", bias=False)
+    assert big.layers[0].index_dtype == "int64"
+    assert big.layers[0].sparse["pattern"] == 8 * ((2**31 + 1) + 3 + 30)
+    assert memory.estimate((OUT, IN), density=0.5, batch_size=1).layers[0].nnz == 300
+
+
+def test_estimate_of_connectivity_and_module_agree_with_shape():
+    conn = Connectivity.random(OUT, IN, nnz=NNZ, seed=0)
+    by_shape = small()
+    assert memory.estimate(conn, batch_size=BATCH).to_dict() == by_shape.to_dict()
+    layer = SparseLinear(IN, OUT, conn)
+    by_module = memory.estimate(layer, batch_size=BATCH)
+    assert by_module.layers[0].sparse == by_shape.layers[0].sparse
+    opt = torch.optim.SGD(layer.parameters(), lr=0.1, momentum=0.9)
+    assert memory.estimate(layer, batch_size=BATCH, optimizer=opt).optimizer_slots == 1
+
+
+def test_estimate_of_a_model_with_other_parameters():
+    c1 = Connectivity.random(OUT, IN, nnz=NNZ, seed=0)
+    c2 = Connectivity.random(IN, OUT, nnz=50, seed=1)
+    model = nn.Sequential(SparseLinear(IN, OUT, c1), nn.ReLU(), SparseLinear(OUT, IN, c2),
+                          nn.Linear(IN, 5))
+    est = memory.estimate(model, batch_size=BATCH, optimizer="adam")
+    assert [lay.name for lay in est.layers] == ["0", "2"]
+    other = 4 * (IN * 5 + 5)
+    assert est.other == {"values": other, "gradients": other, "optimizer_state": 2 * other}
+    assert est.category("values") == VALUES + 4 * (50 + IN) + other
+    # the second layer computes grad_input, the first does not
+    w0, w2 = (lay.sparse["working"] for lay in est.layers)
+    t = step_transients(n_out=IN, n_in=OUT, nnz=50, batch=BATCH, itemsize=4,
+                        compute_itemsize=4, index_itemsize=4, needs_input_grad=True)
+    assert w2 == max(t.forward, t.backward)
+    assert est.working == max(w0, w2)
+    text = str(est)
+    assert "dense equivalent" in text and "pattern buffers" in text and "other parameters" in text
+    assert json.loads(json.dumps(est.to_dict()))["sparse"]["total"] == est.total
+
+
+def test_str_and_to_dict():
+    est = memory.estimate((138_639, 138_639), nnz=15_091_983, batch_size=16)
+    text = str(est)
+    for label in ("weight values", "gradients", "optimizer state", "pattern buffers",
+                  "activations", "working memory", "total (peak)", "76.9 GB"):
+        assert label in text
+    d = est.to_dict()
+    assert d["layers"][0]["nnz"] == 15_091_983
+    assert d["dense"]["values"] == 4 * (138_639**2 + 138_639)
+    assert d["sparse"]["total"] == est.total
+
+
+def test_format_bytes():
+    assert memory.format_bytes(0) == "0 B"
+    assert memory.format_bytes(1500) == "1.5 kB"
+    assert memory.format_bytes(2.5e12) == "2.5 TB"
+    assert memory.format_bytes(5e15) == "5000.0 TB"
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"batch_size": 0}, ShapeError, "'batch_size' must be a positive int"),
+        ({"batch_size": 2.5}, ShapeError, "'batch_size' must be a positive int"),
+        ({"batch_size": 1, "dtype": torch.int32}, SparseLinearTypeError, "'dtype' must be"),
+        ({"batch_size": 1, "dtype": "float99"}, SparseLinearTypeError, "'dtype' must be"),
+        ({"batch_size": 1, "optimizer": "rmsprop"}, SparseLinearTypeError, "one of sgd"),
+        ({"batch_size": 1, "optimizer": -1}, SparseLinearTypeError, "non-negative int"),
+        ({"batch_size": 1, "optimizer": 1.5}, SparseLinearTypeError, "got float"),
+    ],
+)
+def test_estimate_argument_errors(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        memory.estimate((OUT, IN), nnz=NNZ, **kwargs)
+
+
+def test_estimate_description_errors():
+    with pytest.raises(ShapeError, match="'nnz' must be an integer in"):
+        memory.estimate((3, 3), nnz=10, batch_size=1)
+    with pytest.raises(ShapeError, match="'density' must lie in"):
+        memory.estimate((3, 3), density=1.5, batch_size=1)
+    with pytest.raises(ShapeError, match="exactly one of"):
+        memory.estimate((3, 3), batch_size=1)
+    with pytest.raises(ShapeError, match="must be non-negative"):
+        memory.estimate((-3, 3), nnz=1, batch_size=1)
+    with pytest.raises(SparseLinearTypeError, match=r"'model' must be an nn\.Module"):
+        memory.estimate("big", nnz=1, batch_size=1)
+    with pytest.raises(ShapeError, match="not with a Connectivity"):
+        memory.estimate(Connectivity.random(3, 3, nnz=2, seed=0), nnz=2, batch_size=1)
+
+
+def test_optimizer_from_instance():
+    p = [nn.Parameter(torch.zeros(3))]
+    assert memory.resolve_optimizer(torch.optim.Adam(p, amsgrad=True)).slots == 3
+    assert memory.resolve_optimizer(torch.optim.AdamW(p)).kind == "adamw"
+    assert memory.resolve_optimizer(torch.optim.SGD(p, lr=0.1)).slots == 0
+    assert memory.resolve_optimizer(torch.optim.RMSprop(p, momentum=0.9, centered=True)).slots == 3
+    assert memory.resolve_optimizer(torch.optim.Adagrad(p)).slots == 1
+    with pytest.raises(SparseLinearTypeError, match="Cannot tell how much state LBFGS"):
+        memory.resolve_optimizer(torch.optim.LBFGS(p))
+
+
+# ---------------------------------------------------------------------------- measurement
+def _allocate(n_bytes: int, hold: float = 0.0) -> torch.Tensor:
+    t = torch.ones(n_bytes // 4)
+    time.sleep(hold)
+    return t
+
+
+def test_measure_sees_a_200mb_allocation():
+    m = memory.measure(_allocate, 200_000_000)
+    assert m.result.numel() == 50_000_000
+    assert m.device == "cpu"
+    assert abs(m.increase - 200e6) < 0.1 * 200e6, m
+    assert "above the" in str(m)
+
+
+def test_measure_is_per_call_not_lifetime():
+    memory.measure(_allocate, 300_000_000)  # freed again: must not count for the next call
+    m = memory.measure(_allocate, 20_000_000)
+    assert m.increase < 60e6, m
+
+
+def test_sampling_fallback(monkeypatch):
+    from sparselinear.memory import peak as measure_mod
+
+    monkeypatch.setattr(measure_mod, "_CLEAR_REFS_OK", False)
+    with memory.track_peak("cpu") as m:
+        t = _allocate(200_000_000, hold=0.05)
+        del t
+    assert m.method == "sampling"
+    assert abs(m.increase - 200e6) < 0.1 * 200e6, m
+
+
+def test_check_fits():
+    memory.check_fits(1000)
+    with pytest.raises(memory.InsufficientMemoryError, match=r"needs about 5000\.0 TB but"):
+        memory.check_fits(int(5e15), what="This layer")
+    with pytest.raises(MemoryError):
+        memory.check_fits(int(5e15))
+    assert memory.total_memory() >= memory.available_memory() > 0
+
+
+class _Hungry(nn.Module):
+    """Allocates a large temporary in forward."""
+
+    def forward(self, x):
+        big = torch.ones(40_000_000)  # 160 MB
+        return x + big[:1]
+
+
+def test_step_breakdown_names_the_module_that_raised_the_peak():
+    conn = Connectivity.random(40, 60, nnz=300, seed=0)
+    model = nn.Sequential(SparseLinear(60, 40, conn), nn.ReLU(), _Hungry(),
+                          SparseLinear(40, 10, Connectivity.random(10, 40, nnz=100, seed=1)))
+    opt = torch.optim.Adam(model.parameters())
+
+    def step():
+        opt.zero_grad()
+        model(torch.randn(16, 60)).square().mean().backward()
+        opt.step()
+
+    report = memory.step_breakdown(model, step, optimizer=opt)
+    seen = {(s.name, s.phase) for s in report.segments}
+    for name in ("0", "3"):
+        assert (name, "forward") in seen and (name, "backward") in seen
+    assert ("optimizer", "step") in seen
+    assert report.top.name == "2" and report.top.phase == "forward"
+    assert report.peak - report.baseline > 150e6
+    assert "<- peak" in str(report)
+    assert report.to_dict()["segments"][0]["above_baseline"] >= 0
+
+
+def test_step_breakdown_errors():
+    with pytest.raises(SparseLinearTypeError, match=r"'model' must be an nn\.Module"):
+        memory.step_breakdown("model", lambda: None)
+    with pytest.raises(SparseLinearTypeError, match="'step' must be a function"):
+        memory.step_breakdown(nn.Linear(2, 2), 3)
+
+
+def test_measure_training_runs_real_steps():
+    conn = Connectivity.random(50, 40, nnz=200, seed=0)
+    run = memory.measure_training(lambda: SparseLinear(40, 50, conn), batch_size=8,
+                                  in_features=40, out_features=50, optimizer="momentum",
+                                  steps=3, progress=False)
+    assert len(run.losses) == 3 and run.losses[-1] < run.losses[0]
+    assert run.measurement.peak >= run.measurement.baseline
+
+
+_COMPARE = """
+import json, sys
+sys.path.insert(0, {root!r})
+from sparselinear import Connectivity, SparseLinear, memory
+memory.follow_live_memory()
+memory.warm_up()
+results = []
+for n, nnz, batch, opt in {cases!r}:
+    est = memory.estimate((n, n), nnz=nnz, batch_size=batch, optimizer=opt)
+    build = lambda: SparseLinear(n, n, Connectivity.random(n, n, nnz=nnz, seed=0))
+    run = memory.measure_training(build, batch_size=batch, in_features=n, out_features=n,
+                                  optimizer=opt, steps=2, progress=False)
+    results.append([est.total, run.measurement.increase])
+    del run
+print(json.dumps(results))
+"""
+
+
+def test_estimate_matches_measurement_at_small_size():
+    # In a fresh process, with the allocator returning freed memory (as the CLI does).
+    cases = [(6000, 600_000, 32, "adam"), (2000, 100_000, 256, "sgd")]
+    code = _COMPARE.format(root=str(ROOT), cases=cases)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120).stdout
+    for estimated, measured in json.loads(out.strip().splitlines()[-1]):
+        assert measured == pytest.approx(estimated, rel=0.2), (estimated, measured)
+
+
+# ---------------------------------------------------------------------------- plot
+def test_plot_writes_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "mem.png"
+    out = memory.plot_memory_vs_density((1000, 2000), path, batch_size=16, nnz=5000,
+                                        measured=200_000)
+    assert out == str(path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_errors(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    with pytest.raises(SparseLinearError, match="Cannot write the plot"):
+        memory.plot_memory_vs_density((10, 10), tmp_path / "no" / "x.png", batch_size=1)
+    with pytest.raises(SparseLinearError, match="empty shape"):
+        memory.plot_memory_vs_density((0, 10), tmp_path / "x.png", batch_size=1)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(memory.MissingDependencyError, match="pip install matplotlib"):
+        memory.plot_memory_vs_density((10, 10), tmp_path / "x.png", batch_size=1)
