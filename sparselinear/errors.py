@@ -49,3 +49,11 @@ class WiringMismatchError(SparseLinearError, ValueError):
 
 class DataError(SparseLinearError, ValueError):
     """Input data is malformed: NaN values, unknown names, unparsable fields."""
+
+
+class InsufficientMemoryError(SparseLinearError, MemoryError):
+    """The estimated memory of a step exceeds what the device has."""
+
+
+class MissingDependencyError(SparseLinearError, ImportError):
+    """An optional dependency needed for this feature is not installed."""

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ..errors import SparseLinearError
+from ..errors import InsufficientMemoryError
 from .estimate import format_bytes
 
 __all__ = [
@@ -40,10 +40,6 @@ __all__ = [
 
 _STATUS = "/proc/self/status"
 _CLEAR_REFS = "/proc/self/clear_refs"
-
-
-class InsufficientMemoryError(SparseLinearError, MemoryError):
-    """The estimated memory of a step exceeds what the device has."""
 
 
 # ---------------------------------------------------------------------------- reading memory

@@ -12,15 +12,11 @@ from typing import Any
 import numpy as np
 
 from .._sources import check_shape
-from ..errors import DataError, SparseLinearError
+from ..errors import DataError, MissingDependencyError
 from .estimate import estimate, format_bytes
 from .peak import total_memory
 
 __all__ = ["MissingDependencyError", "plot_memory_vs_density", "require_matplotlib"]
-
-
-class MissingDependencyError(SparseLinearError, ImportError):
-    """An optional dependency needed for this feature is not installed."""
 
 
 def require_matplotlib() -> Any:
