@@ -59,8 +59,10 @@ class SparseLinear(nn.Module):
         >>> import torch
         >>> from sparselinear import SparseLinear, Connectivity
         >>> layer = SparseLinear(20, 30, Connectivity.random(30, 20, density=0.1, seed=0))
-        >>> layer
-        SparseLinear(in_features=20, out_features=30, nnz=60, density=0.1, bias=True, mode=auto(dense))
+        >>> layer  # doctest: +ELLIPSIS
+        SparseLinear(in_features=20, out_features=30, nnz=60, density=0.1, bias=True, ...)
+        >>> layer.mode, SparseLinear(20, 30, layer.connectivity, mode="dense").mode
+        ('auto', 'dense')
         >>> layer(torch.randn(128, 20)).shape
         torch.Size([128, 30])
     """
