@@ -8,7 +8,8 @@ weight gradient is gathered back at the edges only: the parameters, the optimize
 results (to rounding) are the same as in sparse mode.
 
 ``mode="auto"`` picks dense bands when the edges fill at least :data:`DENSE_MIN_FILL` of the
-band area (for the device type) and the tiles fit :data:`DENSE_BUDGET_BYTES`; ``"sparse"`` and ``"dense"`` force.
+band area (for the device type) and the tiles fit :data:`DENSE_BUDGET_BYTES`; ``"sparse"`` and
+``"dense"`` force one or the other.
 """
 
 from __future__ import annotations
