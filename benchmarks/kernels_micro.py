@@ -147,6 +147,52 @@ def floor_bytes(out: int, n_in: int, nnz: int, batch: int, index_bytes: int = 4)
     return forward + backward + adam
 
 
+def _child_cmd(args, impl: str, spec: dict) -> list[str]:
+    cmd = [sys.executable, __file__, "--child", impl, "--workload", args.workload,
+           "--steps", str(args.steps), "--warmup", str(args.warmup),
+           "--threads", str(args.threads)]
+    for key, flag in (("out", "--out"), ("in", "--in"), ("nnz", "--nnz"), ("batch", "--batch")):
+        if spec[key] is not None:
+            cmd += [flag, str(spec[key])]
+    return cmd
+
+
+def sweep(args, sizes: list[int]) -> int:
+    """Step time of ``args.impls[0]`` against nnz on the workload's shape; prints the slope."""
+    import math
+
+    spec = dict(WORKLOADS[args.workload])
+    if args.out:
+        spec["out"] = args.out
+    if args.n_in:
+        spec["in"] = args.n_in
+    if args.batch:
+        spec["batch"] = args.batch
+    spec["pattern"] = "random"
+    impl = args.impls[0]
+    print(f"nnz sweep, {impl}: {spec['out']} x {spec['in']}, batch {spec['batch']}")
+    points = []
+    for nnz in sizes:
+        spec["nnz"] = nnz
+        done = subprocess.run(_child_cmd(args, impl, spec), capture_output=True, text=True)
+        if done.returncode != 0:
+            print(f"nnz {nnz:,}: failed\n{done.stderr[-1000:]}")
+            continue
+        r = json.loads(done.stdout.strip().splitlines()[-1])
+        points.append((nnz, r["step"]))
+        print(f"nnz {nnz:>12,}  step {r['step'] * 1e3:9.1f} ms  "
+              f"{r['step'] / nnz * 1e9:6.1f} ns/edge  peak {r['peak_mb']:8.1f} MB")
+    if len(points) > 1:
+        xs = [math.log(n) for n, _ in points]
+        ys = [math.log(t) for _, t in points]
+        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+        slope = sum((a - mx) * (b - my) for a, b in zip(xs, ys, strict=True)) / sum(
+            (a - mx) ** 2 for a in xs
+        )
+        print(f"log-log slope of step time against nnz: {slope:.2f}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workload", choices=sorted(WORKLOADS), default="fly")
@@ -158,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--sweep", nargs="+", type=float, metavar="NNZ",
+                        help="run the first impl at each of these nnz and fit the log-log slope")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     spec = dict(WORKLOADS[args.workload])
@@ -170,19 +218,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(child(spec, args.child, args.steps, args.warmup, args.threads)))
         return 0
+    if args.sweep:
+        return sweep(args, [int(n) for n in args.sweep])
     nnz = spec["nnz"] or spec["out"] * (spec["out"] + 1) // 2
     print(f"workload {args.workload}: {spec['out']} x {spec['in']}, nnz {nnz:,}, "
           f"batch {spec['batch']}, threads {args.threads or os.cpu_count()}")
     rows = {}
     for impl in args.impls:
-        cmd = [sys.executable, __file__, "--child", impl, "--workload", args.workload,
-               "--steps", str(args.steps), "--warmup", str(args.warmup),
-               "--threads", str(args.threads)]
-        for key, flag in (("out", "--out"), ("in", "--in"), ("nnz", "--nnz"),
-                          ("batch", "--batch")):
-            if spec[key] is not None:
-                cmd += [flag, str(spec[key])]
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        done = subprocess.run(_child_cmd(args, impl, spec), capture_output=True, text=True)
         if done.returncode != 0:
             print(f"{impl}: failed\n{done.stderr[-2000:]}")
             continue

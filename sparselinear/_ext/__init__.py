@@ -79,10 +79,20 @@ def _compile(compiler: str, flags: list[str], target: Path) -> str | None:
     return None
 
 
+def _cpu_model() -> bytes:
+    """What ``-march=native`` depends on: the CPU's model name and feature flags."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor().encode()
+    wanted = [ln for ln in lines if ln.startswith(("model name", "flags", "Features"))]
+    return "\n".join(dict.fromkeys(wanted)).encode()
+
+
 def _library_path(compiler: str, flags: list[str]) -> Path:
     key = hashlib.sha256()
     for part in (_SOURCE.read_bytes(), compiler.encode(), " ".join(flags).encode(),
-                 platform.machine().encode(), platform.node().encode()):
+                 platform.machine().encode(), _cpu_model()):
         key.update(part)
         key.update(b"\0")
     return _build_dir() / key.hexdigest()[:16] / "sparselinear_kernels.so"
