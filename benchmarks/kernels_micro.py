@@ -67,7 +67,8 @@ def _pattern(spec: dict, seed: int):
     return Connectivity.random(spec["out"], spec["in"], nnz=spec["nnz"], seed=seed)
 
 
-def child(spec: dict, impl: str, steps: int, warmup: int, threads: int | None) -> dict:
+def child(spec: dict, impl: str, steps: int, warmup: int, threads: int | None,
+          fused_adam: bool = False) -> dict:
     """Run the steps of one implementation in this process and return its measurements."""
     sys.path.insert(0, str(ROOT))
     import torch
@@ -95,7 +96,7 @@ def child(spec: dict, impl: str, steps: int, warmup: int, threads: int | None) -
         layer = SparseLinear(spec["in"], spec["out"], conn, mode=mode)
         model, params = layer, list(layer.parameters())
     del conn
-    opt = torch.optim.Adam(params, lr=1e-3)
+    opt = torch.optim.Adam(params, lr=1e-3, fused=fused_adam or None)
     _reset_peak()
     times = {"forward": [], "backward": [], "adam": [], "step": []}
     for i in range(warmup + steps):
@@ -150,7 +151,7 @@ def floor_bytes(out: int, n_in: int, nnz: int, batch: int, index_bytes: int = 4)
 def _child_cmd(args, impl: str, spec: dict) -> list[str]:
     cmd = [sys.executable, __file__, "--child", impl, "--workload", args.workload,
            "--steps", str(args.steps), "--warmup", str(args.warmup),
-           "--threads", str(args.threads)]
+           "--threads", str(args.threads)] + (["--fused-adam"] if args.fused_adam else [])
     for key, flag in (("out", "--out"), ("in", "--in"), ("nnz", "--nnz"), ("batch", "--batch")):
         if spec[key] is not None:
             cmd += [flag, str(spec[key])]
@@ -206,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--sweep", nargs="+", type=float, metavar="NNZ",
                         help="run the first impl at each of these nnz and fit the log-log slope")
+    parser.add_argument("--fused-adam", action="store_true",
+                        help="torch.optim.Adam(fused=True) (one pass, no temporaries)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     spec = dict(WORKLOADS[args.workload])
@@ -216,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
             if key == "nnz":
                 spec["pattern"] = "random"
     if args.child:
-        print(json.dumps(child(spec, args.child, args.steps, args.warmup, args.threads)))
+        print(json.dumps(child(spec, args.child, args.steps, args.warmup, args.threads,
+                                      args.fused_adam)))
         return 0
     if args.sweep:
         return sweep(args, [int(n) for n in args.sweep])
