@@ -6,10 +6,11 @@ gradients are sparse x dense products; the weight gradient is computed only at t
 
 Dense operands are handled transposed, ``(features, batch)``, so that each edge reads one
 contiguous batch vector. On CPU the compiled kernels (:mod:`sparselinear._ext`) compute the
-forward pass in one sweep over the rows and both gradients in one fused sweep (per-thread input
-gradient buffers of ``in x batch``, bounded by :data:`~sparselinear.kernels.PRIVATE_BYTES`);
-elsewhere, or when they are unavailable, torch's CSR kernels run in bounded chunks
-(:mod:`sparselinear.kernels`).
+forward pass in one sweep over the rows and, for batches up to :data:`FUSED_MAX_BATCH`, both
+gradients in one fused sweep (per-thread input gradient buffers of ``in x batch``, bounded by
+:data:`~sparselinear.kernels.PRIVATE_BYTES`), else the weight gradient over the pattern and the
+input gradient over the transposed pattern. Elsewhere, or when they are unavailable, torch's
+CSR kernels run in bounded chunks (:mod:`sparselinear.kernels`).
 """
 
 from __future__ import annotations
@@ -21,10 +22,16 @@ from . import _ext, kernels
 __all__ = ["SparseLinearFunction"]
 
 
+#: Widest batch for which the input gradient is scattered in the fused pass; wider batches gather
+#: it over the transposed pattern (cheaper than read-modify-writing long rows; measured).
+FUSED_MAX_BATCH = 64
+
+
 def _compiled_backward(x_t, w, g_t, crow, col, crow_t, row_t, perm, want_gx, want_gw):
     n_in, batch = x_t.shape
     private = _ext.threads() * n_in * batch * x_t.element_size()
-    if want_gx and (_ext.threads() == 1 or private <= kernels.PRIVATE_BYTES):
+    fits = _ext.threads() == 1 or private <= kernels.PRIVATE_BYTES
+    if want_gx and batch <= FUSED_MAX_BATCH and fits:
         return _ext.backward(crow, col, w, x_t, g_t, n_in, want_gw=want_gw, want_gx=True)
     grad_w = grad_x = None
     if want_gw:

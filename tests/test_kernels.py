@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sparselinear import Connectivity, SparseLinear, _dense, _ext, kernels
+from sparselinear import Connectivity, SparseLinear, _dense, _ext, autograd, kernels
 from sparselinear.errors import SparseLinearError
 from sparselinear.functional import sparse_linear
 
@@ -129,10 +129,12 @@ needs_ext = pytest.mark.skipif(not HAS_EXT, reason="no C++ compiler to build the
 
 
 @needs_ext
-@pytest.mark.parametrize("batch", [0, 1, 7, 8, 16, 24, 33, 64, 100, 129])
+@pytest.mark.parametrize("sweep_bytes", [0, 23 * 8 * 8])
+@pytest.mark.parametrize("batch", [0, 1, 8, 24, 33, 129])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("index_dtype", [torch.int32, torch.int64])
-def test_compiled_kernels_every_batch_tile(batch, dtype, index_dtype):
+def test_compiled_kernels_every_batch_tile(monkeypatch, sweep_bytes, batch, dtype, index_dtype):
+    monkeypatch.setattr(_ext, "SWEEP_BYTES", sweep_bytes)  # > 0: several sweeps of 8 columns
     conn = Connectivity.random(37, 23, density=0.2, seed=4)
     crow, col, crow_t, row_t, perm = (t.to(index_dtype) for t in conn._fields())
     torch.manual_seed(4)
@@ -150,17 +152,21 @@ def test_compiled_kernels_every_batch_tile(batch, dtype, index_dtype):
     torch.testing.assert_close(gw.double(), (g.double() @ x.double().t())[rows, cols], **tol)
     only_w, none = _ext.backward(crow, col, w, x, g, 23, want_gw=True, want_gx=False)
     assert none is None
-    torch.testing.assert_close(only_w, gw, rtol=0, atol=0)
+    torch.testing.assert_close(only_w.double(), (g.double() @ x.double().t())[rows, cols], **tol)
 
 
 @needs_ext
 @pytest.mark.parametrize("threads", [1, 2])
-def test_gather_form_when_private_buffers_exceed_budget(monkeypatch, threads):
+@pytest.mark.parametrize("budget", ["private", "batch"])
+def test_gather_form_when_private_buffers_exceed_budget(monkeypatch, threads, budget):
     conn = Connectivity.random(40, 60, density=0.1, seed=5)
     x = torch.randn(9, 60, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(conn.nnz, dtype=torch.float64, requires_grad=True)
     *expected, probe = _reference(conn, x, weight, torch.zeros(40, dtype=torch.float64))
-    monkeypatch.setattr(kernels, "PRIVATE_BYTES", 0)
+    if budget == "private":
+        monkeypatch.setattr(kernels, "PRIVATE_BYTES", 0)
+    else:
+        monkeypatch.setattr(autograd, "FUSED_MAX_BATCH", 4)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

@@ -66,20 +66,31 @@ inline void spmm_rest(const I* __restrict col, const T* __restrict w, const T* _
   }
 }
 
+// The batch columns [b0, b1) of one output row.
+template <typename T, typename I>
+inline void spmm_row(const I* crow, const I* col, const T* w, const T* x, T* y, int64_t r,
+                     int64_t b0, int64_t b1, int64_t nnz, int64_t B) {
+  const int64_t k0 = crow[r], k1 = crow[r + 1];
+  T* yr = y + r * B;
+  int64_t b = b0;
+  for (; b + 64 <= b1; b += 64) spmm_tile<T, I, 64>(col, w, x + b, yr + b, k0, k1, nnz, B);
+  if (b + 32 <= b1) { spmm_tile<T, I, 32>(col, w, x + b, yr + b, k0, k1, nnz, B); b += 32; }
+  if (b + 16 <= b1) { spmm_tile<T, I, 16>(col, w, x + b, yr + b, k0, k1, nnz, B); b += 16; }
+  if (b + 8 <= b1) { spmm_tile<T, I, 8>(col, w, x + b, yr + b, k0, k1, nnz, B); b += 8; }
+  if (b < b1) spmm_rest<T, I>(col, w, x + b, yr + b, k0, k1, B, b1 - b);
+}
+
+// Sweeps of tb batch columns each, so that the part of x one sweep reads can stay in cache.
 template <typename T, typename I>
 void spmm(const I* crow, const I* col, const T* w, const T* x, T* y, int64_t n_rows, int64_t B,
-          int threads) {
+          int64_t tb, int threads) {
   const int64_t nnz = n_rows > 0 ? (int64_t)crow[n_rows] : 0;
-#pragma omp parallel for schedule(dynamic, 64) num_threads(threads)
-  for (int64_t r = 0; r < n_rows; ++r) {
-    const int64_t k0 = crow[r], k1 = crow[r + 1];
-    T* yr = y + r * B;
-    int64_t b = 0;
-    for (; b + 64 <= B; b += 64) spmm_tile<T, I, 64>(col, w, x + b, yr + b, k0, k1, nnz, B);
-    if (b + 32 <= B) { spmm_tile<T, I, 32>(col, w, x + b, yr + b, k0, k1, nnz, B); b += 32; }
-    if (b + 16 <= B) { spmm_tile<T, I, 16>(col, w, x + b, yr + b, k0, k1, nnz, B); b += 16; }
-    if (b + 8 <= B) { spmm_tile<T, I, 8>(col, w, x + b, yr + b, k0, k1, nnz, B); b += 8; }
-    if (b < B) spmm_rest<T, I>(col, w, x + b, yr + b, k0, k1, B, B - b);
+  if (tb <= 0) tb = B;
+#pragma omp parallel num_threads(threads)
+  for (int64_t b0 = 0; b0 < B; b0 += tb) {
+    const int64_t b1 = b0 + tb < B ? b0 + tb : B;
+#pragma omp for schedule(dynamic, 64)
+    for (int64_t r = 0; r < n_rows; ++r) spmm_row<T, I>(crow, col, w, x, y, r, b0, b1, nnz, B);
   }
 }
 
@@ -187,36 +198,50 @@ inline void backward_rest(const I* __restrict col, const T* __restrict w, const 
   }
 }
 
+// The batch columns [b0, b1) of one row of the fused backward.
+template <typename T, typename I>
+inline void backward_row(const I* crow, const I* col, const T* w, const T* x, const T* g, T* gw,
+                         T* gx, int64_t r, int64_t b0, int64_t b1, int64_t nnz, int64_t B,
+                         bool want_gw, bool want_gx) {
+  const int64_t k0 = crow[r], k1 = crow[r + 1];
+  const T* gr = g + r * B;
+  int64_t b = b0;
+  for (; b + 32 <= b1; b += 32)
+    backward_tile<T, I, 32>(col, w, x + b, gr + b, gw, gx ? gx + b : gx, k0, k1, nnz, B, b == 0,
+                            want_gw, want_gx);
+  if (b + 16 <= b1) {
+    backward_tile<T, I, 16>(col, w, x + b, gr + b, gw, gx ? gx + b : gx, k0, k1, nnz, B, b == 0,
+                            want_gw, want_gx);
+    b += 16;
+  }
+  if (b + 8 <= b1) {
+    backward_tile<T, I, 8>(col, w, x + b, gr + b, gw, gx ? gx + b : gx, k0, k1, nnz, B, b == 0,
+                           want_gw, want_gx);
+    b += 8;
+  }
+  if (b < b1 || B == 0)
+    backward_rest<T, I>(col, w, x + b, gr + b, gw, gx ? gx + b : gx, k0, k1, B, b1 - b, b == 0,
+                        want_gw, want_gx);
+}
+
 // gx_private: (threads, n_cols, B) zeroed by the caller, or nullptr when want_gx is false.
+// Sweeps of tb batch columns each, as in spmm; gw accumulates over the sweeps.
 template <typename T, typename I>
 void backward(const I* crow, const I* col, const T* w, const T* x, const T* g, T* gw,
-              T* gx_private, int64_t n_rows, int64_t n_cols, int64_t B, int threads) {
+              T* gx_private, int64_t n_rows, int64_t n_cols, int64_t B, int64_t tb,
+              int threads) {
   const int64_t nnz = n_rows > 0 ? (int64_t)crow[n_rows] : 0;
   const bool want_gw = gw != nullptr, want_gx = gx_private != nullptr;
+  if (tb <= 0 || B == 0) tb = B > 0 ? B : 1;
+  const int64_t sweeps_end = B > 0 ? B : 1;
 #pragma omp parallel num_threads(threads)
   {
     T* gx = want_gx ? gx_private + (int64_t)omp_get_thread_num() * n_cols * B : nullptr;
+    for (int64_t b0 = 0; b0 < sweeps_end; b0 += tb) {
+      const int64_t b1 = b0 + tb < B ? b0 + tb : B;
 #pragma omp for schedule(dynamic, 64)
-    for (int64_t r = 0; r < n_rows; ++r) {
-      const int64_t k0 = crow[r], k1 = crow[r + 1];
-      const T* gr = g + r * B;
-      int64_t b = 0;
-      for (; b + 32 <= B; b += 32)
-        backward_tile<T, I, 32>(col, w, x + b, gr + b, gw, gx ? gx + b : gx, k0, k1, nnz, B,
-                                b == 0, want_gw, want_gx);
-      if (b + 16 <= B) {
-        backward_tile<T, I, 16>(col, w, x + b, gr + b, gw, gx ? gx + b : gx, k0, k1, nnz, B,
-                                b == 0, want_gw, want_gx);
-        b += 16;
-      }
-      if (b + 8 <= B) {
-        backward_tile<T, I, 8>(col, w, x + b, gr + b, gw, gx ? gx + b : gx, k0, k1, nnz, B,
-                               b == 0, want_gw, want_gx);
-        b += 8;
-      }
-      if (b < B || B == 0)
-        backward_rest<T, I>(col, w, x + b, gr + b, gw, gx ? gx + b : gx, k0, k1, B, B - b,
-                            b == 0, want_gw, want_gx);
+      for (int64_t r = 0; r < n_rows; ++r)
+        backward_row<T, I>(crow, col, w, x, g, gw, gx, r, b0, b1, nnz, B, want_gw, want_gx);
     }
   }
 }
@@ -225,8 +250,8 @@ void backward(const I* crow, const I* col, const T* w, const T* x, const T* g, T
 
 #define SL_INSTANTIATE(SUFFIX, T, I)                                                          \
   extern "C" void sl_spmm_##SUFFIX(const I* crow, const I* col, const T* w, const T* x, T* y, \
-                                   int64_t n_rows, int64_t B, int threads) {                  \
-    spmm<T, I>(crow, col, w, x, y, n_rows, B, threads);                                       \
+                                   int64_t n_rows, int64_t B, int64_t tb, int threads) {      \
+    spmm<T, I>(crow, col, w, x, y, n_rows, B, tb, threads);                                   \
   }                                                                                           \
   extern "C" void sl_spmm_t_##SUFFIX(const I* crow_t, const I* row_t, const I* perm,          \
                                      const T* w, const T* g, T* gx, int64_t n_cols,           \
@@ -235,8 +260,8 @@ void backward(const I* crow, const I* col, const T* w, const T* x, const T* g, T
   }                                                                                           \
   extern "C" void sl_backward_##SUFFIX(const I* crow, const I* col, const T* w, const T* x,   \
                                        const T* g, T* gw, T* gx_private, int64_t n_rows,      \
-                                       int64_t n_cols, int64_t B, int threads) {              \
-    backward<T, I>(crow, col, w, x, g, gw, gx_private, n_rows, n_cols, B, threads);           \
+                                       int64_t n_cols, int64_t B, int64_t tb, int threads) {  \
+    backward<T, I>(crow, col, w, x, g, gw, gx_private, n_rows, n_cols, B, tb, threads);       \
   }
 
 SL_INSTANTIATE(f32_i32, float, int32_t)
