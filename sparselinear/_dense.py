@@ -30,7 +30,7 @@ MODES = ("auto", "sparse", "dense")
 DENSE_MIN_FILL = {"cpu": 0.3, "cuda": 0.05}
 #: ... and the tiles, their gradients and masks (``area x (2 x itemsize + 1)`` bytes) fit this.
 DENSE_BUDGET_BYTES = 1 << 28
-_MIN_BLOCK, _MAX_BLOCK, _BLOCKS = 64, 512, 16
+_MIN_BLOCK, _MAX_BLOCK, _BLOCKS = 128, 1024, 8
 
 
 def check_mode(mode: object) -> str:
@@ -46,7 +46,8 @@ def check_mode(mode: object) -> str:
 @dataclass
 class BandPlan:
     """Row blocks ``[r0, r1)`` with the column span ``[c0, c1)`` and edge range ``[k0, k1)`` of
-    each, and per device the flat position of each edge inside its ``(r1-r0, c1-c0)`` tile."""
+    each. The tiles of all bands lie one after another in one flat buffer of ``area`` values,
+    and :meth:`positions` gives each edge's place in it (per device)."""
 
     bands: list[tuple[int, int, int, int, int, int]]
     area: int
@@ -54,17 +55,32 @@ class BandPlan:
     col: torch.Tensor = field(repr=False)
     _where: dict = field(default_factory=dict, repr=False)
 
-    def positions(self, device: torch.device) -> list[torch.Tensor]:
+    def offsets(self) -> list[int]:
+        """Start of each band's tile in the flat buffer."""
+        starts, total = [], 0
+        for r0, r1, c0, c1, _, _ in self.bands:
+            starts.append(total)
+            total += (r1 - r0) * (c1 - c0)
+        return starts
+
+    def positions(self, device: torch.device) -> torch.Tensor:
         if device not in self._where:
             crow, col = self.crow.to(device, torch.int64), self.col.to(device, torch.int64)
             rows = torch.repeat_interleave(
                 torch.arange(crow.numel() - 1, device=device), crow.diff()
             )
-            where = []
-            for r0, _, c0, c1, k0, k1 in self.bands:
-                where.append((rows[k0:k1] - r0) * (c1 - c0) + col[k0:k1] - c0)
+            where = torch.empty_like(col)
+            for (r0, _, c0, c1, k0, k1), start in zip(self.bands, self.offsets(), strict=True):
+                where[k0:k1] = start + (rows[k0:k1] - r0) * (c1 - c0) + col[k0:k1] - c0
             self._where[device] = where
         return self._where[device]
+
+    def tiles(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """Views of ``flat`` as the bands' ``(r1-r0, c1-c0)`` tiles."""
+        return [
+            flat[start : start + (r1 - r0) * (c1 - c0)].view(r1 - r0, c1 - c0)
+            for (r0, r1, c0, c1, _, _), start in zip(self.bands, self.offsets(), strict=True)
+        ]
 
 
 def _plan(crow: torch.Tensor, col: torch.Tensor) -> BandPlan:
@@ -127,38 +143,34 @@ class DenseBandFunction(torch.autograd.Function):
     def forward(ctx, x, weight, bias, plan):
         dtype = kernels.compute_dtype(x.dtype, x.device)
         x_t, w = x.t().to(dtype).contiguous(), weight.to(dtype)
+        flat = w.new_zeros(plan.area)
+        flat.index_copy_(0, plan.positions(x.device), w)
         y_t = x_t.new_zeros(plan.crow.numel() - 1, x.shape[0])
-        tiles = []
-        for (r0, r1, c0, c1, k0, k1), where in zip(plan.bands, plan.positions(x.device),
-                                                    strict=True):
-            tile = w.new_zeros(r1 - r0, c1 - c0)
-            tile.view(-1).index_copy_(0, where, w[k0:k1])
+        for (r0, r1, c0, c1, _, _), tile in zip(plan.bands, plan.tiles(flat), strict=True):
             torch.mm(tile, x_t[c0:c1], out=y_t[r0:r1])
-            tiles.append(tile)
         y = y_t.t().to(x.dtype)
         y = y + bias if bias is not None else y.contiguous()
-        ctx.save_for_backward(x_t, weight, *tiles)
+        ctx.save_for_backward(x_t, weight, flat)
         ctx.plan, ctx.has_bias = plan, bias is not None
         return y
 
     @staticmethod
     def backward(ctx, grad_y):
-        x_t, weight, *tiles = ctx.saved_tensors
+        x_t, weight, flat = ctx.saved_tensors
         plan = ctx.plan
         g_t = grad_y.t().to(x_t.dtype).contiguous()
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
             grad_x_t = g_t.new_zeros(x_t.shape)
-            for (r0, r1, c0, c1, _, _), tile in zip(plan.bands, tiles, strict=True):
+            for (r0, r1, c0, c1, _, _), tile in zip(plan.bands, plan.tiles(flat), strict=True):
                 grad_x_t[c0:c1].addmm_(tile.t(), g_t[r0:r1])
             grad_x = grad_x_t.t().to(grad_y.dtype)
         if ctx.needs_input_grad[1]:
-            grad_w = g_t.new_empty(weight.numel())
-            for (r0, r1, c0, c1, k0, k1), where in zip(plan.bands, plan.positions(g_t.device),
-                                                        strict=True):
-                tile_grad = torch.mm(g_t[r0:r1], x_t[c0:c1].t())
-                torch.index_select(tile_grad.view(-1), 0, where, out=grad_w[k0:k1])
-            grad_w = grad_w.to(weight.dtype)
+            grad_flat = torch.empty_like(flat)  # only the edges' entries are read back
+            for (r0, r1, c0, c1, _, _), tile in zip(plan.bands, plan.tiles(grad_flat),
+                                                     strict=True):
+                torch.mm(g_t[r0:r1], x_t[c0:c1].t(), out=tile)
+            grad_w = grad_flat.index_select(0, plan.positions(g_t.device)).to(weight.dtype)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad_y.sum(0)
         return grad_x, grad_w, grad_b, None
