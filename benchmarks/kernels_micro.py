@@ -3,8 +3,9 @@
 Each implementation runs in its own process on the same pattern: forward, backward and an Adam
 step, median of ``--steps`` steps after ``--warmup``, with the time of each phase and the peak
 resident memory above the input data (the peak is reset after the pattern is built, so
-construction temporaries do not count). Also measures the machine's memory bandwidth and prints
-the floor: the bytes one step must move divided by that bandwidth.
+construction temporaries do not count), and the CPU time of all threads per step (steadier than
+wall time on a machine shared with other jobs). Also measures the machine's memory bandwidth
+and prints the floor: the bytes one step must move divided by that bandwidth.
 
 Usage::
 
@@ -98,8 +99,9 @@ def child(spec: dict, impl: str, steps: int, warmup: int, threads: int | None,
     del conn
     opt = torch.optim.Adam(params, lr=1e-3, fused=fused_adam or None)
     _reset_peak()
-    times = {"forward": [], "backward": [], "adam": [], "step": []}
+    times = {"forward": [], "backward": [], "adam": [], "step": [], "cpu": []}
     for i in range(warmup + steps):
+        c0 = time.process_time()
         t0 = time.perf_counter()
         loss = (model(x) - target).pow(2).mean()
         t1 = time.perf_counter()
@@ -108,8 +110,10 @@ def child(spec: dict, impl: str, steps: int, warmup: int, threads: int | None,
         t2 = time.perf_counter()
         opt.step()
         t3 = time.perf_counter()
+        c3 = time.process_time()
         if i >= warmup:
-            for key, value in zip(times, (t1 - t0, t2 - t1, t3 - t2, t3 - t0), strict=True):
+            spans = (t1 - t0, t2 - t1, t3 - t2, t3 - t0, c3 - c0)
+            for key, value in zip(times, spans, strict=True):
                 times[key].append(value)
     result = {k: statistics.median(v) for k, v in times.items()}
     result["peak_mb"] = (_rss_kb("VmHWM") - base) / 1024
@@ -238,11 +242,12 @@ def main(argv: list[str] | None = None) -> int:
     floor = floor_bytes(spec["out"], spec["in"], nnz, spec["batch"]) / (gbs * 1e9)
     print(f"memory bandwidth (copy) {gbs:.1f} GB/s; floor {floor * 1e3:.1f} ms per step")
     header = f"{'impl':<10} {'mode':<14} {'step ms':>9} {'fwd':>8} {'bwd':>8} {'adam':>8} " \
-             f"{'peak MB':>9} {'B/edge':>7} {'x floor':>8}"
+             f"{'cpu ms':>8} {'peak MB':>9} {'B/edge':>7} {'x floor':>8}"
     print(header)
     for impl, r in rows.items():
         print(f"{impl:<10} {r['mode']:<14} {r['step'] * 1e3:9.1f} {r['forward'] * 1e3:8.1f} "
-              f"{r['backward'] * 1e3:8.1f} {r['adam'] * 1e3:8.1f} {r['peak_mb']:9.1f} "
+              f"{r['backward'] * 1e3:8.1f} {r['adam'] * 1e3:8.1f} {r['cpu'] * 1e3:8.1f} "
+              f"{r['peak_mb']:9.1f} "
               f"{r['peak_mb'] * 2**20 / max(nnz, 1):7.1f} {r['step'] / floor:8.1f}")
     if len(rows) > 1:
         first = next(iter(rows))
