@@ -51,8 +51,7 @@ class BandPlan:
 
     bands: list[tuple[int, int, int, int, int, int]]
     area: int
-    crow: torch.Tensor = field(repr=False)
-    col: torch.Tensor = field(repr=False)
+    n_out: int
     _where: dict = field(default_factory=dict, repr=False)
 
     def offsets(self) -> list[int]:
@@ -63,9 +62,12 @@ class BandPlan:
             total += (r1 - r0) * (c1 - c0)
         return starts
 
-    def positions(self, device: torch.device) -> torch.Tensor:
+    def positions(self, crow: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
+        """Each edge's index in the flat tile buffer, for the pattern ``(crow, col)`` the plan
+        was made from, on their device (cached per device)."""
+        device = col.device
         if device not in self._where:
-            crow, col = self.crow.to(device, torch.int64), self.col.to(device, torch.int64)
+            crow, col = crow.to(torch.int64), col.to(torch.int64)
             rows = torch.repeat_interleave(
                 torch.arange(crow.numel() - 1, device=device), crow.diff()
             )
@@ -102,7 +104,7 @@ def _plan(crow: torch.Tensor, col: torch.Tensor) -> BandPlan:
         c0, c1 = int(first[r0:r1].min()), int(last[r0:r1].max()) + 1
         bands.append((r0, r1, c0, c1, k0, k1))
         area += (r1 - r0) * (c1 - c0)
-    return BandPlan(bands, area, crow, col)
+    return BandPlan(bands, area, n_out)
 
 
 _cache: dict[int, tuple] = {}  # id(crow) -> (weakref to crow, version key, plan)
@@ -133,30 +135,31 @@ def plan_for(
 
 
 class DenseBandFunction(torch.autograd.Function):
-    """``y = x Wᵀ + b`` through the dense tiles of a :class:`BandPlan`; ``x`` is 2-D.
+    """``y = x Wᵀ + b`` through the dense tiles of a :class:`BandPlan`; ``x`` is 2-D and
+    ``where`` is :meth:`BandPlan.positions` of the pattern.
 
     Activations are handled transposed, ``(features, batch)``, so every tile product reads and
     writes contiguous row ranges.
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, plan):
+    def forward(ctx, x, weight, bias, plan, where):
         dtype = kernels.compute_dtype(x.dtype, x.device)
         x_t, w = x.t().to(dtype).contiguous(), weight.to(dtype)
         flat = w.new_zeros(plan.area)
-        flat.index_copy_(0, plan.positions(x.device), w)
-        y_t = x_t.new_zeros(plan.crow.numel() - 1, x.shape[0])
+        flat.index_copy_(0, where, w)
+        y_t = x_t.new_zeros(plan.n_out, x.shape[0])
         for (r0, r1, c0, c1, _, _), tile in zip(plan.bands, plan.tiles(flat), strict=True):
             torch.mm(tile, x_t[c0:c1], out=y_t[r0:r1])
         y = y_t.t().to(x.dtype)
         y = y + bias if bias is not None else y.contiguous()
-        ctx.save_for_backward(x_t, weight, flat)
+        ctx.save_for_backward(x_t, weight, flat, where)
         ctx.plan, ctx.has_bias = plan, bias is not None
         return y
 
     @staticmethod
     def backward(ctx, grad_y):
-        x_t, weight, flat = ctx.saved_tensors
+        x_t, weight, flat, where = ctx.saved_tensors
         plan = ctx.plan
         g_t = grad_y.t().to(x_t.dtype).contiguous()
         grad_x = grad_w = grad_b = None
@@ -170,7 +173,7 @@ class DenseBandFunction(torch.autograd.Function):
             for (r0, r1, c0, c1, _, _), tile in zip(plan.bands, plan.tiles(grad_flat),
                                                      strict=True):
                 torch.mm(g_t[r0:r1], x_t[c0:c1].t(), out=tile)
-            grad_w = grad_flat.index_select(0, plan.positions(g_t.device)).to(weight.dtype)
+            grad_w = grad_flat.index_select(0, where).to(weight.dtype)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad_y.sum(0)
-        return grad_x, grad_w, grad_b, None
+        return grad_x, grad_w, grad_b, None, None

@@ -101,7 +101,8 @@ def sparse_linear(
     fields = connectivity._fields()
     plan = _dense.plan_for(fields[0], fields[1], mode, input.dtype, input.device)
     if plan is not None:
-        y = _dense.DenseBandFunction.apply(x, weight, bias, plan)
+        where = plan.positions(fields[0], fields[1])
+        y = _dense.DenseBandFunction.apply(x, weight, bias, plan, where)
     else:
         y = SparseLinearFunction.apply(x, weight, bias, *fields)
     return y.reshape(*lead, connectivity.out_features)

@@ -272,7 +272,7 @@ def test_band_plan_covers_every_edge_once():
         assert bool(((cols[k0:k1] >= c0) & (cols[k0:k1] < c1)).all())
         covered[k0:k1] += 1
     assert bool((covered == 1).all())
-    where = plan.positions(torch.device("cpu"))
+    where = plan.positions(conn.crow_indices(), conn.col_indices())
     assert where.unique().numel() == conn.nnz and int(where.max()) < plan.area
     flat = torch.zeros(plan.area, dtype=torch.float64)
     flat[where] = torch.arange(1.0, conn.nnz + 1, dtype=torch.float64)
@@ -290,6 +290,19 @@ def test_bad_mode(bad):
         SparseLinear(5, 4, conn, mode=bad)
     with pytest.raises(SparseLinearError, match="'mode' must be one of"):
         sparse_linear(torch.randn(2, 5), torch.randn(conn.nnz), conn, mode=bad)
+
+
+def test_plan_cache_does_not_keep_patterns_alive():
+    import gc
+    import weakref
+
+    conn = Connectivity.random(50, 40, density=0.5, seed=9)
+    x = torch.randn(2, 40)
+    sparse_linear(x, torch.randn(conn.nnz), conn, mode="auto")
+    ref = weakref.ref(conn.crow_indices())
+    del conn
+    gc.collect()
+    assert ref() is None
 
 
 def test_plan_follows_in_place_changes_of_the_pattern():
