@@ -10,12 +10,10 @@ from sparselinear.errors import SparseLinearError
 from sparselinear.functional import sparse_linear
 
 HAS_EXT = _ext.available()
-BACKENDS = [
-    pytest.param(
-        "extension", marks=pytest.mark.skipif(not HAS_EXT, reason="no C++ compiler to build it")
-    ),
-    "torch",
-]
+needs_ext = pytest.mark.skipif(
+    not HAS_EXT, reason="compiled kernels unavailable (no C++ compiler, or disabled)"
+)
+BACKENDS = [pytest.param("extension", marks=needs_ext), "torch"]
 MODES = ["sparse", "dense", "auto"]
 
 
@@ -125,7 +123,6 @@ def test_only_requested_gradients(backend, needs):
 
 
 # ---------------------------------------------------------------- the compiled kernels directly
-needs_ext = pytest.mark.skipif(not HAS_EXT, reason="no C++ compiler to build the extension")
 
 
 @needs_ext
