@@ -2,17 +2,43 @@
 
 ``y = x Wᵀ + b`` with ``W`` given by its nnz values and a CSR pattern. Forward and both input
 gradients are sparse x dense products; the weight gradient is computed only at the nnz positions
-(a sampled dense-dense product). Nothing of size ``out x in`` is ever allocated, and the kernels
-work in bounded chunks (:mod:`sparselinear.kernels`).
+(a sampled dense-dense product). Nothing of size ``out x in`` is ever allocated.
+
+Dense operands are handled transposed, ``(features, batch)``, so that each edge reads one
+contiguous batch vector. On CPU the compiled kernels (:mod:`sparselinear._ext`) compute the
+forward pass in one sweep over the rows and, for batches up to :data:`FUSED_MAX_BATCH`, both
+gradients in one fused sweep (per-thread input gradient buffers of ``in x batch``, bounded by
+:data:`~sparselinear.kernels.PRIVATE_BYTES`), else the weight gradient over the pattern and the
+input gradient over the transposed pattern. Elsewhere, or when they are unavailable, torch's
+CSR kernels run in bounded chunks (:mod:`sparselinear.kernels`).
 """
 
 from __future__ import annotations
 
 import torch
 
-from . import kernels
+from . import _ext, kernels
 
 __all__ = ["SparseLinearFunction"]
+
+
+#: Widest batch for which the input gradient is scattered in the fused pass; wider batches gather
+#: it over the transposed pattern (cheaper than read-modify-writing long rows; measured).
+FUSED_MAX_BATCH = 64
+
+
+def _compiled_backward(x_t, w, g_t, crow, col, crow_t, row_t, perm, want_gx, want_gw):
+    n_in, batch = x_t.shape
+    private = _ext.threads() * n_in * batch * x_t.element_size()
+    fits = _ext.threads() == 1 or private <= kernels.PRIVATE_BYTES
+    if want_gx and batch <= FUSED_MAX_BATCH and fits:
+        return _ext.backward(crow, col, w, x_t, g_t, n_in, want_gw=want_gw, want_gx=True)
+    grad_w = grad_x = None
+    if want_gw:
+        grad_w, _ = _ext.backward(crow, col, w, x_t, g_t, n_in, want_gw=True, want_gx=False)
+    if want_gx:
+        grad_x = _ext.spmm_t(crow_t, row_t, perm, w, g_t)
+    return grad_w, grad_x
 
 
 class SparseLinearFunction(torch.autograd.Function):
@@ -27,8 +53,11 @@ class SparseLinearFunction(torch.autograd.Function):
     def forward(ctx, x, weight, bias, crow, col, crow_t, row_t, perm):
         dtype = kernels.compute_dtype(x.dtype, x.device)
         x_t = x.t().to(dtype).contiguous()  # (in, batch): each input's batch vector contiguous
-        w = weight.to(dtype)
-        y_t = kernels.spmm(crow, col, w, x_t)  # (out, batch)
+        w = weight.to(dtype).contiguous()
+        if kernels.extension_enabled(x_t):
+            y_t = _ext.spmm(crow.contiguous(), col.contiguous(), w, x_t)
+        else:
+            y_t = kernels.spmm(crow, col, w, x_t)  # (out, batch)
         y = y_t.t().to(x.dtype)
         if bias is not None:
             y = y + bias
@@ -43,12 +72,23 @@ class SparseLinearFunction(torch.autograd.Function):
         x_t, weight, crow, col, crow_t, row_t, perm = ctx.saved_tensors
         dtype = x_t.dtype
         g_t = grad_y.t().to(dtype).contiguous()  # (out, batch)
+        want_gx, want_gw = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_x = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            w_t = weight.to(dtype)[perm]  # values in the transposed pattern's order
-            grad_x = kernels.spmm(crow_t, row_t, w_t, g_t).t().to(grad_y.dtype)
-        if ctx.needs_input_grad[1]:
-            grad_w = kernels.sddmm(crow, col, g_t, x_t).to(weight.dtype)
+        if (want_gx or want_gw) and kernels.extension_enabled(x_t):
+            w = weight.to(dtype).contiguous()
+            fields = (t.contiguous() for t in (crow, col, crow_t, row_t, perm))
+            grad_w, grad_x_t = _compiled_backward(x_t, w, g_t, *fields, want_gx, want_gw)
+            grad_x = None if grad_x_t is None else grad_x_t.t()
+        else:
+            if want_gx:
+                w_t = weight.to(dtype)[perm]  # values in the transposed pattern's order
+                grad_x = kernels.spmm(crow_t, row_t, w_t, g_t).t()
+            if want_gw:
+                grad_w = kernels.sddmm(crow, col, g_t, x_t)
+        if grad_x is not None:
+            grad_x = grad_x.to(grad_y.dtype)
+        if grad_w is not None:
+            grad_w = grad_w.to(weight.dtype)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad_y.sum(0)
         return grad_x, grad_w, grad_b, None, None, None, None, None

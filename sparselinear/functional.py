@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from . import _dense
 from ._sources import describe
 from .autograd import SparseLinearFunction
 from .connectivity import Connectivity
@@ -65,6 +66,8 @@ def sparse_linear(
     weight: torch.Tensor,
     connectivity: Connectivity,
     bias: torch.Tensor | None = None,
+    *,
+    mode: str = "auto",
 ) -> torch.Tensor:
     r"""Apply ``y = x Wᵀ + b`` where ``W`` has ``connectivity``'s pattern and ``weight`` holds its
     nnz values in the order of ``connectivity.indices()``.
@@ -74,6 +77,10 @@ def sparse_linear(
         weight: the edge values, shape ``(nnz,)``.
         connectivity: the pattern, shape ``(out_features, in_features)``.
         bias: optional, shape ``(out_features,)``.
+        mode: ``"sparse"`` (sparse kernels), ``"dense"`` (dense tiles over the row bands the
+            pattern touches, with the same parameters and results) or ``"auto"`` (dense when
+            the pattern fills enough of its bands and they fit a memory budget; see
+            :mod:`sparselinear._dense`). Default: ``"auto"``.
 
     Shape:
         - Input: ``(*, in_features)``
@@ -91,5 +98,11 @@ def sparse_linear(
     _check_inputs(input, weight, connectivity, bias)
     lead = input.shape[:-1]
     x = input.reshape(-1, connectivity.in_features)
-    y = SparseLinearFunction.apply(x, weight, bias, *connectivity._fields())
+    fields = connectivity._fields()
+    plan = _dense.plan_for(fields[0], fields[1], mode, input.dtype, input.device)
+    if plan is not None:
+        where = plan.positions(fields[0], fields[1])
+        y = _dense.DenseBandFunction.apply(x, weight, bias, plan, where)
+    else:
+        y = SparseLinearFunction.apply(x, weight, bias, *fields)
     return y.reshape(*lead, connectivity.out_features)

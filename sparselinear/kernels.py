@@ -7,18 +7,105 @@ Both take CSR index tensors and "row-major by edge endpoint" dense operands of s
 ``(n, batch)``, so each edge reads one contiguous batch vector. They run on torch's CSR kernels
 (MKL on CPU, cuSPARSE on CUDA), in row chunks so that no temporary grows with ``batch x nnz``.
 Where torch has no kernel for the dtype (float16/bfloat16 on CPU) they compute in float32.
+
+On CPU the compiled kernels of :mod:`sparselinear._ext` replace these when they are available;
+:func:`use_backend` chooses (``"auto"``: compiled where possible, ``"extension"``: compiled or
+an error, ``"torch"``: always these). The environment variable ``SPARSELINEAR_KERNELS`` sets the
+initial choice.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import warnings
+from collections.abc import Iterator
 
 import torch
 
-__all__ = ["CHUNK_BYTES", "compute_dtype", "sddmm", "spmm"]
+from . import _ext
+from .errors import SparseLinearError
+
+__all__ = [
+    "CHUNK_BYTES",
+    "PRIVATE_BYTES",
+    "compute_dtype",
+    "extension_enabled",
+    "get_backend",
+    "sddmm",
+    "set_backend",
+    "spmm",
+    "use_backend",
+]
 
 #: Upper bound on ``batch x nnz_chunk x itemsize`` of the work handed to one kernel call.
 CHUNK_BYTES = 1 << 28
+
+
+#: Upper bound on the per-thread ``in x batch`` buffers of the compiled fused backward pass;
+#: above it the input gradient is gathered over the transposed pattern instead.
+PRIVATE_BYTES = 1 << 27
+
+_BACKENDS = ("auto", "extension", "torch")
+_backend = os.environ.get("SPARSELINEAR_KERNELS", "auto").strip().lower() or "auto"
+
+
+def _check_backend(name: str) -> str:
+    if name not in _BACKENDS:
+        raise SparseLinearError(
+            f"'backend' must be one of {', '.join(map(repr, _BACKENDS))}; got {name!r}. "
+            "Check the SPARSELINEAR_KERNELS environment variable or the argument."
+        )
+    return name
+
+
+def get_backend() -> str:
+    """The CPU kernel backend in use: ``"auto"``, ``"extension"`` or ``"torch"``."""
+    return _check_backend(_backend)
+
+
+def set_backend(name: str) -> None:
+    """Choose the CPU kernels: ``"auto"`` (compiled where possible), ``"extension"`` (compiled,
+    or an error) or ``"torch"`` (pure PyTorch)."""
+    global _backend
+    _backend = _check_backend(name)
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[None]:
+    """Context manager form of :func:`set_backend`.
+
+    Examples::
+
+        >>> from sparselinear import kernels
+        >>> with kernels.use_backend("torch"):
+        ...     kernels.get_backend()
+        'torch'
+    """
+    global _backend
+    previous = _backend
+    set_backend(name)
+    try:
+        yield
+    finally:
+        _backend = previous
+
+
+def extension_enabled(tensor: torch.Tensor) -> bool:
+    """Whether the compiled kernels handle ``tensor`` (CPU, float32/float64) under the current
+    backend. Raises if the backend is ``"extension"`` and they cannot be built."""
+    backend = get_backend()
+    if backend == "torch" or tensor.device.type != "cpu":
+        return False
+    if tensor.dtype not in (torch.float32, torch.float64):
+        return False
+    if backend == "extension" and not _ext.available():
+        raise SparseLinearError(
+            "The compiled kernels were requested (backend 'extension') but are not available: "
+            "see the earlier warning, or unset SPARSELINEAR_DISABLE_EXTENSION. Use "
+            "`kernels.set_backend('auto')` to fall back to the PyTorch kernels."
+        )
+    return _ext.available()
 
 
 def compute_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
@@ -87,9 +174,7 @@ def sddmm(
     ``right (n_cols, batch)``; returns ``(nnz,)``."""
     nnz = col.numel()
     out = torch.empty(nnz, dtype=left.dtype, device=left.device)
-    right_t = (
-        right.t()
-    )  # (batch, n_cols) with each column contiguous: what the kernel reads fastest
+    right_t = right.t()  # (batch, n_cols), each column contiguous: what the kernel reads fastest
     for r0, r1, k0, k1 in _row_chunks(crow, left.shape[1], left.element_size(), chunk_bytes):
         # sampled_addmm scales the input values by beta, and 0 * NaN is NaN: feed zeros.
         zeros = torch.zeros(k1 - k0, dtype=left.dtype, device=left.device)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from . import _dense
 from .connectivity import Connectivity
 from .errors import ShapeError, WiringMismatchError
 from .functional import sparse_linear
@@ -35,6 +36,9 @@ class SparseLinear(nn.Module):
             sparse tensor).
         bias: if ``False``, the layer has no additive bias. Default: ``True``.
         device, dtype: of the parameters, as for ``nn.Linear``.
+        mode: ``"auto"``, ``"sparse"`` or ``"dense"``: how forward and backward compute (see
+            :func:`~sparselinear.functional.sparse_linear`); the attribute :attr:`mode` can be
+            changed later. Default: ``"auto"``.
 
     Shape:
         - Input: ``(*, in_features)``
@@ -56,8 +60,10 @@ class SparseLinear(nn.Module):
         >>> import torch
         >>> from sparselinear import SparseLinear, Connectivity
         >>> layer = SparseLinear(20, 30, Connectivity.random(30, 20, density=0.1, seed=0))
-        >>> layer
-        SparseLinear(in_features=20, out_features=30, nnz=60, density=0.1, bias=True)
+        >>> layer  # doctest: +ELLIPSIS
+        SparseLinear(in_features=20, out_features=30, nnz=60, density=0.1, bias=True, ...)
+        >>> layer.mode, SparseLinear(20, 30, layer.connectivity, mode="dense").mode
+        ('auto', 'dense')
         >>> layer(torch.randn(128, 20)).shape
         torch.Size([128, 30])
     """
@@ -71,8 +77,10 @@ class SparseLinear(nn.Module):
         *,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        mode: str = "auto",
     ) -> None:
         super().__init__()
+        self.mode = _dense.check_mode(mode)
         expected = (int(out_features), int(in_features))
         if isinstance(connectivity, Connectivity):
             if connectivity.shape != expected:
@@ -142,14 +150,23 @@ class SparseLinear(nn.Module):
                 self.bias.uniform_(-1.0, 1.0).mul_(bound.to(self.bias.dtype))
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return sparse_linear(input, self.weight, self.connectivity, self.bias)
+        return sparse_linear(input, self.weight, self.connectivity, self.bias, mode=self.mode)
 
     def extra_repr(self) -> str:
         density = self.nnz / max(1, self.in_features * self.out_features)
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
-            f"nnz={self.nnz}, density={density:.4g}, bias={self.bias is not None}"
+            f"nnz={self.nnz}, density={density:.4g}, bias={self.bias is not None}, "
+            f"mode={self._mode_repr()}"
         )
+
+    def _mode_repr(self) -> str:
+        if self.mode != "auto":
+            return self.mode
+        plan = _dense.plan_for(
+            self.crow_indices, self.col_indices, "auto", self.weight.dtype, self.weight.device
+        )
+        return f"auto({'sparse' if plan is None else 'dense'})"
 
     # ------------------------------------------------------------------ exports
     def to_dense(self) -> torch.Tensor:

@@ -1,0 +1,280 @@
+// CPU kernels of the sparse linear layer: plain C ABI, OpenMP over rows, SIMD over the batch.
+//
+// Dense operands are "one contiguous batch vector per node": x (n_in, B), y and g (n_out, B).
+// Every edge therefore reads or updates one contiguous run of B values. The batch is processed in
+// tiles of compile-time width (64, 32, 16, 8 values, then a remainder), so the accumulators of a
+// row stay in registers while the row's edges stream past.
+//
+//   spmm      y[r]  = sum_{k in row r} w[k] * x[col[k]]
+//   sddmm     gw[k] = g[r] . x[col[k]]                         (weight gradient, forward order)
+//   backward  gw[k] = g[r] . x[col[k]]  and  gx[col[k]] += w[k] * g[r]   (one fused pass;
+//             gx is one private (n_in, B) buffer per thread, summed by the caller)
+//   spmm_t    gx[c] = sum_{k in column c} w[perm[k]] * g[row_t[k]]   (gather form, no buffers)
+#include <cstdint>
+#ifdef _OPENMP
+#include <omp.h>
+#else
+inline int omp_get_thread_num() { return 0; }
+#endif
+
+namespace {
+
+constexpr int64_t kPrefetch = 16;  // edges ahead whose batch vector is prefetched
+
+// Independent accumulator sets per row: enough to hide the FMA latency when a tile is narrow.
+template <typename T, int W>
+constexpr int unroll() {
+  return W * (int)sizeof(T) <= 64 ? 4 : (W * (int)sizeof(T) <= 128 ? 2 : 1);
+}
+
+template <typename T, typename I, int W>
+inline void spmm_tile(const I* __restrict col, const T* __restrict w, const T* __restrict x,
+                      T* __restrict y, int64_t k0, int64_t k1, int64_t nnz, int64_t B) {
+  constexpr int U = unroll<T, W>();
+  T acc[U][W];
+  for (int u = 0; u < U; ++u)
+    for (int b = 0; b < W; ++b) acc[u][b] = 0;
+  int64_t k = k0;
+  for (; k + U <= k1; k += U) {
+    for (int u = 0; u < U; ++u) {
+      if (k + u + kPrefetch < nnz) __builtin_prefetch(x + (int64_t)col[k + u + kPrefetch] * B);
+      const T wk = w[k + u];
+      const T* __restrict xr = x + (int64_t)col[k + u] * B;
+#pragma omp simd
+      for (int b = 0; b < W; ++b) acc[u][b] += wk * xr[b];
+    }
+  }
+  for (; k < k1; ++k) {
+    const T wk = w[k];
+    const T* __restrict xr = x + (int64_t)col[k] * B;
+#pragma omp simd
+    for (int b = 0; b < W; ++b) acc[0][b] += wk * xr[b];
+  }
+  for (int u = 1; u < U; ++u)
+    for (int b = 0; b < W; ++b) acc[0][b] += acc[u][b];
+  for (int b = 0; b < W; ++b) y[b] = acc[0][b];
+}
+
+template <typename T, typename I>
+inline void spmm_rest(const I* __restrict col, const T* __restrict w, const T* __restrict x,
+                      T* __restrict y, int64_t k0, int64_t k1, int64_t B, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b) y[b] = 0;
+  for (int64_t k = k0; k < k1; ++k) {
+    const T wk = w[k];
+    const T* __restrict xr = x + (int64_t)col[k] * B;
+    for (int64_t b = 0; b < nb; ++b) y[b] += wk * xr[b];
+  }
+}
+
+// The batch columns [b0, b1) of one output row.
+template <typename T, typename I>
+inline void spmm_row(const I* crow, const I* col, const T* w, const T* x, T* y, int64_t r,
+                     int64_t b0, int64_t b1, int64_t nnz, int64_t B) {
+  const int64_t k0 = crow[r], k1 = crow[r + 1];
+  T* yr = y + r * B;
+  int64_t b = b0;
+  for (; b + 64 <= b1; b += 64) spmm_tile<T, I, 64>(col, w, x + b, yr + b, k0, k1, nnz, B);
+  if (b + 32 <= b1) { spmm_tile<T, I, 32>(col, w, x + b, yr + b, k0, k1, nnz, B); b += 32; }
+  if (b + 16 <= b1) { spmm_tile<T, I, 16>(col, w, x + b, yr + b, k0, k1, nnz, B); b += 16; }
+  if (b + 8 <= b1) { spmm_tile<T, I, 8>(col, w, x + b, yr + b, k0, k1, nnz, B); b += 8; }
+  if (b < b1) spmm_rest<T, I>(col, w, x + b, yr + b, k0, k1, B, b1 - b);
+}
+
+// Sweeps of tb batch columns each, so that the part of x one sweep reads can stay in cache.
+template <typename T, typename I>
+void spmm(const I* crow, const I* col, const T* w, const T* x, T* y, int64_t n_rows, int64_t B,
+          int64_t tb, int threads) {
+  const int64_t nnz = n_rows > 0 ? (int64_t)crow[n_rows] : 0;
+  if (tb <= 0) tb = B;
+#pragma omp parallel num_threads(threads)
+  for (int64_t b0 = 0; b0 < B; b0 += tb) {
+    const int64_t b1 = b0 + tb < B ? b0 + tb : B;
+#pragma omp for schedule(dynamic, 64)
+    for (int64_t r = 0; r < n_rows; ++r) spmm_row<T, I>(crow, col, w, x, y, r, b0, b1, nnz, B);
+  }
+}
+
+// Gather form over the transposed pattern: values are read through perm, nothing is allocated.
+template <typename T, typename I, int W>
+inline void spmm_t_tile(const I* __restrict row_t, const I* __restrict perm,
+                        const T* __restrict w, const T* __restrict g, T* __restrict gx,
+                        int64_t k0, int64_t k1, int64_t nnz, int64_t B) {
+  constexpr int U = unroll<T, W>();
+  T acc[U][W];
+  for (int u = 0; u < U; ++u)
+    for (int b = 0; b < W; ++b) acc[u][b] = 0;
+  int64_t k = k0;
+  for (; k + U <= k1; k += U) {
+    for (int u = 0; u < U; ++u) {
+      if (k + u + kPrefetch < nnz) {
+        __builtin_prefetch(g + (int64_t)row_t[k + u + kPrefetch] * B);
+        __builtin_prefetch(w + perm[k + u + kPrefetch]);
+      }
+      const T wk = w[perm[k + u]];
+      const T* __restrict gr = g + (int64_t)row_t[k + u] * B;
+#pragma omp simd
+      for (int b = 0; b < W; ++b) acc[u][b] += wk * gr[b];
+    }
+  }
+  for (; k < k1; ++k) {
+    const T wk = w[perm[k]];
+    const T* __restrict gr = g + (int64_t)row_t[k] * B;
+#pragma omp simd
+    for (int b = 0; b < W; ++b) acc[0][b] += wk * gr[b];
+  }
+  for (int u = 1; u < U; ++u)
+    for (int b = 0; b < W; ++b) acc[0][b] += acc[u][b];
+  for (int b = 0; b < W; ++b) gx[b] = acc[0][b];
+}
+
+template <typename T, typename I>
+void spmm_t(const I* crow_t, const I* row_t, const I* perm, const T* w, const T* g, T* gx,
+            int64_t n_cols, int64_t B, int threads) {
+  const int64_t nnz = n_cols > 0 ? (int64_t)crow_t[n_cols] : 0;
+#pragma omp parallel for schedule(dynamic, 64) num_threads(threads)
+  for (int64_t c = 0; c < n_cols; ++c) {
+    const int64_t k0 = crow_t[c], k1 = crow_t[c + 1];
+    T* out = gx + c * B;
+    int64_t b = 0;
+    for (; b + 32 <= B; b += 32)
+      spmm_t_tile<T, I, 32>(row_t, perm, w, g + b, out + b, k0, k1, nnz, B);
+    if (b + 16 <= B) { spmm_t_tile<T, I, 16>(row_t, perm, w, g + b, out + b, k0, k1, nnz, B); b += 16; }
+    if (b + 8 <= B) { spmm_t_tile<T, I, 8>(row_t, perm, w, g + b, out + b, k0, k1, nnz, B); b += 8; }
+    for (; b < B; ++b) {
+      T acc = 0;
+      for (int64_t k = k0; k < k1; ++k) acc += w[perm[k]] * g[(int64_t)row_t[k] * B + b];
+      out[b] = acc;
+    }
+  }
+}
+
+// One row of the fused backward on a batch tile of width W (W == 0: runtime width nb).
+template <typename T, typename I, int W>
+inline void backward_tile(const I* __restrict col, const T* __restrict w, const T* __restrict x,
+                          const T* __restrict gr, T* __restrict gw, T* __restrict gx,
+                          int64_t k0, int64_t k1, int64_t nnz, int64_t B, bool first,
+                          bool want_gw, bool want_gx) {
+  T g[W];
+  for (int b = 0; b < W; ++b) g[b] = gr[b];
+  for (int64_t k = k0; k < k1; ++k) {
+    if (k + kPrefetch < nnz) {
+      const int64_t ahead = (int64_t)col[k + kPrefetch] * B;
+      __builtin_prefetch(x + ahead);
+      if (want_gx) __builtin_prefetch(gx + ahead, 1);
+    }
+    const int64_t c = (int64_t)col[k] * B;
+    if (want_gw) {
+      const T* __restrict xr = x + c;
+      T dot = 0;
+#pragma omp simd reduction(+ : dot)
+      for (int b = 0; b < W; ++b) dot += g[b] * xr[b];
+      gw[k] = first ? dot : gw[k] + dot;
+    }
+    if (want_gx) {
+      const T wk = w[k];
+      T* __restrict out = gx + c;
+#pragma omp simd
+      for (int b = 0; b < W; ++b) out[b] += wk * g[b];
+    }
+  }
+}
+
+template <typename T, typename I>
+inline void backward_rest(const I* __restrict col, const T* __restrict w, const T* __restrict x,
+                          const T* __restrict gr, T* __restrict gw, T* __restrict gx,
+                          int64_t k0, int64_t k1, int64_t B, int64_t nb, bool first,
+                          bool want_gw, bool want_gx) {
+  for (int64_t k = k0; k < k1; ++k) {
+    const int64_t c = (int64_t)col[k] * B;
+    if (want_gw) {
+      T dot = 0;
+      for (int64_t b = 0; b < nb; ++b) dot += gr[b] * x[c + b];
+      gw[k] = first ? dot : gw[k] + dot;
+    }
+    if (want_gx) {
+      const T wk = w[k];
+      for (int64_t b = 0; b < nb; ++b) gx[c + b] += wk * gr[b];
+    }
+  }
+}
+
+// The batch columns [b0, b1) of one row of the fused backward.
+template <typename T, typename I>
+inline void backward_row(const I* crow, const I* col, const T* w, const T* x, const T* g, T* gw,
+                         T* gx, int64_t r, int64_t b0, int64_t b1, int64_t nnz, int64_t B,
+                         bool want_gw, bool want_gx) {
+  const int64_t k0 = crow[r], k1 = crow[r + 1];
+  const T* gr = g + r * B;
+  int64_t b = b0;
+  for (; b + 32 <= b1; b += 32)
+    backward_tile<T, I, 32>(col, w, x + b, gr + b, gw, gx ? gx + b : gx, k0, k1, nnz, B, b == 0,
+                            want_gw, want_gx);
+  if (b + 16 <= b1) {
+    backward_tile<T, I, 16>(col, w, x + b, gr + b, gw, gx ? gx + b : gx, k0, k1, nnz, B, b == 0,
+                            want_gw, want_gx);
+    b += 16;
+  }
+  if (b + 8 <= b1) {
+    backward_tile<T, I, 8>(col, w, x + b, gr + b, gw, gx ? gx + b : gx, k0, k1, nnz, B, b == 0,
+                           want_gw, want_gx);
+    b += 8;
+  }
+  if (b < b1 || B == 0)
+    backward_rest<T, I>(col, w, x + b, gr + b, gw, gx ? gx + b : gx, k0, k1, B, b1 - b, b == 0,
+                        want_gw, want_gx);
+}
+
+// gx_private: (threads, n_cols, B) zeroed by the caller, or nullptr when want_gx is false.
+// Sweeps of tb batch columns each, as in spmm; gw accumulates over the sweeps.
+template <typename T, typename I>
+void backward(const I* crow, const I* col, const T* w, const T* x, const T* g, T* gw,
+              T* gx_private, int64_t n_rows, int64_t n_cols, int64_t B, int64_t tb,
+              int threads) {
+  const int64_t nnz = n_rows > 0 ? (int64_t)crow[n_rows] : 0;
+  const bool want_gw = gw != nullptr, want_gx = gx_private != nullptr;
+  if (tb <= 0 || B == 0) tb = B > 0 ? B : 1;
+  const int64_t sweeps_end = B > 0 ? B : 1;
+#pragma omp parallel num_threads(threads)
+  {
+    T* gx = want_gx ? gx_private + (int64_t)omp_get_thread_num() * n_cols * B : nullptr;
+    for (int64_t b0 = 0; b0 < sweeps_end; b0 += tb) {
+      const int64_t b1 = b0 + tb < B ? b0 + tb : B;
+#pragma omp for schedule(dynamic, 64)
+      for (int64_t r = 0; r < n_rows; ++r)
+        backward_row<T, I>(crow, col, w, x, g, gw, gx, r, b0, b1, nnz, B, want_gw, want_gx);
+    }
+  }
+}
+
+}  // namespace
+
+#define SL_INSTANTIATE(SUFFIX, T, I)                                                          \
+  extern "C" void sl_spmm_##SUFFIX(const I* crow, const I* col, const T* w, const T* x, T* y, \
+                                   int64_t n_rows, int64_t B, int64_t tb, int threads) {      \
+    spmm<T, I>(crow, col, w, x, y, n_rows, B, tb, threads);                                   \
+  }                                                                                           \
+  extern "C" void sl_spmm_t_##SUFFIX(const I* crow_t, const I* row_t, const I* perm,          \
+                                     const T* w, const T* g, T* gx, int64_t n_cols,           \
+                                     int64_t B, int threads) {                                \
+    spmm_t<T, I>(crow_t, row_t, perm, w, g, gx, n_cols, B, threads);                          \
+  }                                                                                           \
+  extern "C" void sl_backward_##SUFFIX(const I* crow, const I* col, const T* w, const T* x,   \
+                                       const T* g, T* gw, T* gx_private, int64_t n_rows,      \
+                                       int64_t n_cols, int64_t B, int64_t tb, int threads) {  \
+    backward<T, I>(crow, col, w, x, g, gw, gx_private, n_rows, n_cols, B, tb, threads);       \
+  }
+
+SL_INSTANTIATE(f32_i32, float, int32_t)
+SL_INSTANTIATE(f32_i64, float, int64_t)
+SL_INSTANTIATE(f64_i32, double, int32_t)
+SL_INSTANTIATE(f64_i64, double, int64_t)
+
+extern "C" int sl_abi_version() { return 1; }
+
+extern "C" int sl_has_openmp() {
+#ifdef _OPENMP
+  return 1;
+#else
+  return 0;
+#endif
+}
