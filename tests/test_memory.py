@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from sparselinear import Connectivity, SparseLinear, memory
+from sparselinear import Connectivity, SparseLinear, kernels, memory
 from sparselinear.errors import ShapeError, SparseLinearError, SparseLinearTypeError
 from sparselinear.memory.transients import optimizer_transient, step_transients
 
@@ -46,7 +46,27 @@ def test_estimate_bytes_per_optimizer(optimizer, slots):
     assert est.dense_total == sum(layer.dense.values())
 
 
-def test_working_memory_hand_computed():
+@pytest.fixture
+def torch_kernels():
+    with kernels.use_backend("torch"):
+        yield
+
+
+def test_working_memory_of_the_compiled_kernels_hand_computed():
+    kw = dict(n_out=OUT, n_in=IN, nnz=NNZ, batch=BATCH, itemsize=4, compute_itemsize=4,
+              index_itemsize=4, compiled=True)
+    t = step_transients(needs_input_grad=False, threads=2, **kw)
+    assert t.forward == OUT * BATCH * 4  # y_t beside the output
+    assert t.backward == OUT * BATCH * 4  # g_t; the weight gradient counts as a gradient
+    fused = step_transients(needs_input_grad=True, threads=2, **kw)
+    assert fused.backward == OUT * BATCH * 4 + 2 * IN * BATCH * 4 + IN * BATCH * 4  # + sum
+    single = step_transients(needs_input_grad=True, threads=1, **kw)
+    assert single.backward == OUT * BATCH * 4 + IN * BATCH * 4
+    wide = step_transients(**{**kw, "batch": 256}, needs_input_grad=True, threads=2)
+    assert wide.backward == OUT * 256 * 4 + IN * 256 * 4  # gathered over the transposed pattern
+
+
+def test_working_memory_hand_computed(torch_kernels):
     t = step_transients(n_out=OUT, n_in=IN, nnz=NNZ, batch=BATCH, itemsize=4,
                         compute_itemsize=4, index_itemsize=4, needs_input_grad=False)
     assert t.forward == OUT * BATCH * 4  # y_t beside the output
@@ -83,7 +103,7 @@ def test_estimate_of_connectivity_and_module_agree_with_shape():
     assert memory.estimate(layer, batch_size=BATCH, optimizer=opt).optimizer_slots == 1
 
 
-def test_estimate_of_a_model_with_other_parameters():
+def test_estimate_of_a_model_with_other_parameters(torch_kernels):
     c1 = Connectivity.random(OUT, IN, nnz=NNZ, seed=0)
     c2 = Connectivity.random(IN, OUT, nnz=50, seed=1)
     model = nn.Sequential(SparseLinear(IN, OUT, c1), nn.ReLU(), SparseLinear(OUT, IN, c2),
@@ -256,7 +276,7 @@ def test_measure_training_runs_real_steps():
 _COMPARE = """
 import json, sys
 sys.path.insert(0, {root!r})
-from sparselinear import Connectivity, SparseLinear, memory
+from sparselinear import Connectivity, SparseLinear, kernels, memory
 memory.follow_live_memory()
 memory.warm_up()
 results = []

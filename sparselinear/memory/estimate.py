@@ -21,7 +21,7 @@ from ..kernels import compute_dtype
 from ..linear import SparseLinear
 from ..patterns import _resolve_nnz
 from .optimizers import OptimizerSpec, resolve_optimizer
-from .transients import optimizer_transient, step_transients
+from .transients import compiled_kernels_run, optimizer_transient, step_transients
 
 __all__ = ["CATEGORIES", "LayerEstimate", "MemoryEstimate", "estimate", "format_bytes"]
 
@@ -206,9 +206,12 @@ def _layer(
     dense_params = n_out * n_in + n_bias
     activations = batch * (n_in * dc + n_out * d)  # saved input copy (in, batch) + the output
     dense_activations = batch * (n_in + n_out) * d
+    cdt = compute_dtype(dtype, device)
     t = step_transients(
         n_out=n_out, n_in=n_in, nnz=nnz, batch=batch, itemsize=d, compute_itemsize=dc,
         index_itemsize=idx, needs_input_grad=needs_input_grad,
+        compiled=compiled_kernels_run(device.type, str(cdt).removeprefix("torch.")),
+        threads=torch.get_num_threads(),
     )
     opt = optimizer_transient(spec.kind, [nnz, n_bias], d, device.type)
     dense_opt = optimizer_transient(spec.kind, [n_out * n_in, n_bias], d, device.type)

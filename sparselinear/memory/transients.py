@@ -5,7 +5,16 @@ This is the one place that knows what :mod:`sparselinear.autograd` and :mod:`spa
 allocate. When those change, update :func:`step_transients` (and its calibration test in
 ``tests/test_memory.py``); nothing else in :mod:`sparselinear.memory` needs to.
 
-The model, per phase (CPU figures measured on torch 2.13):
+The model, per phase, for the compiled CPU kernels (:mod:`sparselinear._ext`, float32/float64):
+
+* forward: the kernel writes ``y_t (out, batch)``, alive beside the returned output.
+* backward: the transposed copy ``g_t`` of ``grad_y``; when the input needs a gradient, either
+  one private ``(in, batch)`` buffer per thread plus their sum (the fused pass, batch up to
+  ``autograd.FUSED_MAX_BATCH`` and within ``kernels.PRIVATE_BYTES``), or ``grad_x`` gathered over
+  the transposed pattern. The weight gradient is counted as a gradient.
+
+For torch's kernels (CUDA, float16/bfloat16 on CPU, or the ``"torch"`` backend), per phase (CPU
+figures measured on torch 2.13):
 
 * forward: ``spmm`` writes ``y_t (out, batch)``, which stays alive beside the returned output
   ``y (batch, out)``; when chunked, one chunk's result on top.
@@ -28,7 +37,12 @@ from dataclasses import dataclass
 
 from ..kernels import CHUNK_BYTES
 
-__all__ = ["StepTransients", "optimizer_transient", "step_transients"]
+__all__ = [
+    "StepTransients",
+    "compiled_kernels_run",
+    "optimizer_transient",
+    "step_transients",
+]
 
 
 @dataclass(frozen=True)
@@ -56,6 +70,8 @@ def step_transients(
     compute_itemsize: int,
     index_itemsize: int,
     needs_input_grad: bool,
+    compiled: bool = False,
+    threads: int = 1,
 ) -> StepTransients:
     """Temporaries of the forward and backward pass of one sparse layer (optimizer excluded).
 
@@ -68,11 +84,16 @@ def step_transients(
         index_itemsize: bytes per pattern index (4 for int32, 8 for int64).
         needs_input_grad: whether the layer's input requires a gradient (not for the first
             layer of a model fed with data).
+        compiled: whether the compiled CPU kernels run the step (see
+            :func:`compiled_kernels_run`).
+        threads: threads the compiled kernels use.
 
     Returns:
         :class:`StepTransients` with ``optimizer=0``; see :func:`optimizer_transient`.
     """
     d, dc = itemsize, compute_itemsize
+    if compiled:
+        return _compiled_transients(n_out, n_in, batch, d, dc, needs_input_grad, threads)
     chunk = _chunk_edges(nnz, batch, dc)
     n_chunks = max(1, -(-nnz // chunk)) if nnz else 1
     chunk_rows = -(-n_out // n_chunks)
@@ -106,3 +127,33 @@ def optimizer_transient(kind: str, param_sizes: list[int], itemsize: int, device
     if device_type == "cpu":
         return 2 * max(param_sizes) * itemsize  # single-tensor: sqrt() and the division
     return sum(param_sizes) * itemsize  # multi-tensor: one _foreach_sqrt over all parameters
+
+
+def _compiled_transients(
+    n_out: int, n_in: int, batch: int, d: int, dc: int, needs_input_grad: bool, threads: int
+) -> StepTransients:
+    from ..autograd import FUSED_MAX_BATCH
+    from ..kernels import PRIVATE_BYTES
+
+    forward = n_out * batch * dc + (n_in * batch * dc if d != dc else 0)
+    grad_x = 0
+    if needs_input_grad:
+        private = threads * n_in * batch * dc
+        fused = batch <= FUSED_MAX_BATCH and (threads == 1 or private <= PRIVATE_BYTES)
+        if fused:
+            grad_x = private + (n_in * batch * dc if threads > 1 else 0)
+        else:
+            grad_x = n_in * batch * dc
+    backward = n_out * batch * dc + grad_x
+    return StepTransients(forward=forward, backward=backward, optimizer=0)
+
+
+def compiled_kernels_run(device_type: str, compute_dtype_name: str) -> bool:
+    """Whether a step on ``device_type`` computing in ``compute_dtype_name`` uses the compiled
+    CPU kernels under the current backend (building them once if needed)."""
+    from .. import _ext
+    from ..kernels import get_backend
+
+    if device_type != "cpu" or compute_dtype_name not in ("float32", "float64"):
+        return False
+    return get_backend() != "torch" and _ext.available()
