@@ -45,23 +45,26 @@ def measure(shapes: list[dict], threads=(1, 2)) -> dict:
 
     out: dict = {"copy_gbs": {}, "matmul_gflops": {}, "gather": {}}
     n = 64 << 20  # 256 MB per tensor, far beyond the caches
-    a = torch.ones(n)
-    b = torch.empty(n)
+    src, dst = torch.ones(n), torch.empty(n)
+    m = torch.randn(2048, 2048)
     for t in threads:
         torch.set_num_threads(t)
-        sec = _median_time(lambda: b.copy_(a))
+        sec = _median_time(lambda: dst.copy_(src))
         out["copy_gbs"][str(t)] = 2 * 4 * n / sec / 1e9
-        m = torch.randn(2048, 2048)
         sec = _median_time(lambda: torch.mm(m, m), repeat=3)
         out["matmul_gflops"][str(t)] = 2 * 2048**3 / sec / 1e9
-    del a, b
+    src = dst = None  # free 512 MB before the gathers
     torch.set_num_threads(max(threads))
     for s in shapes:
-        table = torch.randn(s["n_in"], s["batch"])
         k = min(int(s["nnz"]), 4_000_000)
+        table = torch.randn(s["n_in"], s["batch"])
         idx = torch.randint(0, s["n_in"], (k,))
-        dst = torch.empty(k, s["batch"])
-        sec = _median_time(lambda: torch.index_select(table, 0, idx, out=dst), repeat=3)
+        rows = torch.empty(k, s["batch"])
+
+        def gather(table=table, idx=idx, rows=rows):
+            torch.index_select(table, 0, idx, out=rows)
+
+        sec = _median_time(gather, repeat=3)
         out["gather"][s["name"]] = {"rows_per_s": k / sec,
                                     "table_mb": table.numel() * 4 / 2**20}
     out["threads"] = max(threads)

@@ -13,8 +13,8 @@ built, so this module loads in any of the benchmark virtualenvs.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 GB = 1 << 30
 
@@ -77,6 +77,28 @@ PEERS = [n for n, i in IMPLS.items() if i.role == "peer"]
 # ---------------------------------------------------------------------------- builders
 # Each takes (torch, arrays) with arrays = dict(crow, col, values, shape) as numpy, and returns
 # a module with .edge_grad(). Only torch and numpy are imported at module level.
+
+
+_MODULES = {"ours": ["sparselinear"], "torch_sparse": ["torch_sparse"], "kpnn2": ["kpnn2"],
+            "pypi_sparselinear": ["torch_sparse", "sparselinear"],
+            "sparseprop": ["sparseprop.modules.linear"]}
+
+
+def preload(name: str) -> None:
+    """Import what ``name`` needs and run a tiny training step of a plain ``nn.Linear``, so
+    that libraries and PyTorch's own lazily created state are resident before memory is
+    measured (they are not part of a layer's cost)."""
+    import importlib
+
+    import torch
+
+    for module in _MODULES.get(name, []):
+        importlib.import_module(module)
+    layer = torch.nn.Linear(64, 64)
+    opt = torch.optim.Adam(layer.parameters())
+    x = torch.randn(16, 64, requires_grad=True)
+    layer(x).square().mean().backward()
+    opt.step()
 
 
 def _rows(np, crow):

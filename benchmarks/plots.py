@@ -55,7 +55,7 @@ def comparison_plot(main: dict[str, dict[str, dict]], labels: dict[str, str],
     if not names:
         return None
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 4), squeeze=False)
-    for ax, wl in zip(axes[0], names):
+    for ax, wl in zip(axes[0], names, strict=False):
         recs = [(labels[i], r["median_s"]) for i, r in main[wl].items()
                 if r.get("status") == "ok"]
         ax.barh([r[0] for r in recs], [r[1] for r in recs],

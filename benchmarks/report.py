@@ -68,15 +68,16 @@ def workload_table(name: str, records: dict[str, dict]) -> str:
     lines = [
         f"**{name}** — {workload_title(spec)}",
         "",
-        "| implementation | step (median) | forward | backward | Adam | peak above input "
+        "| implementation | step (median) | best | forward | backward | Adam | peak above input "
         "| build | time ÷ ours | peak ÷ ours | same result |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for impl, r in records.items():
         label = impls_mod.IMPLS[impl].label
         if r.get("status") == "ok":
             lines.append(
-                f"| {label} | {_fmt_s(r['median_s'])} | {_fmt_s(r['forward_s'])} | "
+                f"| {label} | {_fmt_s(r['median_s'])} | {_fmt_s(r.get('min_s'))} | "
+                f"{_fmt_s(r['forward_s'])} | "
                 f"{_fmt_s(r['backward_s'])} | {_fmt_s(r['optimizer_s'])} | "
                 f"{_fmt_mb(r['step_peak_mb'])} | {_fmt_s(r['build_s'])} | "
                 f"{_ratio(r['median_s'], ours and ours['median_s'])} | "
@@ -85,7 +86,7 @@ def workload_table(name: str, records: dict[str, dict]) -> str:
             )
         else:
             note = r.get("note") or r.get("status")
-            lines.append(f"| {label} | {note} | | | | | | | | |")
+            lines.append(f"| {label} | {note} | | | | | | | | | |")
     mode = (ours or {}).get("describe", {}) or {}
     if mode.get("mode"):
         lines += ["", f"Our layer ran in mode `{mode['mode']}`."]
@@ -164,7 +165,7 @@ def targets_table(rows: list[dict]) -> str:
 
 
 def loglog_slope(xs: list[float], ys: list[float]) -> float | None:
-    pts = [(math.log(x), math.log(y)) for x, y in zip(xs, ys) if x > 0 and y and y > 0]
+    pts = [(math.log(x), math.log(y)) for x, y in zip(xs, ys, strict=True) if x > 0 and y and y > 0]
     if len(pts) < 2:
         return None
     mx = sum(p[0] for p in pts) / len(pts)

@@ -72,7 +72,8 @@ def nnz_sweep(points=(1e5, 3e5, 1e6, 3e6, 1e7, 3e7, 1e8), batch: int = 16) -> li
     out = []
     for p in points:
         nnz = int(p)
-        n = max(2, round(nnz / FLY_DEGREE))
+        # at least density 1/2, for the smallest points
+        n = max(round(nnz / FLY_DEGREE), int(np.ceil(np.sqrt(2 * nnz))))
         out.append(Workload(f"nnz={nnz:.0e}", n, n, nnz, batch, tags=("sweep-nnz",)))
     return out
 
@@ -136,6 +137,8 @@ def _random_keys(total: int, nnz: int, rng: np.random.Generator) -> np.ndarray:
 def build_pattern(w: Workload) -> dict[str, np.ndarray]:
     """CSR arrays and initial values of ``w``'s pattern (deterministic in ``w.seed``)."""
     rng = np.random.default_rng(w.seed)
+    if not 0 <= w.nnz <= w.n_out * w.n_in:
+        raise ValueError(f"nnz must lie in [0, out * in]; got {w}")
     if w.kind == "tril":
         if w.n_out != w.n_in or w.nnz != w.n_out * (w.n_out + 1) // 2:
             raise ValueError(f"a 'tril' workload must be square with n(n+1)/2 edges; got {w}")
