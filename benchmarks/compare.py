@@ -63,8 +63,8 @@ def parse_args(argv):
     p.add_argument("--fresh", action="store_true", help="ignore cached results")
     p.add_argument("--retry-failed", action="store_true",
                    help="re-run cached measurements that failed or timed out")
-    p.add_argument("--budget-min", type=float, default=24.0,
-                   help="stop starting measurements after this many minutes (default 24)")
+    p.add_argument("--budget-min", type=float, default=23.0,
+                   help="stop starting measurements after this many minutes (default 23)")
     p.add_argument("--timeout", type=float, default=420.0,
                    help="time limit of one measurement in seconds (default 420)")
     p.add_argument("--mem-gb", type=float, default=None,
@@ -83,6 +83,9 @@ def parse_args(argv):
     p.add_argument("--patterns", default=os.path.join(tempfile.gettempdir(),
                                                       "sparselinear-bench-patterns"),
                    help="directory for the shared pattern files (.npz)")
+    p.add_argument("--peers-dir", default=os.environ.get("SPARSELINEAR_PEERS_DIR"),
+                   help="where the peers' virtualenvs are (default benchmarks/.venv-peers, "
+                        "or $SPARSELINEAR_PEERS_DIR), e.g. another checkout's")
     p.add_argument("--update-doc", action="store_true",
                    help="rewrite the results section of BENCHMARKS.md (default with --all)")
     p.add_argument("--no-doc", action="store_true", help="never touch BENCHMARKS.md")
@@ -265,6 +268,26 @@ def render(results: dict, plot_paths: dict) -> str:
     return "\n".join(lines)
 
 
+def make_plots(results: dict, directory: str, suffix: str) -> dict:
+    """The PNGs, as paths relative to the repository (for markdown links)."""
+    paths = {}
+    sw = results["sweeps"]
+    rel = os.path.relpath(directory, REPO)
+    for key, xlabel, title in (("nnz", "nnz (edges)", "ours: step time and memory vs nnz"),
+                               ("batch", "batch size", "ours on fly: vs batch size")):
+        if sw.get(key):
+            p = plots.sweep_plot(sw[key], xlabel, title,
+                                 os.path.join(directory, f"sweep_{key}{suffix}.png"))
+            if p:
+                paths[key] = f"{rel}/{os.path.basename(p)}"
+    labels = {n: i.label for n, i in impls_mod.IMPLS.items()}
+    p = plots.comparison_plot(results["main"], labels,
+                              os.path.join(directory, f"comparison{suffix}.png"))
+    if p:
+        paths["comparison"] = f"{rel}/{os.path.basename(p)}"
+    return paths
+
+
 def update_doc(section: str) -> bool:
     if not os.path.exists(DOC):
         return False
@@ -284,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.time()
     deadline = t_start + 60 * args.budget_min
     runs, mains = plan(args)
+    if args.peers_dir:
+        runner.PEERS_DIR = os.path.abspath(args.peers_dir)
     cache = os.path.join(args.results, "cache" + ("-tiny" if args.tiny else ""))
     if args.fresh and os.path.isdir(cache):
         shutil.rmtree(cache)
@@ -343,20 +368,10 @@ def main(argv: list[str] | None = None) -> int:
     suffix = "-tiny" if args.tiny else ""
     plot_paths: dict = {}
     if not args.no_plots:
-        sw = results["sweeps"]
-        rel = os.path.relpath(args.results, REPO)
-        for key, xlabel, title in (("nnz", "nnz (edges)", "ours: step time and memory vs nnz"),
-                                   ("batch", "batch size", "ours on fly: vs batch size")):
-            if sw.get(key):
-                p = plots.sweep_plot(sw[key], xlabel, title,
-                                     os.path.join(args.results, f"sweep_{key}{suffix}.png"))
-                if p:
-                    plot_paths[key] = f"{rel}/{os.path.basename(p)}"
-        labels = {n: i.label for n, i in impls_mod.IMPLS.items()}
-        p = plots.comparison_plot(results["main"], labels,
-                                  os.path.join(args.results, f"comparison{suffix}.png"))
-        if p:
-            plot_paths["comparison"] = f"{rel}/{os.path.basename(p)}"
+        try:
+            plot_paths = make_plots(results, args.results, suffix)
+        except ImportError as exc:
+            print(f"no plots: {exc}", file=sys.stderr)
     section = render(results, plot_paths)
     with open(os.path.join(args.results, f"results{suffix}.json"), "w") as f:
         json.dump(results, f, indent=1, default=str)

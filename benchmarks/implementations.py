@@ -13,6 +13,7 @@ built, so this module loads in any of the benchmark virtualenvs.
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -144,7 +145,11 @@ def build(name: str, arrays: dict, options: dict | None = None):
                 return self.layer.weight.grad
 
             def describe(self):
-                return {"mode": getattr(self.layer, "mode", None), "repr": repr(self.layer)}
+                # e.g. "mode=auto(dense)" in the repr: the mode the layer actually runs in
+                text = repr(self.layer)
+                found = re.search(r"mode=(\w+(\(\w+\))?)", text)
+                mode = found.group(1) if found else getattr(self.layer, "mode", None)
+                return {"mode": mode, "repr": text}
 
         return Ours()
 
