@@ -18,6 +18,7 @@ import weakref
 from dataclasses import dataclass, field
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from . import kernels
 from .errors import SparseLinearError
@@ -158,6 +159,7 @@ class DenseBandFunction(torch.autograd.Function):
         return y
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_y):
         x_t, weight, flat, where = ctx.saved_tensors
         plan = ctx.plan

@@ -107,6 +107,35 @@ def _from_dense(t: torch.Tensor, shape: Shape | None):
             f"got {describe(t)}. For a (nnz, 2) edge list pass its transpose; for a 0/1 mask "
             "pass `mask.bool()`."
         )
+    if _looks_like_a_mask(t, shape):
+        raise SparseLinearTypeError(
+            f"An integer array of shape {tuple(t.shape)} holding only 0 and 1 is ambiguous: it "
+            "may be a 0/1 mask of 2 outputs or a (2, nnz) list of [output, input] indices. Pass "
+            "`mask.bool()` for a mask, or `Connectivity.from_indices(indices, shape)` for indices."
+        )
+    return from_indices(t, shape)
+
+
+def _looks_like_a_mask(t: torch.Tensor, shape: Shape | None) -> bool:
+    if t.numel() == 0 or (shape is not None and tuple(shape) != tuple(t.shape)):
+        return False
+    return bool(((t == 0) | (t == 1)).all())
+
+
+def from_indices(t: Any, shape: Shape | None) -> tuple[torch.Tensor, torch.Tensor, Shape]:
+    """Coordinates of a ``(2, nnz)`` integer index array ``[output_index, input_index]``."""
+    if not isinstance(t, torch.Tensor):
+        t = torch.as_tensor(np.asarray(t))
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise SparseLinearTypeError(
+            f"Indices must be integers; got {describe(t)}. For a boolean mask use "
+            "`Connectivity(mask)`."
+        )
+    if t.dim() != 2 or t.shape[0] != 2:
+        raise ShapeError(
+            f"Integer indices must have shape (2, nnz) holding [output_index, input_index]; "
+            f"got {describe(t)}. For a (nnz, 2) edge list pass its transpose."
+        )
     rows, cols = t[0].to(torch.int64), t[1].to(torch.int64)
     if shape is None:
         if rows.numel() == 0:

@@ -16,6 +16,7 @@ CSR kernels run in bounded chunks (:mod:`sparselinear.kernels`).
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from . import _ext, kernels
 
@@ -68,6 +69,7 @@ class SparseLinearFunction(torch.autograd.Function):
         return y
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_y):
         x_t, weight, crow, col, crow_t, row_t, perm = ctx.saved_tensors
         dtype = x_t.dtype

@@ -16,7 +16,7 @@ import scipy.sparse
 import torch
 
 from ._names import check_names, lookup
-from ._sources import Shape, check_shape, describe, to_coordinates
+from ._sources import Shape, check_shape, describe, from_indices, to_coordinates
 from .errors import DuplicateEdgeError, PatternError, ShapeError, SparseLinearTypeError
 
 __all__ = ["Connectivity", "index_dtype_for"]
@@ -217,6 +217,21 @@ class Connectivity:
         return self
 
     @classmethod
+    def from_indices(cls, indices: Any, shape: Shape | None = None) -> Connectivity:
+        """Build from a ``(2, nnz)`` integer array ``[output_index, input_index]``.
+
+        Unlike ``Connectivity(indices)``, never reads the array as a 0/1 mask.
+
+        Examples::
+
+            >>> Connectivity.from_indices([[0, 1], [1, 0]], shape=(2, 2)).to_dense().int()
+            tensor([[0, 1],
+                    [1, 0]], dtype=torch.int32)
+        """
+        rows, cols, shape = from_indices(indices, None if shape is None else check_shape(shape))
+        return cls._from_coordinates(rows, cols, shape)
+
+    @classmethod
     def from_csr(cls, crow_indices: Any, col_indices: Any, shape: Shape) -> Connectivity:
         """Build from CSR arrays (e.g. ones saved in a checkpoint); validated like any source."""
         crow, col = (
@@ -237,7 +252,7 @@ class Connectivity:
                 f"crow_indices must start at 0, never decrease and end at nnz={col.numel()}."
             )
         rows = torch.repeat_interleave(torch.arange(n_out, device=crow.device), counts)
-        return cls(torch.stack([rows, col.to(torch.int64)]), shape=(n_out, n_in))
+        return cls._from_coordinates(rows, col.to(torch.int64), (n_out, n_in))
 
     @classmethod
     def random(

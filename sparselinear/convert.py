@@ -92,7 +92,7 @@ def scipy_to_pattern(
         rows, cols, values = rows[keep], cols[keep], values[keep]
     order = np.argsort(rows * shape[1] + cols, kind="stable")
     indices = torch.from_numpy(np.stack([rows[order], cols[order]]))
-    return Connectivity(indices, shape=shape), values[order]
+    return Connectivity.from_indices(indices, shape), values[order]
 
 
 def from_scipy(
@@ -210,7 +210,7 @@ def from_linear(
     indices = allowed.nonzero().t()
     n_out, n_in = weight.shape
     layer = SparseLinear(
-        n_in, n_out, Connectivity(indices.cpu(), shape=(n_out, n_in)),
+        n_in, n_out, Connectivity.from_indices(indices.cpu(), (n_out, n_in)),
         bias=linear.bias is not None, device=weight.device, dtype=weight.dtype,
     )
     with torch.no_grad():

@@ -378,7 +378,7 @@ def read_edgelist(
         rows * len(in_names) + cols, weights, table, src, dst, duplicates
     )
     indices = torch.from_numpy(np.stack([rows[keep], cols[keep]]))
-    conn = Connectivity(indices, shape=(len(out_names), len(in_names)))
+    conn = Connectivity.from_indices(indices, (len(out_names), len(in_names)))
     conn = conn.with_names(out_names, in_names)
     if weights is None:
         return conn
@@ -426,7 +426,7 @@ def from_networkx(
     n = len(nodelist)
     keys = indices[0] * n + indices[1]
     order = torch.argsort(keys)
-    conn = Connectivity(indices[:, order], shape=(n, n)).with_names(names, names)
+    conn = Connectivity.from_indices(indices[:, order], (n, n)).with_names(names, names)
     if weight is None:
         return conn
     values = torch.from_numpy(np.asarray(adj.data, dtype=np.float64))[order]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from . import _dense
@@ -97,7 +99,7 @@ def sparse_linear(
     """
     _check_inputs(input, weight, connectivity, bias)
     lead = input.shape[:-1]
-    x = input.reshape(-1, connectivity.in_features)
+    x = input.reshape(math.prod(lead), connectivity.in_features)
     fields = connectivity._fields()
     plan = _dense.plan_for(fields[0], fields[1], mode, input.dtype, input.device)
     if plan is not None:

@@ -11,12 +11,13 @@ from torch.nn.utils import parametrize
 
 from . import _dense
 from .connectivity import Connectivity
-from .errors import ShapeError, WiringMismatchError
+from .errors import ShapeError, SparseLinearError, WiringMismatchError
 from .functional import sparse_linear
 
 __all__ = ["SparseLinear"]
 
 _PATTERN_BUFFERS = ("crow_indices", "col_indices")
+_WEIGHT_KEYS = ("weight", "parametrizations.weight.original")
 _DERIVED_BUFFERS = ("crow_indices_t", "row_indices_t", "transpose_perm")
 
 
@@ -24,8 +25,11 @@ class SparseLinear(nn.Module):
     r"""A linear layer ``y = x Wᵀ + b`` whose weight ``W`` exists only on a sparse pattern.
 
     The trainable :attr:`weight` is a 1-D parameter with one value per edge, so every optimizer
-    works and entries off the pattern are zero by construction. Forward and backward run through
-    sparse kernels and never allocate anything of size ``out_features x in_features``.
+    works and entries off the pattern are zero by construction. In sparse mode, forward and
+    backward run through sparse kernels and never allocate anything of size
+    ``out_features x in_features``; ``mode="auto"`` may instead choose dense tiles covering the
+    pattern's bands when the pattern fills them densely and they fit a fixed memory budget (see
+    :mod:`sparselinear._dense`).
 
     Args:
         in_features: size of each input sample.
@@ -206,6 +210,13 @@ class SparseLinear(nn.Module):
                     "Build the layer with the checkpoint's pattern, e.g. "
                     "`Connectivity.from_csr(sd['crow_indices'], sd['col_indices'], shape)`."
                 )
+        elif any(prefix + k in state_dict for k in _WEIGHT_KEYS):
+            missing_keys = [prefix + n for n, t in incoming.items() if t is None]
+            raise WiringMismatchError(
+                f"The checkpoint for '{prefix or 'layer'}' holds weights but not the pattern they "
+                f"belong to (missing {', '.join(missing_keys)}), so it cannot be checked against "
+                "this layer's wiring. Save it with `layer.state_dict()`, which carries the pattern."
+            )
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing, unexpected, errors
         )
@@ -355,5 +366,5 @@ def _digest_of(crow: torch.Tensor, col: torch.Tensor, n_in: int) -> str:
     shape = (crow.numel() - 1, n_in)
     try:
         return Connectivity.from_csr(crow, col, shape).digest
-    except ValueError:
+    except SparseLinearError:
         return "invalid"

@@ -180,7 +180,7 @@ def block_diagonal(sizes: Sequence[Any]) -> Connectivity:
         r0, c0 = r0 + r, c0 + c
     empty = torch.zeros(0, dtype=torch.int64)
     indices = torch.stack([torch.cat(rows or [empty]), torch.cat(cols or [empty])])
-    return Connectivity(indices, shape=(r0, c0))
+    return Connectivity.from_indices(indices, (r0, c0))
 
 
 # ---------------------------------------------------------------------- random structured
@@ -344,4 +344,4 @@ def small_world(
     rows = np.maximum(0, -k[diag]) + pos
     cols = rows + k[diag]
     indices = torch.stack([torch.from_numpy(rows), torch.from_numpy(cols)])
-    return Connectivity(indices, shape=(n_out, n_in))
+    return Connectivity.from_indices(indices, (n_out, n_in))

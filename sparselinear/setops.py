@@ -53,7 +53,7 @@ def _member(keys: torch.Tensor, sorted_keys: torch.Tensor) -> torch.Tensor:
 def _result(a: Connectivity, b: Connectivity, keys: torch.Tensor) -> Connectivity:
     n_in = a.in_features
     indices = torch.stack([keys // n_in, keys % n_in]) if n_in else keys.new_zeros(2, 0)
-    out = Connectivity(indices, shape=a.shape)
+    out = Connectivity.from_indices(indices, a.shape)
     out_names, in_names = _names(a, b, "out_names"), _names(a, b, "in_names")
     if out_names is None and in_names is None:
         return out

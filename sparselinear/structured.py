@@ -83,7 +83,7 @@ def triangular_pattern(
         rows, cols = _band(n, first, band)
     if not lower:
         rows, cols = cols, rows
-    return Connectivity(torch.stack([rows, cols]), shape=(n, n))
+    return Connectivity.from_indices(torch.stack([rows, cols]), (n, n))
 
 
 def _band(n: int, first: int, last: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -211,3 +211,18 @@ def test_shape_disagreement():
 def test_mask_must_be_2d():
     with pytest.raises(ShapeError, match="2-D"):
         Connectivity(torch.ones(2, 3, 4, dtype=torch.bool))
+
+
+def test_a_two_row_zero_one_integer_array_is_ambiguous():
+    with pytest.raises(SparseLinearTypeError, match=r"ambiguous.*mask\.bool\(\).*from_indices"):
+        Connectivity(np.eye(2, dtype=int))
+    with pytest.raises(SparseLinearTypeError, match="ambiguous"):
+        Connectivity(np.array([[1, 0, 1, 0, 0, 0], [0, 1, 0, 1, 1, 1]]), shape=(2, 6))
+    eye = Connectivity(np.eye(2, dtype=bool))
+    assert eye.indices().tolist() == [[0, 1], [0, 1]]
+    anti = Connectivity.from_indices(np.eye(2, dtype=int), shape=(2, 2))
+    assert anti.indices().tolist() == [[0, 1], [1, 0]]
+    # not ambiguous once the shape says it cannot be a mask
+    assert Connectivity(torch.tensor([[0, 1], [1, 0]]), shape=(3, 3)).nnz == 2
+    with pytest.raises(SparseLinearTypeError, match="Indices must be integers"):
+        Connectivity.from_indices(np.ones((2, 2), dtype=bool), shape=(2, 2))

@@ -106,7 +106,7 @@ def test_low_precision_on_cpu_computes_in_float32(dtype):
 
 
 def test_nan_in_input_does_not_leak_into_unrelated_gradients():
-    c = Connectivity(torch.tensor([[0, 1], [0, 1]]), shape=(2, 2))
+    c = Connectivity.from_indices(torch.tensor([[0, 1], [0, 1]]), shape=(2, 2))
     w = torch.tensor([1.0, float("nan")], requires_grad=True)
     x = torch.ones(3, 2, requires_grad=True)
     sparse_linear(x, w, c)[:, 0].sum().backward()
@@ -152,3 +152,20 @@ def test_device_mismatch():
     x = torch.ones(2, 6, dtype=torch.float64, device="meta")
     with pytest.raises(DeviceMismatchError, match="input on meta.*weight on cpu"):
         sparse_linear(x, w, c, b)
+
+
+def test_second_order_gradients_raise_instead_of_being_dropped():
+    c, w, b = _params(5, 4, 0.5, seed=0)
+    x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    (gx,) = torch.autograd.grad(sparse_linear(x, w, c, b).square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        gx.square().sum().backward()
+
+
+def test_zero_input_features():
+    c = Connectivity(torch.zeros(2, 0, dtype=torch.long), shape=(5, 0))
+    b = torch.randn(5, dtype=torch.float64)
+    y = sparse_linear(
+        torch.randn(4, 0, dtype=torch.float64), torch.zeros(0, dtype=torch.float64), c, b
+    )
+    torch.testing.assert_close(y, b.expand(4, 5))

@@ -194,3 +194,11 @@ def test_reset_parameters_keeps_constraints_and_redraws():
     bound = layer.connectivity.fan_in().double().rsqrt()
     edge_bound = torch.repeat_interleave(bound, layer.connectivity.fan_in().long())
     assert torch.all(after.abs() <= edge_bound.float() + 1e-6)
+
+
+def test_checkpoint_without_the_pattern_is_refused():
+    a = make_layer()
+    sd = {k: v for k, v in a.state_dict().items() if k != "col_indices"}
+    b = make_layer(seed=1)
+    with pytest.raises(WiringMismatchError, match="not the pattern.*col_indices"):
+        b.load_state_dict(sd, strict=False)

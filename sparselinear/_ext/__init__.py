@@ -21,6 +21,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 
@@ -41,7 +42,8 @@ _SUFFIX = {
     (torch.float64, torch.int64): "f64_i64",
 }
 _lib: ctypes.CDLL | None = None
-_tried = False
+_tried = False  # set once a build attempt has finished, successful or not
+_load_lock = threading.Lock()
 _openmp = False
 
 
@@ -112,11 +114,22 @@ def _declare(lib: ctypes.CDLL) -> None:
 
 def load() -> ctypes.CDLL | None:
     """The compiled kernels, building them on first call; ``None`` if disabled or unbuildable
-    (with a one-time warning saying why in the latter case)."""
-    global _lib, _tried, _openmp
-    if _tried or _disabled():
-        return _lib if not _disabled() else None
-    _tried = True
+    (with a one-time warning saying why in the latter case). Thread-safe: a thread arriving
+    while another builds waits for the result."""
+    global _tried
+    if _disabled():
+        return None
+    if _tried:
+        return _lib
+    with _load_lock:
+        if not _tried:
+            _build_and_load()
+            _tried = True
+    return _lib
+
+
+def _build_and_load() -> ctypes.CDLL | None:
+    global _lib, _openmp
     compiler = _compiler()
     if compiler is None:
         warnings.warn(
