@@ -148,9 +148,11 @@ def spmm(
     values: torch.Tensor,
     dense: torch.Tensor,
     *,
-    chunk_bytes: int = CHUNK_BYTES,
+    chunk_bytes: int | None = None,
 ) -> torch.Tensor:
-    """``(n_rows, batch)`` product of the CSR matrix with ``dense`` of shape ``(n_cols, batch)``."""
+    """``(n_rows, batch)`` product of the CSR matrix with ``dense`` of shape ``(n_cols, batch)``;
+    ``chunk_bytes`` defaults to :data:`CHUNK_BYTES`, read at call time."""
+    chunk_bytes = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
     n_rows, (n_cols, batch) = crow.numel() - 1, dense.shape
     chunks = list(_row_chunks(crow, batch, dense.element_size(), chunk_bytes))
     if len(chunks) == 1:
@@ -168,10 +170,11 @@ def sddmm(
     left: torch.Tensor,
     right: torch.Tensor,
     *,
-    chunk_bytes: int = CHUNK_BYTES,
+    chunk_bytes: int | None = None,
 ) -> torch.Tensor:
     """Per-edge dot products ``left[row[k]] · right[col[k]]`` for ``left (n_rows, batch)``,
-    ``right (n_cols, batch)``; returns ``(nnz,)``."""
+    ``right (n_cols, batch)``; returns ``(nnz,)``. ``chunk_bytes`` as for :func:`spmm`."""
+    chunk_bytes = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
     nnz = col.numel()
     out = torch.empty(nnz, dtype=left.dtype, device=left.device)
     right_t = right.t()  # (batch, n_cols), each column contiguous: what the kernel reads fastest
