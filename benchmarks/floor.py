@@ -1,22 +1,22 @@
 """The floor a sparse training step can reach on this machine: bytes moved ÷ bandwidth.
 
 ``python benchmarks/floor.py '<json>'`` measures, with torch, (1) the stream bandwidth of a
-large ``copy_`` (read + write bytes per second) with 1 and 2 threads, (2) the rate of random
-row gathers ``index_select(table, 0, idx)`` from a table the size of each workload's
-activations (batch floats per row), and (3) dense fp32 matmul FLOP/s. ``floor_model`` turns
+large ``copy_`` (read + write bytes per second) with 1 and 2 threads, (2) the copy bandwidth
+over a buffer the size of each workload's activation table (``in × batch`` floats: cache
+bandwidth where that fits the caches), and (3) dense fp32 matmul FLOP/s. ``floor_model`` turns
 those into per-workload floors for a step (forward, input gradient, weight gradient, Adam):
 
 * streamed bytes per edge (fp32 values, int32 indices): forward reads index + value (8),
   input gradient reads the transposed index + value (8), weight gradient reads an index and
   writes a value (8), Adam reads the gradient and reads + writes value and both moments
   (4 + 3·8 = 28): **52 B/edge**, plus ~8 passes over the dense activations;
-* each of the three kernels also reads one activation row (batch · 4 bytes) per edge, at random:
-  ``3 · nnz`` row gathers;
+* each of the three kernels also reads one activation row per edge, at random: ``3 · nnz`` rows
+  of ``max(64, 4 · batch)`` bytes (a row costs at least a cache line);
 * ``6 · batch · nnz`` floating-point operations.
 
-``stream floor`` = streamed bytes ÷ copy bandwidth (activations assumed cache-resident: a hard
-lower bound); ``gather floor`` adds the measured time of the row gathers; ``flop floor`` =
-FLOPs ÷ matmul FLOP/s. The step cannot beat the largest of them.
+``stream floor`` = streamed bytes ÷ copy bandwidth; ``gather floor`` adds the gathered bytes ÷
+the table-sized copy bandwidth (random rows read as fast as a sequential copy: still a lower
+bound); ``flop floor`` = FLOPs ÷ matmul FLOP/s. The step cannot beat the largest of them.
 """
 
 from __future__ import annotations
@@ -56,17 +56,19 @@ def measure(shapes: list[dict], threads=(1, 2)) -> dict:
     src = dst = None  # free 512 MB before the gathers
     torch.set_num_threads(max(threads))
     for s in shapes:
-        k = min(int(s["nnz"]), 4_000_000)
-        table = torch.randn(s["n_in"], s["batch"])
-        idx = torch.randint(0, s["n_in"], (k,))
-        rows = torch.empty(k, s["batch"])
+        # Bandwidth over a buffer the size of the activation table the kernels gather from:
+        # cache bandwidth where it fits the caches, memory bandwidth where it does not.
+        n = max(1, s["n_in"] * s["batch"])
+        src, dst = torch.ones(n), torch.empty(n)
+        reps = max(1, (256 << 20) // (8 * n))
 
-        def gather(table=table, idx=idx, rows=rows):
-            torch.index_select(table, 0, idx, out=rows)
+        def copies(src=src, dst=dst, reps=reps):
+            for _ in range(reps):
+                dst.copy_(src)
 
-        sec = _median_time(gather, repeat=3)
-        out["gather"][s["name"]] = {"rows_per_s": k / sec,
-                                    "table_mb": table.numel() * 4 / 2**20}
+        sec = _median_time(copies, repeat=3)
+        out["gather"][s["name"]] = {"table_gbs": 2 * 4 * n * reps / sec / 1e9,
+                                    "table_mb": 4 * n / 2**20}
     out["threads"] = max(threads)
     return out
 
@@ -77,10 +79,13 @@ def floor_model(meas: dict, w: dict) -> dict:
     bw = meas["copy_gbs"][t] * 1e9
     streamed = BYTES_PER_EDGE * w["nnz"] + ACT_PASSES * 4 * w["batch"] * (w["n_in"] + w["n_out"])
     g = meas["gather"].get(w["name"])
-    gather_s = 3 * w["nnz"] / g["rows_per_s"] if g else float("nan")
+    # each edge reads a whole activation row, at least one 64-byte cache line
+    gathered = 3 * w["nnz"] * max(64, 4 * w["batch"])
+    gather_s = gathered / (g["table_gbs"] * 1e9) if g else float("nan")
     flops = 6 * w["batch"] * w["nnz"]
     return {
         "streamed_gb": streamed / 1e9,
+        "gathered_gb": gathered / 1e9,
         "stream_floor_s": streamed / bw,
         "gather_floor_s": streamed / bw + gather_s,
         "flop_floor_s": flops / (meas["matmul_gflops"][t] * 1e9),

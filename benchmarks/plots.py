@@ -30,7 +30,8 @@ def sweep_plot(rows: list[tuple], xlabel: str, title: str, path: str,
     ax_t.set_ylabel("training step, median (s)")
     ax_t.grid(True, which="both", alpha=0.3)
     ax_t.legend()
-    ax_m.loglog(xs, ms, "s-", color="tab:orange", label="peak above input")
+    ax_m.semilogx(xs, ms, "s-", color="tab:orange", label="peak above input")
+    ax_m.set_ylim(bottom=0)
     ax_m.set_xlabel(xlabel)
     ax_m.set_ylabel("peak memory above input data (GB)")
     ax_m.grid(True, which="both", alpha=0.3)
@@ -61,6 +62,7 @@ def comparison_plot(main: dict[str, dict[str, dict]], labels: dict[str, str],
         ax.barh([r[0] for r in recs], [r[1] for r in recs],
                 color=["tab:green" if r[0].endswith("(ours)") else "tab:gray" for r in recs])
         ax.set_xscale("log")
+        ax.set_xlim(left=min(r[1] for r in recs) / 3)
         ax.set_xlabel("training step, median (s)")
         ax.set_title(wl)
         ax.invert_yaxis()

@@ -192,13 +192,14 @@ def sweep_table(title: str, xname: str, rows: list[tuple]) -> str:
 
 
 def floor_table(floor_rows: list[dict]) -> str:
-    lines = ["| workload | streamed | stream floor | + row gathers | flop floor "
-             "| ours | ours ÷ best floor |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| workload | streamed | gathered | stream floor | + row gathers | flop floor "
+             "| ours | ours ÷ best floor |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for f in floor_rows:
         best = max(f["gather_floor_s"], f["flop_floor_s"])
         ours = f.get("ours_s")
         lines.append(
-            f"| {f['name']} | {f['streamed_gb']:.2f} GB | {_fmt_s(f['stream_floor_s'])} | "
+            f"| {f['name']} | {f['streamed_gb']:.2f} GB | {f.get('gathered_gb', 0):.2f} GB | "
+            f"{_fmt_s(f['stream_floor_s'])} | "
             f"{_fmt_s(f['gather_floor_s'])} | {_fmt_s(f['flop_floor_s'])} | {_fmt_s(ours)} | "
             f"{_ratio(ours, best)} |")
     return "\n".join(lines)

@@ -175,13 +175,14 @@ def test_targets_and_slopes():
 
 def test_floor_model():
     meas = {"threads": 2, "copy_gbs": {"2": 10.0}, "matmul_gflops": {"2": 100.0},
-            "gather": {"w": {"rows_per_s": 1e8}}}
+            "gather": {"w": {"table_gbs": 50.0}}}
     f = floor_model(meas, {"name": "w", "n_out": 1000, "n_in": 1000, "nnz": 10**6,
                            "batch": 16})
     streamed = 52e6 + 8 * 4 * 16 * 2000
     assert f["streamed_gb"] == pytest.approx(streamed / 1e9)
     assert f["stream_floor_s"] == pytest.approx(streamed / 10e9)
-    assert f["gather_floor_s"] == pytest.approx(streamed / 10e9 + 3e6 / 1e8)
+    assert f["gathered_gb"] == pytest.approx(3e6 * 64 / 1e9)
+    assert f["gather_floor_s"] == pytest.approx(streamed / 10e9 + 3e6 * 64 / 50e9)
     assert f["flop_floor_s"] == pytest.approx(6 * 16 * 1e6 / 100e9)
 
 
