@@ -33,6 +33,26 @@ class Impl:
     what: str
 
 
+
+
+def _wrap(layer, grad_attr: str):
+    """``layer`` as an ``nn.Module`` whose per-edge weight gradient is
+    ``layer.<grad_attr>.grad`` (torch is imported here: this module loads in every venv)."""
+    from torch import nn
+
+    class Wrapped(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = layer
+
+        def forward(self, x):
+            return self.layer(x)
+
+        def edge_grad(self):
+            return getattr(self.layer, grad_attr).grad
+
+    return Wrapped()
+
 def _act(n_out, n_in, batch, copies=8):
     return copies * 4.0 * batch * (n_out + n_in)
 
@@ -231,18 +251,7 @@ def build(name: str, arrays: dict, options: dict | None = None):
             layer.weight.copy_(values_t)
             layer.bias.zero_()
 
-        class Kpnn2(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.layer = layer
-
-            def forward(self, x):
-                return self.layer(x)
-
-            def edge_grad(self):
-                return self.layer.weight.grad
-
-        return Kpnn2()
+        return _wrap(layer, "weight")
 
     if name == "pypi_sparselinear":
         import sparselinear as pypi_sl
@@ -259,18 +268,7 @@ def build(name: str, arrays: dict, options: dict | None = None):
             layer.weights.copy_(values_t)
             layer.bias.zero_()
 
-        class PypiSparseLinear(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.layer = layer
-
-            def forward(self, x):
-                return self.layer(x)
-
-            def edge_grad(self):
-                return self.layer.weights.grad
-
-        return PypiSparseLinear()
+        return _wrap(layer, "weights")
 
     if name == "sparseprop":
         from sparseprop.modules.linear import SparseLinear as SpLinear
@@ -285,17 +283,6 @@ def build(name: str, arrays: dict, options: dict | None = None):
                        torch.from_numpy(col.astype(np.int32)))
         layer.bias = nn.Parameter(torch.zeros(n_out))
 
-        class Sparseprop(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.layer = layer
-
-            def forward(self, x):
-                return self.layer(x)
-
-            def edge_grad(self):
-                return self.layer.W_val.grad
-
-        return Sparseprop()
+        return _wrap(layer, "W_val")
 
     raise KeyError(f"unknown implementation {name!r}; choose from {sorted(IMPLS)}")
