@@ -101,12 +101,6 @@ def _from_dense(t: torch.Tensor, shape: Shape | None):
             f"A dense pattern must be a boolean mask or (2, nnz) integer indices; got "
             f"{describe(t)}. For a 0/1 or weighted dense matrix pass `matrix != 0`."
         )
-    if t.dim() != 2 or t.shape[0] != 2:
-        raise ShapeError(
-            f"Integer indices must have shape (2, nnz) holding [output_index, input_index]; "
-            f"got {describe(t)}. For a (nnz, 2) edge list pass its transpose; for a 0/1 mask "
-            "pass `mask.bool()`."
-        )
     if _looks_like_a_mask(t, shape):
         raise SparseLinearTypeError(
             f"An integer array of shape {tuple(t.shape)} holding only 0 and 1 is ambiguous: it "
@@ -117,7 +111,9 @@ def _from_dense(t: torch.Tensor, shape: Shape | None):
 
 
 def _looks_like_a_mask(t: torch.Tensor, shape: Shape | None) -> bool:
-    if t.numel() == 0 or (shape is not None and tuple(shape) != tuple(t.shape)):
+    if t.dim() != 2 or t.shape[0] != 2 or t.numel() == 0:
+        return False
+    if shape is not None and tuple(shape) != tuple(t.shape):
         return False
     return bool(((t == 0) | (t == 1)).all())
 
@@ -134,7 +130,8 @@ def from_indices(t: Any, shape: Shape | None) -> tuple[torch.Tensor, torch.Tenso
     if t.dim() != 2 or t.shape[0] != 2:
         raise ShapeError(
             f"Integer indices must have shape (2, nnz) holding [output_index, input_index]; "
-            f"got {describe(t)}. For a (nnz, 2) edge list pass its transpose."
+            f"got {describe(t)}. For a (nnz, 2) edge list pass its transpose; for a 0/1 mask "
+            "pass `mask.bool()`."
         )
     rows, cols = t[0].to(torch.int64), t[1].to(torch.int64)
     if shape is None:

@@ -19,7 +19,7 @@ from ._names import check_names, lookup
 from ._sources import Shape, check_shape, describe, from_indices, to_coordinates
 from .errors import DuplicateEdgeError, PatternError, ShapeError, SparseLinearTypeError
 
-__all__ = ["Connectivity", "index_dtype_for"]
+__all__ = ["Connectivity", "index_dtype_for", "pattern_digest"]
 
 _INT32_MAX = 2**31 - 1
 _MAX_LISTED = 5
@@ -28,6 +28,14 @@ _MAX_LISTED = 5
 def index_dtype_for(shape: Shape, nnz: int) -> torch.dtype:
     """The index dtype a pattern of this size uses: int32 where it fits, else int64."""
     return torch.int32 if max(shape[0], shape[1], nnz) < _INT32_MAX else torch.int64
+
+
+def pattern_digest(shape: Shape, crow: torch.Tensor, col: torch.Tensor) -> str:
+    """SHA-256 hex digest of a CSR pattern's shape and indices (index dtype and device ignored)."""
+    h = hashlib.sha256(f"{shape[0]}x{shape[1]}:".encode())
+    for t in (crow, col):
+        h.update(t.detach().to("cpu", torch.int64).contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def _check_range(values: torch.Tensor, bound: int, what: str) -> None:
@@ -315,10 +323,7 @@ class Connectivity:
     def digest(self) -> str:
         """A stable SHA-256 hex digest of the shape and the edges (index dtype, device ignored)."""
         if self._digest is None:
-            h = hashlib.sha256(f"{self._shape[0]}x{self._shape[1]}:".encode())
-            for t in (self._crow, self._col):
-                h.update(t.detach().to("cpu", torch.int64).contiguous().numpy().tobytes())
-            self._digest = h.hexdigest()
+            self._digest = pattern_digest(self._shape, self._crow, self._col)
         return self._digest
 
     # ------------------------------------------------------------------ index views

@@ -10,8 +10,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from . import _dense
-from .connectivity import Connectivity
-from .errors import ShapeError, SparseLinearError, WiringMismatchError
+from .connectivity import Connectivity, pattern_digest
+from .errors import ShapeError, WiringMismatchError
 from .functional import sparse_linear
 
 __all__ = ["SparseLinear"]
@@ -200,8 +200,10 @@ class SparseLinear(nn.Module):
                 for t, m in zip(incoming.values(), mine)
             )
             if not same:
-                theirs = _digest_of(
-                    incoming["crow_indices"], incoming["col_indices"], self.in_features
+                theirs = pattern_digest(
+                    (incoming["crow_indices"].numel() - 1, self.in_features),
+                    incoming["crow_indices"],
+                    incoming["col_indices"],
                 )
                 raise WiringMismatchError(
                     f"The checkpoint for '{prefix or 'layer'}' was made for different wiring: its "
@@ -362,9 +364,3 @@ def _names_are_optional(module, state_dict, prefix, *args) -> None:
     state_dict.setdefault(prefix + "_extra_state", None)
 
 
-def _digest_of(crow: torch.Tensor, col: torch.Tensor, n_in: int) -> str:
-    shape = (crow.numel() - 1, n_in)
-    try:
-        return Connectivity.from_csr(crow, col, shape).digest
-    except SparseLinearError:
-        return "invalid"
