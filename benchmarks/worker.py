@@ -117,6 +117,8 @@ def run(spec: dict) -> dict:
     warmup = max(1, int(spec.get("warmup", 1)))
     first = step(check=True)
     out["first_step_s"] = first[0]
+    out["first_step_peak_mb"] = _hwm_mb() - rss_data
+    _reset_peak()  # the checksums' float64 copies are not part of the step
     for _ in range(warmup - 1):
         step()
     times = []

@@ -28,17 +28,36 @@ __all__ = ["SparseLinearFunction"]
 FUSED_MAX_BATCH = 64
 
 
-def _compiled_backward(x_t, w, g_t, crow, col, crow_t, row_t, perm, want_gx, want_gw):
+def _compiled_forward(x, w, bias, crow, col):
+    """``(y (batch, out), x_t (in, batch))``: ``x_t`` is the gathered copy saved for backward."""
+    batch, n_in = x.shape
+    x_t = _ext.empty(n_in, batch, dtype=w.dtype)
+    x_t.copy_(x.t())
+    y = torch.empty(batch, crow.numel() - 1, dtype=w.dtype)
+    b = None if bias is None else bias.to(w.dtype).contiguous()
+    _ext.spmm(crow, col, w, x_t, b, out=y.t())  # written batch-major, bias included
+    return y, x_t
+
+
+def _compiled_backward(x_t, w, grad_y, crow, col, crow_t, row_t, perm, want_gx, want_gw):
+    """``(grad_w (nnz,) or None, grad_x (batch, in) or None)`` from ``grad_y (batch, out)``."""
     n_in, batch = x_t.shape
     private = _ext.threads() * n_in * batch * x_t.element_size()
     fits = _ext.threads() == 1 or private <= kernels.PRIVATE_BYTES
     if want_gx and batch <= FUSED_MAX_BATCH and fits:
-        return _ext.backward(crow, col, w, x_t, g_t, n_in, want_gw=want_gw, want_gx=True)
+        # One pass reads grad_y in place (strided) and writes grad_x batch-major.
+        grad_x = torch.empty(batch, n_in, dtype=x_t.dtype)
+        grad_w, _ = _ext.backward(crow, col, w, x_t, grad_y.t(), n_in, want_gw=want_gw,
+                                  want_gx=True, out=grad_x.t())
+        return grad_w, grad_x
+    # The gather form reads rows of grad_y at random: it gets an (out, batch) copy. The weight
+    # gradient alone reads each row once and takes grad_y in place.
+    g_t = grad_y.t().contiguous() if want_gx else grad_y.t()
     grad_w = grad_x = None
     if want_gw:
         grad_w, _ = _ext.backward(crow, col, w, x_t, g_t, n_in, want_gw=True, want_gx=False)
     if want_gx:
-        grad_x = _ext.spmm_t(crow_t, row_t, perm, w, g_t)
+        grad_x = _ext.spmm_t(crow_t, row_t, perm, w, g_t).t()
     return grad_w, grad_x
 
 
@@ -53,17 +72,15 @@ class SparseLinearFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, crow, col, crow_t, row_t, perm):
         dtype = kernels.compute_dtype(x.dtype, x.device)
-        x_t = x.t().to(dtype).contiguous()  # (in, batch): each input's batch vector contiguous
         w = weight.to(dtype).contiguous()
-        if kernels.extension_enabled(x_t):
-            y_t = _ext.spmm(crow.contiguous(), col.contiguous(), w, x_t)
+        if kernels.extension_enabled(w):
+            y, x_t = _compiled_forward(x, w, bias, crow.contiguous(), col.contiguous())
+            y = y.to(x.dtype)
         else:
+            x_t = x.t().to(dtype).contiguous()  # (in, batch): each input's batch vector contiguous
             y_t = kernels.spmm(crow, col, w, x_t)  # (out, batch)
-        y = y_t.t().to(x.dtype)
-        if bias is not None:
-            y = y + bias
-        else:
-            y = y.contiguous()
+            y = y_t.t().to(x.dtype)
+            y = y + bias if bias is not None else y.contiguous()
         ctx.save_for_backward(x_t, weight, crow, col, crow_t, row_t, perm)
         ctx.has_bias = bias is not None
         return y
@@ -73,15 +90,16 @@ class SparseLinearFunction(torch.autograd.Function):
     def backward(ctx, grad_y):
         x_t, weight, crow, col, crow_t, row_t, perm = ctx.saved_tensors
         dtype = x_t.dtype
-        g_t = grad_y.t().to(dtype).contiguous()  # (out, batch)
         want_gx, want_gw = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_x = grad_w = grad_b = None
         if (want_gx or want_gw) and kernels.extension_enabled(x_t):
             w = weight.to(dtype).contiguous()
             fields = (t.contiguous() for t in (crow, col, crow_t, row_t, perm))
-            grad_w, grad_x_t = _compiled_backward(x_t, w, g_t, *fields, want_gx, want_gw)
-            grad_x = None if grad_x_t is None else grad_x_t.t()
-        else:
+            grad_w, grad_x = _compiled_backward(
+                x_t, w, grad_y.to(dtype), *fields, want_gx, want_gw
+            )
+        elif want_gx or want_gw:
+            g_t = grad_y.t().to(dtype).contiguous()  # (out, batch)
             if want_gx:
                 w_t = weight.to(dtype)[perm]  # values in the transposed pattern's order
                 grad_x = kernels.spmm(crow_t, row_t, w_t, g_t).t()

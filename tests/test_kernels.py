@@ -150,6 +150,30 @@ def test_compiled_kernels_every_batch_tile(monkeypatch, sweep_bytes, batch, dtyp
     only_w, none = _ext.backward(crow, col, w, x, g, 23, want_gw=True, want_gx=False)
     assert none is None
     torch.testing.assert_close(only_w.double(), (g.double() @ x.double().t())[rows, cols], **tol)
+    # Strided operands: output written batch-major with the bias, grad read batch-major.
+    bias = torch.randn(37, dtype=dtype)
+    y = torch.full((batch, 37), float("nan"), dtype=dtype)
+    _ext.spmm(crow, col, w, x, bias, out=y.t())
+    torch.testing.assert_close(y.t().double(), dense @ x.double() + bias.double()[:, None], **tol)
+    g_batch_major = g.t().contiguous()
+    gx_out = torch.full((batch, 23), float("nan"), dtype=dtype)
+    gw2, _ = _ext.backward(crow, col, w, x, g_batch_major.t(), 23, want_gw=True, want_gx=True,
+                           out=gx_out.t())
+    torch.testing.assert_close(gx_out.t().double(), dense.t() @ g.double(), **tol)
+    torch.testing.assert_close(gw2, gw)
+
+
+@needs_ext
+@pytest.mark.parametrize("numel", [10, (8 << 20) // 4 + 3])
+def test_hugepage_buffers_are_contiguous_and_private(numel):
+    a = _ext.empty(numel, dtype=torch.float32)
+    b = _ext.empty(numel, dtype=torch.float32)
+    assert a.shape == (numel,) and a.is_contiguous()
+    a.fill_(1.0)
+    b.fill_(2.0)
+    assert float(a.sum()) == numel and float(b.sum()) == 2 * numel
+    if numel * 4 >= _ext.HUGEPAGE_MIN_BYTES:
+        assert a.data_ptr() % (2 << 20) == 0  # aligned so that whole huge pages can back it
 
 
 @needs_ext

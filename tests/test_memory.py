@@ -56,14 +56,17 @@ def test_working_memory_of_the_compiled_kernels_hand_computed():
     kw = dict(n_out=OUT, n_in=IN, nnz=NNZ, batch=BATCH, itemsize=4, compute_itemsize=4,
               index_itemsize=4, compiled=True)
     t = step_transients(needs_input_grad=False, threads=2, **kw)
-    assert t.forward == OUT * BATCH * 4  # y_t beside the output
-    assert t.backward == OUT * BATCH * 4  # g_t; the weight gradient counts as a gradient
+    assert t.forward == 0  # the kernel writes the output itself
+    assert t.backward == OUT * BATCH * 4  # grad_y beside the output; gw counts as a gradient
     fused = step_transients(needs_input_grad=True, threads=2, **kw)
-    assert fused.backward == OUT * BATCH * 4 + 2 * IN * BATCH * 4 + IN * BATCH * 4  # + sum
+    assert fused.backward == t.backward + 2 * IN * BATCH * 4 + IN * BATCH * 4  # privates + sum
     single = step_transients(needs_input_grad=True, threads=1, **kw)
-    assert single.backward == OUT * BATCH * 4 + IN * BATCH * 4
+    assert single.backward == t.backward + 2 * IN * BATCH * 4
+    half = step_transients(**{**kw, "itemsize": 2}, needs_input_grad=False, threads=2)
+    assert half.forward == OUT * BATCH * 4 and half.backward == OUT * BATCH * (2 + 4)
     wide = step_transients(**{**kw, "batch": 256}, needs_input_grad=True, threads=2)
-    assert wide.backward == OUT * 256 * 4 + IN * 256 * 4  # gathered over the transposed pattern
+    # grad_y, its (out, batch) copy and grad_x gathered over the transposed pattern
+    assert wide.backward == 2 * OUT * 256 * 4 + IN * 256 * 4
 
 
 def test_working_memory_hand_computed(torch_kernels):

@@ -27,7 +27,9 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["available", "backward", "load", "spmm", "spmm_t", "sweep_width", "threads"]
+__all__ = [
+    "available", "backward", "empty", "load", "spmm", "spmm_t", "sweep_width", "threads"
+]
 
 _SOURCE = Path(__file__).with_name("kernels.cpp")
 _FLAG_SETS = (
@@ -103,13 +105,21 @@ def _library_path(compiler: str, flags: list[str]) -> Path:
 def _declare(lib: ctypes.CDLL) -> None:
     p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
     for suffix in _SUFFIX.values():
-        getattr(lib, f"sl_spmm_{suffix}").argtypes = [p, p, p, p, p, i64, i64, i64, i32]
+        getattr(lib, f"sl_spmm_{suffix}").argtypes = [
+            p, p, p, p, p, p, i64, i64, i64, i64, i64, i32
+        ]
         getattr(lib, f"sl_spmm_t_{suffix}").argtypes = [p, p, p, p, p, p, i64, i64, i32]
         getattr(lib, f"sl_backward_{suffix}").argtypes = [
-            p, p, p, p, p, p, p, i64, i64, i64, i64, i32
+            p, p, p, p, p, i64, i64, p, p, i64, i64, i64, i64, i32
         ]
         for kind in ("spmm", "spmm_t", "backward"):
             getattr(lib, f"sl_{kind}_{suffix}").restype = None
+    for suffix in ("f32", "f64"):
+        fn = getattr(lib, f"sl_reduce_private_{suffix}")
+        fn.argtypes = [p, i32, p, i64, i64, i64, i64, i32]
+        fn.restype = None
+    lib.sl_advise_hugepages.argtypes = [p, i64]
+    lib.sl_advise_hugepages.restype = i32
 
 
 def load() -> ctypes.CDLL | None:
@@ -202,13 +212,40 @@ def _ptr(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
-def spmm(crow: torch.Tensor, col: torch.Tensor, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``(n_rows, B)`` product of the CSR matrix ``(crow, col, w)`` with ``x (n_cols, B)``."""
+#: Buffers of at least this many bytes are allocated on 2 MB boundaries and advised to use
+#: transparent huge pages: the kernels gather rows of them at random, which on 4 KB pages misses
+#: the TLB once the table passes a few MB (measured: ~20 % of the forward at the fly workload).
+HUGEPAGE_MIN_BYTES = 4 << 20
+_HUGEPAGE = 2 << 20
+
+
+def empty(*shape: int, dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised contiguous CPU tensor, backed by huge pages where the OS allows it."""
+    numel = 1
+    for n in shape:
+        numel *= n
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    if numel * itemsize < HUGEPAGE_MIN_BYTES or load() is None:
+        return torch.empty(shape, dtype=dtype)
+    pad = _HUGEPAGE // itemsize
+    storage = torch.empty(numel + pad, dtype=dtype)
+    start = (-storage.data_ptr()) % _HUGEPAGE
+    whole_pages = (numel * itemsize) // _HUGEPAGE * _HUGEPAGE
+    _lib.sl_advise_hugepages(storage.data_ptr() + start, whole_pages)
+    offset = start // itemsize
+    return storage[offset : offset + numel].view(shape)
+
+
+def spmm(crow: torch.Tensor, col: torch.Tensor, w: torch.Tensor, x: torch.Tensor,
+         bias: torch.Tensor | None = None, *, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``(n_rows, B)`` product of the CSR matrix ``(crow, col, w)`` with ``x (n_cols, B)``, plus
+    ``bias (n_rows,)`` if given, written into ``out`` (any strides, e.g. the transposed view of a
+    ``(B, n_rows)`` tensor) or a new contiguous tensor."""
     n_rows, batch = crow.numel() - 1, x.shape[1]
-    y = torch.empty(n_rows, batch, dtype=x.dtype)
+    y = torch.empty(n_rows, batch, dtype=x.dtype) if out is None else out
     width = sweep_width(x.shape[0], batch, x.element_size())
-    _fn("spmm", w, col)(crow.data_ptr(), col.data_ptr(), w.data_ptr(), x.data_ptr(),
-                        y.data_ptr(), n_rows, batch, width, threads())
+    _fn("spmm", w, col)(crow.data_ptr(), col.data_ptr(), w.data_ptr(), x.data_ptr(), _ptr(bias),
+                        y.data_ptr(), y.stride(0), y.stride(1), n_rows, batch, width, threads())
     return y
 
 
@@ -224,20 +261,30 @@ def spmm_t(crow_t: torch.Tensor, row_t: torch.Tensor, perm: torch.Tensor, w: tor
 
 
 def backward(crow: torch.Tensor, col: torch.Tensor, w: torch.Tensor, x: torch.Tensor,
-             g: torch.Tensor, n_cols: int, *, want_gw: bool, want_gx: bool):
+             g: torch.Tensor, n_cols: int, *, want_gw: bool, want_gx: bool,
+             out: torch.Tensor | None = None):
     """One fused pass over the forward pattern: ``(gw (nnz,) or None, gx (n_cols, B) or None)``.
 
-    ``gx`` is accumulated in one private ``(n_cols, B)`` buffer per thread, then summed.
+    ``g (n_rows, B)`` may have any strides. ``gx`` is accumulated in one private
+    ``(n_cols, B)`` buffer per thread, then summed into ``out`` (any strides) or a new tensor.
     """
     n_rows, batch = crow.numel() - 1, g.shape[1]
     n_threads = threads()
     gw = torch.empty(col.numel(), dtype=g.dtype) if want_gw else None
-    private = torch.zeros(n_threads, n_cols, batch, dtype=g.dtype) if want_gx else None
+    private = None
+    if want_gx:
+        private = empty(n_threads, n_cols, batch, dtype=g.dtype)
+        private.zero_()
     width = sweep_width(n_cols, batch, x.element_size(), 2 if want_gx else 1)
     _fn("backward", w, col)(crow.data_ptr(), col.data_ptr(), w.data_ptr(), x.data_ptr(),
-                            g.data_ptr(), _ptr(gw), _ptr(private), n_rows, n_cols, batch,
-                            width, n_threads)
-    gx = None
-    if private is not None:
-        gx = private[0] if n_threads == 1 else private.sum(0)
+                            g.data_ptr(), g.stride(0), g.stride(1), _ptr(gw), _ptr(private),
+                            n_rows, n_cols, batch, width, n_threads)
+    if private is None:
+        return gw, None
+    if out is None and n_threads == 1:
+        return gw, private[0]
+    gx = torch.empty(n_cols, batch, dtype=g.dtype) if out is None else out
+    getattr(_lib, f"sl_reduce_private_{_SUFFIX[(g.dtype, torch.int32)][:3]}")(
+        private.data_ptr(), n_threads, gx.data_ptr(), gx.stride(0), gx.stride(1), n_cols, batch,
+        threads())
     return gw, gx

@@ -1,7 +1,9 @@
 // CPU kernels of the sparse linear layer: plain C ABI, OpenMP over rows, SIMD over the batch.
 //
-// Dense operands are "one contiguous batch vector per node": x (n_in, B), y and g (n_out, B).
-// Every edge therefore reads or updates one contiguous run of B values. The batch is processed in
+// Gathered dense operands are "one contiguous batch vector per node": x (n_in, B) and, for spmm_t,
+// g (n_out, B), so every edge reads or updates one contiguous run of B values. Operands read or
+// written once per row (the output y, the output gradient g of the fused backward) take strides,
+// so that the caller passes PyTorch's (batch, features) tensors without a transposed copy. The batch is processed in
 // tiles of compile-time width (64, 32, 16, 8 values, then a remainder), so the accumulators of a
 // row stay in registers while the row's edges stream past.
 //
@@ -11,6 +13,9 @@
 //             gx is one private (n_in, B) buffer per thread, summed by the caller)
 //   spmm_t    gx[c] = sum_{k in column c} w[perm[k]] * g[row_t[k]]   (gather form, no buffers)
 #include <cstdint>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #else
@@ -27,9 +32,21 @@ constexpr int unroll() {
   return W * (int)sizeof(T) <= 64 ? 4 : (W * (int)sizeof(T) <= 128 ? 2 : 1);
 }
 
+// Writes acc (+ bias) to y[b * ys], b < n.
+template <typename T>
+inline void store_row(const T* __restrict acc, T bias, T* __restrict y, int64_t ys, int64_t n) {
+  if (ys == 1) {
+#pragma omp simd
+    for (int64_t b = 0; b < n; ++b) y[b] = acc[b] + bias;
+  } else {
+    for (int64_t b = 0; b < n; ++b) y[b * ys] = acc[b] + bias;
+  }
+}
+
 template <typename T, typename I, int W>
 inline void spmm_tile(const I* __restrict col, const T* __restrict w, const T* __restrict x,
-                      T* __restrict y, int64_t k0, int64_t k1, int64_t nnz, int64_t B) {
+                      T* __restrict y, int64_t ys, T bias, int64_t k0, int64_t k1, int64_t nnz,
+                      int64_t B) {
   constexpr int U = unroll<T, W>();
   T acc[U][W];
   for (int u = 0; u < U; ++u)
@@ -52,45 +69,60 @@ inline void spmm_tile(const I* __restrict col, const T* __restrict w, const T* _
   }
   for (int u = 1; u < U; ++u)
     for (int b = 0; b < W; ++b) acc[0][b] += acc[u][b];
-  for (int b = 0; b < W; ++b) y[b] = acc[0][b];
+  store_row<T>(acc[0], bias, y, ys, W);
 }
 
 template <typename T, typename I>
 inline void spmm_rest(const I* __restrict col, const T* __restrict w, const T* __restrict x,
-                      T* __restrict y, int64_t k0, int64_t k1, int64_t B, int64_t nb) {
-  for (int64_t b = 0; b < nb; ++b) y[b] = 0;
+                      T* __restrict y, int64_t ys, T bias, int64_t k0, int64_t k1, int64_t B,
+                      int64_t nb) {
+  T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // nb < 8
   for (int64_t k = k0; k < k1; ++k) {
     const T wk = w[k];
     const T* __restrict xr = x + (int64_t)col[k] * B;
-    for (int64_t b = 0; b < nb; ++b) y[b] += wk * xr[b];
+    for (int64_t b = 0; b < nb; ++b) acc[b] += wk * xr[b];
   }
+  store_row<T>(acc, bias, y, ys, nb);
 }
 
-// The batch columns [b0, b1) of one output row.
+// The batch columns [b0, b1) of one output row; y[r * ys_r + b * ys_b], plus bias[r] if given.
 template <typename T, typename I>
-inline void spmm_row(const I* crow, const I* col, const T* w, const T* x, T* y, int64_t r,
-                     int64_t b0, int64_t b1, int64_t nnz, int64_t B) {
+inline void spmm_row(const I* crow, const I* col, const T* w, const T* x, const T* bias, T* y,
+                     int64_t ys_r, int64_t ys_b, int64_t r, int64_t b0, int64_t b1, int64_t nnz,
+                     int64_t B) {
   const int64_t k0 = crow[r], k1 = crow[r + 1];
-  T* yr = y + r * B;
+  const T br = bias ? bias[r] : T(0);
+  T* yr = y + r * ys_r;
   int64_t b = b0;
-  for (; b + 64 <= b1; b += 64) spmm_tile<T, I, 64>(col, w, x + b, yr + b, k0, k1, nnz, B);
-  if (b + 32 <= b1) { spmm_tile<T, I, 32>(col, w, x + b, yr + b, k0, k1, nnz, B); b += 32; }
-  if (b + 16 <= b1) { spmm_tile<T, I, 16>(col, w, x + b, yr + b, k0, k1, nnz, B); b += 16; }
-  if (b + 8 <= b1) { spmm_tile<T, I, 8>(col, w, x + b, yr + b, k0, k1, nnz, B); b += 8; }
-  if (b < b1) spmm_rest<T, I>(col, w, x + b, yr + b, k0, k1, B, b1 - b);
+  for (; b + 64 <= b1; b += 64)
+    spmm_tile<T, I, 64>(col, w, x + b, yr + b * ys_b, ys_b, br, k0, k1, nnz, B);
+  if (b + 32 <= b1) {
+    spmm_tile<T, I, 32>(col, w, x + b, yr + b * ys_b, ys_b, br, k0, k1, nnz, B);
+    b += 32;
+  }
+  if (b + 16 <= b1) {
+    spmm_tile<T, I, 16>(col, w, x + b, yr + b * ys_b, ys_b, br, k0, k1, nnz, B);
+    b += 16;
+  }
+  if (b + 8 <= b1) {
+    spmm_tile<T, I, 8>(col, w, x + b, yr + b * ys_b, ys_b, br, k0, k1, nnz, B);
+    b += 8;
+  }
+  if (b < b1) spmm_rest<T, I>(col, w, x + b, yr + b * ys_b, ys_b, br, k0, k1, B, b1 - b);
 }
 
 // Sweeps of tb batch columns each, so that the part of x one sweep reads can stay in cache.
 template <typename T, typename I>
-void spmm(const I* crow, const I* col, const T* w, const T* x, T* y, int64_t n_rows, int64_t B,
-          int64_t tb, int threads) {
+void spmm(const I* crow, const I* col, const T* w, const T* x, const T* bias, T* y,
+          int64_t ys_r, int64_t ys_b, int64_t n_rows, int64_t B, int64_t tb, int threads) {
   const int64_t nnz = n_rows > 0 ? (int64_t)crow[n_rows] : 0;
   if (tb <= 0) tb = B;
 #pragma omp parallel num_threads(threads)
   for (int64_t b0 = 0; b0 < B; b0 += tb) {
     const int64_t b1 = b0 + tb < B ? b0 + tb : B;
 #pragma omp for schedule(dynamic, 64)
-    for (int64_t r = 0; r < n_rows; ++r) spmm_row<T, I>(crow, col, w, x, y, r, b0, b1, nnz, B);
+    for (int64_t r = 0; r < n_rows; ++r)
+      spmm_row<T, I>(crow, col, w, x, bias, y, ys_r, ys_b, r, b0, b1, nnz, B);
   }
 }
 
@@ -151,11 +183,11 @@ void spmm_t(const I* crow_t, const I* row_t, const I* perm, const T* w, const T*
 // One row of the fused backward on a batch tile of width W (W == 0: runtime width nb).
 template <typename T, typename I, int W>
 inline void backward_tile(const I* __restrict col, const T* __restrict w, const T* __restrict x,
-                          const T* __restrict gr, T* __restrict gw, T* __restrict gx,
-                          int64_t k0, int64_t k1, int64_t nnz, int64_t B, bool first,
-                          bool want_gw, bool want_gx) {
+                          const T* __restrict gr, int64_t gs, T* __restrict gw,
+                          T* __restrict gx, int64_t k0, int64_t k1, int64_t nnz, int64_t B,
+                          bool first, bool want_gw, bool want_gx) {
   T g[W];
-  for (int b = 0; b < W; ++b) g[b] = gr[b];
+  for (int b = 0; b < W; ++b) g[b] = gr[b * gs];
   for (int64_t k = k0; k < k1; ++k) {
     if (k + kPrefetch < nnz) {
       const int64_t ahead = (int64_t)col[k + kPrefetch] * B;
@@ -181,9 +213,11 @@ inline void backward_tile(const I* __restrict col, const T* __restrict w, const 
 
 template <typename T, typename I>
 inline void backward_rest(const I* __restrict col, const T* __restrict w, const T* __restrict x,
-                          const T* __restrict gr, T* __restrict gw, T* __restrict gx,
-                          int64_t k0, int64_t k1, int64_t B, int64_t nb, bool first,
-                          bool want_gw, bool want_gx) {
+                          const T* __restrict g_in, int64_t gs, T* __restrict gw,
+                          T* __restrict gx, int64_t k0, int64_t k1, int64_t B, int64_t nb,
+                          bool first, bool want_gw, bool want_gx) {
+  T gr[8];  // nb < 8
+  for (int64_t b = 0; b < nb; ++b) gr[b] = g_in[b * gs];
   for (int64_t k = k0; k < k1; ++k) {
     const int64_t c = (int64_t)col[k] * B;
     if (want_gw) {
@@ -198,38 +232,38 @@ inline void backward_rest(const I* __restrict col, const T* __restrict w, const 
   }
 }
 
-// The batch columns [b0, b1) of one row of the fused backward.
+// The batch columns [b0, b1) of one row of the fused backward; g[r * gs_r + b * gs_b].
 template <typename T, typename I>
-inline void backward_row(const I* crow, const I* col, const T* w, const T* x, const T* g, T* gw,
-                         T* gx, int64_t r, int64_t b0, int64_t b1, int64_t nnz, int64_t B,
-                         bool want_gw, bool want_gx) {
+inline void backward_row(const I* crow, const I* col, const T* w, const T* x, const T* g,
+                         int64_t gs_r, int64_t gs_b, T* gw, T* gx, int64_t r, int64_t b0,
+                         int64_t b1, int64_t nnz, int64_t B, bool want_gw, bool want_gx) {
   const int64_t k0 = crow[r], k1 = crow[r + 1];
-  const T* gr = g + r * B;
+  const T* gr = g + r * gs_r;
   int64_t b = b0;
   for (; b + 32 <= b1; b += 32)
-    backward_tile<T, I, 32>(col, w, x + b, gr + b, gw, gx ? gx + b : gx, k0, k1, nnz, B, b == 0,
-                            want_gw, want_gx);
+    backward_tile<T, I, 32>(col, w, x + b, gr + b * gs_b, gs_b, gw, gx ? gx + b : gx, k0, k1,
+                            nnz, B, b == 0, want_gw, want_gx);
   if (b + 16 <= b1) {
-    backward_tile<T, I, 16>(col, w, x + b, gr + b, gw, gx ? gx + b : gx, k0, k1, nnz, B, b == 0,
-                            want_gw, want_gx);
+    backward_tile<T, I, 16>(col, w, x + b, gr + b * gs_b, gs_b, gw, gx ? gx + b : gx, k0, k1,
+                            nnz, B, b == 0, want_gw, want_gx);
     b += 16;
   }
   if (b + 8 <= b1) {
-    backward_tile<T, I, 8>(col, w, x + b, gr + b, gw, gx ? gx + b : gx, k0, k1, nnz, B, b == 0,
-                           want_gw, want_gx);
+    backward_tile<T, I, 8>(col, w, x + b, gr + b * gs_b, gs_b, gw, gx ? gx + b : gx, k0, k1,
+                           nnz, B, b == 0, want_gw, want_gx);
     b += 8;
   }
   if (b < b1 || B == 0)
-    backward_rest<T, I>(col, w, x + b, gr + b, gw, gx ? gx + b : gx, k0, k1, B, b1 - b, b == 0,
-                        want_gw, want_gx);
+    backward_rest<T, I>(col, w, x + b, gr + b * gs_b, gs_b, gw, gx ? gx + b : gx, k0, k1, B,
+                        b1 - b, b == 0, want_gw, want_gx);
 }
 
 // gx_private: (threads, n_cols, B) zeroed by the caller, or nullptr when want_gx is false.
 // Sweeps of tb batch columns each, as in spmm; gw accumulates over the sweeps.
 template <typename T, typename I>
-void backward(const I* crow, const I* col, const T* w, const T* x, const T* g, T* gw,
-              T* gx_private, int64_t n_rows, int64_t n_cols, int64_t B, int64_t tb,
-              int threads) {
+void backward(const I* crow, const I* col, const T* w, const T* x, const T* g, int64_t gs_r,
+              int64_t gs_b, T* gw, T* gx_private, int64_t n_rows, int64_t n_cols, int64_t B,
+              int64_t tb, int threads) {
   const int64_t nnz = n_rows > 0 ? (int64_t)crow[n_rows] : 0;
   const bool want_gw = gw != nullptr, want_gx = gx_private != nullptr;
   if (tb <= 0 || B == 0) tb = B > 0 ? B : 1;
@@ -241,7 +275,30 @@ void backward(const I* crow, const I* col, const T* w, const T* x, const T* g, T
       const int64_t b1 = b0 + tb < B ? b0 + tb : B;
 #pragma omp for schedule(dynamic, 64)
       for (int64_t r = 0; r < n_rows; ++r)
-        backward_row<T, I>(crow, col, w, x, g, gw, gx, r, b0, b1, nnz, B, want_gw, want_gx);
+        backward_row<T, I>(crow, col, w, x, g, gs_r, gs_b, gw, gx, r, b0, b1, nnz, B, want_gw,
+                           want_gx);
+    }
+  }
+}
+
+// out[c * os_c + b * os_b] = sum over the threads' private (n_cols, B) buffers of [c, b].
+template <typename T>
+void reduce_private(const T* priv, int n_private, T* out, int64_t os_c, int64_t os_b,
+                    int64_t n_cols, int64_t B, int threads) {
+  const int64_t size = n_cols * B;
+#pragma omp parallel for schedule(static, 256) num_threads(threads)
+  for (int64_t c = 0; c < n_cols; ++c) {
+    T acc[64];
+    for (int64_t b0 = 0; b0 < B; b0 += 64) {
+      const int64_t nb = B - b0 < 64 ? B - b0 : 64;
+      const T* p = priv + c * B + b0;
+#pragma omp simd
+      for (int64_t b = 0; b < nb; ++b) acc[b] = p[b];
+      for (int t = 1; t < n_private; ++t) {
+#pragma omp simd
+        for (int64_t b = 0; b < nb; ++b) acc[b] += p[t * size + b];
+      }
+      store_row<T>(acc, T(0), out + c * os_c + b0 * os_b, os_b, nb);
     }
   }
 }
@@ -249,9 +306,10 @@ void backward(const I* crow, const I* col, const T* w, const T* x, const T* g, T
 }  // namespace
 
 #define SL_INSTANTIATE(SUFFIX, T, I)                                                          \
-  extern "C" void sl_spmm_##SUFFIX(const I* crow, const I* col, const T* w, const T* x, T* y, \
+  extern "C" void sl_spmm_##SUFFIX(const I* crow, const I* col, const T* w, const T* x,       \
+                                   const T* bias, T* y, int64_t ys_r, int64_t ys_b,           \
                                    int64_t n_rows, int64_t B, int64_t tb, int threads) {      \
-    spmm<T, I>(crow, col, w, x, y, n_rows, B, tb, threads);                                   \
+    spmm<T, I>(crow, col, w, x, bias, y, ys_r, ys_b, n_rows, B, tb, threads);                 \
   }                                                                                           \
   extern "C" void sl_spmm_t_##SUFFIX(const I* crow_t, const I* row_t, const I* perm,          \
                                      const T* w, const T* g, T* gx, int64_t n_cols,           \
@@ -259,9 +317,11 @@ void backward(const I* crow, const I* col, const T* w, const T* x, const T* g, T
     spmm_t<T, I>(crow_t, row_t, perm, w, g, gx, n_cols, B, threads);                          \
   }                                                                                           \
   extern "C" void sl_backward_##SUFFIX(const I* crow, const I* col, const T* w, const T* x,   \
-                                       const T* g, T* gw, T* gx_private, int64_t n_rows,      \
-                                       int64_t n_cols, int64_t B, int64_t tb, int threads) {  \
-    backward<T, I>(crow, col, w, x, g, gw, gx_private, n_rows, n_cols, B, tb, threads);       \
+                                       const T* g, int64_t gs_r, int64_t gs_b, T* gw,         \
+                                       T* gx_private, int64_t n_rows, int64_t n_cols,         \
+                                       int64_t B, int64_t tb, int threads) {                  \
+    backward<T, I>(crow, col, w, x, g, gs_r, gs_b, gw, gx_private, n_rows, n_cols, B, tb,     \
+                   threads);                                                                  \
   }
 
 SL_INSTANTIATE(f32_i32, float, int32_t)
@@ -269,7 +329,29 @@ SL_INSTANTIATE(f32_i64, float, int64_t)
 SL_INSTANTIATE(f64_i32, double, int32_t)
 SL_INSTANTIATE(f64_i64, double, int64_t)
 
-extern "C" int sl_abi_version() { return 1; }
+#define SL_INSTANTIATE_REDUCE(SUFFIX, T)                                                       \
+  extern "C" void sl_reduce_private_##SUFFIX(const T* priv, int n_private, T* out,           \
+                                             int64_t os_c, int64_t os_b, int64_t n_cols,      \
+                                             int64_t B, int threads) {                        \
+    reduce_private<T>(priv, n_private, out, os_c, os_b, n_cols, B, threads);                  \
+  }
+
+SL_INSTANTIATE_REDUCE(f32, float)
+SL_INSTANTIATE_REDUCE(f64, double)
+
+// Asks the kernel to back [p, p + bytes) with transparent huge pages (Linux; 0 on success).
+// Random row gathers from a table of several MB miss the TLB on 4 KB pages.
+extern "C" int sl_advise_hugepages(void* p, int64_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  return madvise(p, (size_t)bytes, MADV_HUGEPAGE);
+#else
+  (void)p;
+  (void)bytes;
+  return -1;
+#endif
+}
+
+extern "C" int sl_abi_version() { return 2; }
 
 extern "C" int sl_has_openmp() {
 #ifdef _OPENMP

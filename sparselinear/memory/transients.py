@@ -7,11 +7,14 @@ allocate. When those change, update :func:`step_transients` (and its calibration
 
 The model, per phase, for the compiled CPU kernels (:mod:`sparselinear._ext`, float32/float64):
 
-* forward: the kernel writes ``y_t (out, batch)``, alive beside the returned output.
-* backward: the transposed copy ``g_t`` of ``grad_y``; when the input needs a gradient, either
-  one private ``(in, batch)`` buffer per thread plus their sum (the fused pass, batch up to
-  ``autograd.FUSED_MAX_BATCH`` and within ``kernels.PRIVATE_BYTES``), or ``grad_x`` gathered over
-  the transposed pattern. The weight gradient is counted as a gradient.
+* forward: the kernel writes the output ``(batch, out)`` itself (bias included); only a
+  float16/bfloat16 input adds the float32 result beside its cast.
+* backward: ``grad_y`` is read in place (a float32 copy for float16/bfloat16) while the caller
+  usually still holds the output; when the input needs a gradient, either one private
+  ``(in, batch)`` buffer per thread plus ``grad_x`` they are summed into (the fused pass, batch
+  up to ``autograd.FUSED_MAX_BATCH`` and within ``kernels.PRIVATE_BYTES``), or an
+  ``(out, batch)`` copy of ``grad_y`` and ``grad_x`` gathered over the transposed pattern.
+  The weight gradient is counted as a gradient.
 
 For torch's kernels (CUDA, float16/bfloat16 on CPU, or the ``"torch"`` backend), per phase (CPU
 figures measured on torch 2.13):
@@ -135,16 +138,20 @@ def _compiled_transients(
     from ..autograd import FUSED_MAX_BATCH
     from ..kernels import PRIVATE_BYTES
 
-    forward = n_out * batch * dc + (n_in * batch * dc if d != dc else 0)
+    converts = d != dc
+    forward = n_out * batch * dc if converts else 0  # y is written in place of the output
+    # grad_y, read in place, beside the output that the caller usually still holds (the torch
+    # kernels' transposed copy takes this place in their model); float32 copy for half inputs.
+    grad_y_copy = n_out * batch * (d + dc if converts else dc)
     grad_x = 0
     if needs_input_grad:
         private = threads * n_in * batch * dc
         fused = batch <= FUSED_MAX_BATCH and (threads == 1 or private <= PRIVATE_BYTES)
         if fused:
-            grad_x = private + (n_in * batch * dc if threads > 1 else 0)
+            grad_x = private + n_in * batch * dc  # summed into grad_x
         else:
-            grad_x = n_in * batch * dc
-    backward = n_out * batch * dc + grad_x
+            grad_x = n_out * batch * dc + n_in * batch * dc  # the (out, batch) copy it gathers
+    backward = grad_y_copy + grad_x
     return StepTransients(forward=forward, backward=backward, optimizer=0)
 
 
