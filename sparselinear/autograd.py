@@ -10,10 +10,16 @@ forward pass in one sweep over the rows and, for batches up to :data:`FUSED_MAX_
 gradients in one fused sweep (per-thread input gradient buffers of ``in x batch``, bounded by
 :data:`~sparselinear.kernels.PRIVATE_BYTES`), else the weight gradient over the pattern and the
 input gradient over the transposed pattern. Elsewhere, or when they are unavailable, torch's
-CSR kernels run in bounded chunks (:mod:`sparselinear.kernels`).
+CSR kernels run in bounded chunks (:mod:`sparselinear.kernels`), the input gradient over the
+transposed pattern.
+
+The transposed pattern is asked for (through a callable, so that it can be built lazily and
+cached by its owner) only in the branches that read it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch.autograd.function import once_differentiable
@@ -21,6 +27,9 @@ from torch.autograd.function import once_differentiable
 from . import _ext, kernels
 
 __all__ = ["SparseLinearFunction"]
+
+#: A zero-argument callable returning the transposed pattern ``(crow_t, row_t, perm)``.
+Transposed = Callable[[], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
 #: Widest batch for which the input gradient is scattered in the fused pass; wider batches gather
@@ -39,7 +48,7 @@ def _compiled_forward(x, w, bias, crow, col):
     return y, x_t
 
 
-def _compiled_backward(x_t, w, grad_y, crow, col, crow_t, row_t, perm, want_gx, want_gw):
+def _compiled_backward(x_t, w, grad_y, crow, col, transposed, want_gx, want_gw):
     """``(grad_w (nnz,) or None, grad_x (batch, in) or None)`` from ``grad_y (batch, out)``."""
     n_in, batch = x_t.shape
     private = _ext.threads() * n_in * batch * x_t.element_size()
@@ -57,6 +66,7 @@ def _compiled_backward(x_t, w, grad_y, crow, col, crow_t, row_t, perm, want_gx, 
     if want_gw:
         grad_w, _ = _ext.backward(crow, col, w, x_t, g_t, n_in, want_gw=True, want_gx=False)
     if want_gx:
+        crow_t, row_t, perm = (t.contiguous() for t in transposed())
         grad_x = _ext.spmm_t(crow_t, row_t, perm, w, g_t).t()
     return grad_w, grad_x
 
@@ -65,12 +75,14 @@ class SparseLinearFunction(torch.autograd.Function):
     """``y = x Wᵀ + b`` for a 2-D ``x`` of shape ``(batch, in)``.
 
     Inputs: ``x (batch, in)``, ``weight (nnz,)``, ``bias (out,)`` or ``None``, then the pattern:
-    ``crow (out + 1,)``, ``col (nnz,)``, ``crow_t (in + 1,)``, ``row_t (nnz,)``, ``perm (nnz,)``.
-    Returns ``(batch, out)``. Index inputs get no gradient.
+    ``crow (out + 1,)``, ``col (nnz,)`` and ``transposed``, a zero-argument callable returning
+    the transposed pattern ``(crow_t (in + 1,), row_t (nnz,), perm (nnz,))``, called only when the
+    backward pass reads it (e.g. ``connectivity._transposed``). Returns ``(batch, out)``. Index
+    inputs get no gradient.
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, crow, col, crow_t, row_t, perm):
+    def forward(ctx, x, weight, bias, crow, col, transposed: Transposed):
         dtype = kernels.compute_dtype(x.dtype, x.device)
         w = weight.to(dtype).contiguous()
         if kernels.extension_enabled(w):
@@ -81,26 +93,28 @@ class SparseLinearFunction(torch.autograd.Function):
             y_t = kernels.spmm(crow, col, w, x_t)  # (out, batch)
             y = y_t.t().to(x.dtype)
             y = y + bias if bias is not None else y.contiguous()
-        ctx.save_for_backward(x_t, weight, crow, col, crow_t, row_t, perm)
+        ctx.save_for_backward(x_t, weight, crow, col)
+        ctx.transposed = transposed
         ctx.has_bias = bias is not None
         return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_y):
-        x_t, weight, crow, col, crow_t, row_t, perm = ctx.saved_tensors
+        x_t, weight, crow, col = ctx.saved_tensors
         dtype = x_t.dtype
         want_gx, want_gw = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_x = grad_w = grad_b = None
         if (want_gx or want_gw) and kernels.extension_enabled(x_t):
             w = weight.to(dtype).contiguous()
-            fields = (t.contiguous() for t in (crow, col, crow_t, row_t, perm))
+            fields = (t.contiguous() for t in (crow, col))
             grad_w, grad_x = _compiled_backward(
-                x_t, w, grad_y.to(dtype), *fields, want_gx, want_gw
+                x_t, w, grad_y.to(dtype), *fields, ctx.transposed, want_gx, want_gw
             )
         elif want_gx or want_gw:
             g_t = grad_y.t().to(dtype).contiguous()  # (out, batch)
             if want_gx:
+                crow_t, row_t, perm = ctx.transposed()
                 w_t = weight.to(dtype)[perm]  # values in the transposed pattern's order
                 grad_x = kernels.spmm(crow_t, row_t, w_t, g_t).t()
             if want_gw:
@@ -111,4 +125,4 @@ class SparseLinearFunction(torch.autograd.Function):
             grad_w = grad_w.to(weight.dtype)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad_y.sum(0)
-        return grad_x, grad_w, grad_b, None, None, None, None, None
+        return grad_x, grad_w, grad_b, None, None, None

@@ -1,9 +1,9 @@
 """The immutable sparsity pattern of a sparse layer.
 
 A :class:`Connectivity` holds a pattern of shape ``(out_features, in_features)`` in canonical CSR
-order (rows sorted, columns sorted inside each row), together with the transposed pattern and the
-permutation between the two orders, which the backward pass needs. Everything is computed once,
-when the pattern is built.
+order (rows sorted, columns sorted inside each row). The transposed pattern and the permutation
+between the two orders, which some backward passes need, are built on first use and cached
+(:mod:`sparselinear._transposed`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch
 
 from ._names import check_names, lookup
 from ._sources import Shape, check_shape, describe, from_indices, to_coordinates
+from ._transposed import DerivedCache, transpose_order
 from .errors import DuplicateEdgeError, PatternError, ShapeError, SparseLinearTypeError
 
 __all__ = ["Connectivity", "index_dtype_for", "pattern_digest"]
@@ -65,25 +66,10 @@ def _raise_duplicates(rows: torch.Tensor, cols: torch.Tensor, repeated: torch.Te
     )
 
 
-def _transpose_order(
-    col: torch.Tensor, rows: torch.Tensor, n_in: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """CSR of the transposed pattern: ``(crow_t, row_t, perm)`` with ``values_t = values[perm]``.
-
-    ``col`` and ``rows`` are in CSR order, so a stable sort by column keeps rows sorted within
-    each column.
-    """
-    perm = torch.sort(col, stable=True).indices.to(col.dtype)
-    row_t = rows[perm]
-    crow_t = torch.zeros(n_in + 1, dtype=col.dtype, device=col.device)
-    torch.cumsum(torch.bincount(col, minlength=n_in), 0, out=crow_t[1:])
-    return crow_t, row_t, perm
-
-
 def _build(
     rows: torch.Tensor, cols: torch.Tensor, shape: Shape, index_dtype: torch.dtype | None = None
 ) -> tuple[torch.Tensor, ...]:
-    """Validate coordinates and return ``(crow, col, crow_t, row_t, perm)`` in canonical order.
+    """Validate coordinates and return ``(crow, col)`` in canonical order.
 
     Works in O(nnz) memory: a few int64 temporaries of length nnz, released as it goes.
     """
@@ -109,8 +95,7 @@ def _build(
     rows, cols = rows.to(dtype), cols.to(dtype)
     crow = torch.zeros(n_out + 1, dtype=dtype, device=rows.device)
     torch.cumsum(torch.bincount(rows, minlength=n_out), 0, out=crow[1:])
-    crow_t, row_t, perm = _transpose_order(cols, rows, n_in)
-    return crow, cols, crow_t, row_t, perm
+    return crow, cols
 
 
 class Connectivity:
@@ -153,14 +138,12 @@ class Connectivity:
     __slots__ = (
         "_col",
         "_crow",
-        "_crow_t",
         "_digest",
         "_in_names",
         "_name_index",
         "_out_names",
-        "_perm",
-        "_row_t",
         "_shape",
+        "_transpose_cache",
     )
 
     def __init__(
@@ -178,40 +161,53 @@ class Connectivity:
             fields = source._fields()
             if index_dtype is not None:
                 fields = tuple(t.to(index_dtype) for t in fields)
-            shape = source.shape
-            self._set(shape, *fields, source._digest, source._out_names, source._in_names)
+            self._set(
+                source.shape, *fields, source._digest, source._out_names, source._in_names,
+                transpose_cache=source._cache_for(*fields),
+            )
             return
-        else:
-            rows, cols, shape = to_coordinates(source, shape)
-            fields = _build(rows, cols, shape, index_dtype)
-        self._set(shape, *fields)
+        rows, cols, shape = to_coordinates(source, shape)
+        self._set(shape, *_build(rows, cols, shape, index_dtype))
 
     def _set(
-        self, shape, crow, col, crow_t, row_t, perm, digest=None, out_names=None, in_names=None
+        self,
+        shape: Shape,
+        crow: torch.Tensor,
+        col: torch.Tensor,
+        digest: str | None = None,
+        out_names: tuple[str, ...] | None = None,
+        in_names: tuple[str, ...] | None = None,
+        *,
+        transpose_cache: DerivedCache | None = None,
     ) -> None:
         self._shape = (int(shape[0]), int(shape[1]))
         self._crow, self._col = crow, col
-        self._crow_t, self._row_t, self._perm = crow_t, row_t, perm
         self._digest = digest
         self._out_names, self._in_names = out_names, in_names
         self._name_index: dict[str, dict[str, int]] = {}
+        self._transpose_cache = DerivedCache() if transpose_cache is None else transpose_cache
 
     @classmethod
     def _from_fields(
         cls,
         shape: Shape,
-        crow,
-        col,
-        crow_t,
-        row_t,
-        perm,
+        crow: torch.Tensor,
+        col: torch.Tensor,
         digest: str | None = None,
         out_names: tuple[str, ...] | None = None,
         in_names: tuple[str, ...] | None = None,
+        *,
+        transpose_cache: DerivedCache | None = None,
     ) -> Connectivity:
-        """Wrap already-canonical index tensors without validating them (internal)."""
+        """Wrap already-canonical index tensors without validating them (internal).
+
+        ``transpose_cache`` holds the transposed pattern; pass one to share it (a layer shares
+        its own between the views it hands out), else the new object starts with an empty one.
+        """
         self = cls.__new__(cls)
-        self._set(shape, crow, col, crow_t, row_t, perm, digest, out_names, in_names)
+        self._set(
+            shape, crow, col, digest, out_names, in_names, transpose_cache=transpose_cache
+        )
         return self
 
     @classmethod
@@ -354,36 +350,47 @@ class Connectivity:
 
     def fan_out(self) -> torch.Tensor:
         """Number of outputs of each input, shape ``(in_features,)``."""
-        return self._crow_t.diff()
+        transposed = self._transpose_cache.peek(self._crow, self._col)
+        if transposed is not None:
+            return transposed[0].diff()
+        return torch.bincount(self._col, minlength=self._shape[1]).to(self._col.dtype)
 
-    def _fields(self) -> tuple[torch.Tensor, ...]:
-        return self._crow, self._col, self._crow_t, self._row_t, self._perm
+    def _fields(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The canonical CSR ``(crow, col)``."""
+        return self._crow, self._col
+
+    def _transposed(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(crow_t, row_t, perm)``: the CSR of the transposed pattern and ``perm`` with
+        ``values_t = values[perm]``. Built on the first call (``in + 1 + 2 · nnz`` indices on the
+        pattern's device) and cached."""
+        return self._transpose_cache.get(
+            self._crow, self._col, lambda: transpose_order(self._crow, self._col, self._shape[1])
+        )
+
+    def _cache_for(self, crow: torch.Tensor, col: torch.Tensor) -> DerivedCache | None:
+        # A pattern made of the very same index tensors shares the transposed pattern.
+        return self._transpose_cache if crow is self._crow and col is self._col else None
 
     # ------------------------------------------------------------------ conversions
     def to(self, device: torch.device | str) -> Connectivity:
         """The same pattern with its index tensors on ``device``."""
         fields = tuple(t.to(device) for t in self._fields())
         return Connectivity._from_fields(
-            self._shape, *fields, self._digest, self._out_names, self._in_names
+            self._shape, *fields, self._digest, self._out_names, self._in_names,
+            transpose_cache=self._cache_for(*fields),
         )
 
     def transpose(self) -> Connectivity:
         """The pattern of shape ``(in_features, out_features)`` with every edge reversed."""
-        inverse = torch.empty_like(self._perm)
-        inverse[self._perm.to(torch.int64)] = torch.arange(
-            self.nnz, dtype=self._perm.dtype, device=self.device
+        crow_t, row_t, perm = self._transposed()
+        inverse = torch.empty_like(perm)
+        inverse[perm.to(torch.int64)] = torch.arange(self.nnz, dtype=perm.dtype, device=self.device)
+        transposed = Connectivity._from_fields(
+            (self._shape[1], self._shape[0]), crow_t, row_t, None, self._in_names, self._out_names
         )
-        return Connectivity._from_fields(
-            (self._shape[1], self._shape[0]),
-            self._crow_t,
-            self._row_t,
-            self._crow,
-            self._col,
-            inverse,
-            None,
-            self._in_names,
-            self._out_names,
-        )
+        # Its own transposed pattern is this one, read through the inverse permutation.
+        transposed._transpose_cache.put(crow_t, row_t, (self._crow, self._col, inverse))
+        return transposed
 
     @property
     def T(self) -> Connectivity:  # noqa: N802 - mirrors torch.Tensor.T
@@ -445,7 +452,8 @@ class Connectivity:
         out_names = check_names(out_names, self._shape[0], "out_names")
         in_names = check_names(in_names, self._shape[1], "in_names")
         return Connectivity._from_fields(
-            self._shape, *self._fields(), self._digest, out_names, in_names
+            self._shape, *self._fields(), self._digest, out_names, in_names,
+            transpose_cache=self._transpose_cache,
         )
 
     def _index_of(self, axis: str) -> dict[str, int]:

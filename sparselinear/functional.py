@@ -100,11 +100,11 @@ def sparse_linear(
     _check_inputs(input, weight, connectivity, bias)
     lead = input.shape[:-1]
     x = input.reshape(math.prod(lead), connectivity.in_features)
-    fields = connectivity._fields()
-    plan = _dense.plan_for(fields[0], fields[1], mode, input.dtype, input.device)
+    crow, col = connectivity._fields()
+    plan = _dense.plan_for(crow, col, mode, input.dtype, input.device)
     if plan is not None:
-        where = plan.positions(fields[0], fields[1])
+        where = plan.positions(crow, col)
         y = _dense.DenseBandFunction.apply(x, weight, bias, plan, where)
     else:
-        y = SparseLinearFunction.apply(x, weight, bias, *fields)
+        y = SparseLinearFunction.apply(x, weight, bias, crow, col, connectivity._transposed)
     return y.reshape(*lead, connectivity.out_features)

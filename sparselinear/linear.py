@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from . import _dense
+from ._transposed import DerivedCache
 from .connectivity import Connectivity, pattern_digest
 from .errors import ShapeError, WiringMismatchError
 from .functional import sparse_linear
@@ -18,7 +19,6 @@ __all__ = ["SparseLinear"]
 
 _PATTERN_BUFFERS = ("crow_indices", "col_indices")
 _WEIGHT_KEYS = ("weight", "parametrizations.weight.original")
-_DERIVED_BUFFERS = ("crow_indices_t", "row_indices_t", "transpose_perm")
 
 
 class SparseLinear(nn.Module):
@@ -55,9 +55,12 @@ class SparseLinear(nn.Module):
         bias: shape ``(out_features,)``, initialised the same way per output.
         connectivity: the :class:`Connectivity`.
 
-    The pattern is stored as buffers, so ``.to()``, ``.double()`` and ``state_dict()`` carry it;
-    loading a state dict made for a different pattern raises
-    :class:`~sparselinear.errors.WiringMismatchError`.
+    The pattern is stored as two buffers, ``crow_indices`` and ``col_indices`` (the CSR), so
+    ``.to()``, ``.double()`` and ``state_dict()`` carry it; loading a state dict made for a
+    different pattern raises :class:`~sparselinear.errors.WiringMismatchError`. The transposed
+    pattern (``crow_indices_t``, ``row_indices_t``, ``transpose_perm``: ``in + 1 + 2 · nnz`` more
+    indices) is built from them only when a computation needs it, on their device, and rebuilt
+    after they move or change.
 
     Examples::
 
@@ -100,8 +103,11 @@ class SparseLinear(nn.Module):
         factory = {"device": device, "dtype": dtype}
         if device is not None:
             connectivity = connectivity.to(device)
-        for name, tensor in zip(_PATTERN_BUFFERS + _DERIVED_BUFFERS, connectivity._fields()):
-            self.register_buffer(name, tensor, persistent=name in _PATTERN_BUFFERS)
+        for name, tensor in zip(_PATTERN_BUFFERS, connectivity._fields(), strict=True):
+            self.register_buffer(name, tensor)
+        # The transposed pattern, built on first need; shared with every view that
+        # `self.connectivity` returns and valid only for the buffers as they are (see DerivedCache).
+        self._transpose_cache: DerivedCache = DerivedCache()
         self.weight = nn.Parameter(torch.empty(connectivity.nnz, **factory))
         if bias:
             self.bias = nn.Parameter(torch.empty(out_features, **factory))
@@ -115,14 +121,33 @@ class SparseLinear(nn.Module):
     @property
     def connectivity(self) -> Connectivity:
         """The layer's pattern, on the layer's device."""
-        fields = [getattr(self, name) for name in _PATTERN_BUFFERS + _DERIVED_BUFFERS]
         return Connectivity._from_fields(
             (self.out_features, self.in_features),
-            *fields,
+            self.crow_indices,
+            self.col_indices,
             self._digest,
             self._out_names,
             self._in_names,
+            transpose_cache=self._transpose_cache,
         )
+
+    @property
+    def crow_indices_t(self) -> torch.Tensor:
+        """Row pointers of the transposed pattern, shape ``(in_features + 1,)`` (built on first
+        use)."""
+        return self.connectivity._transposed()[0]
+
+    @property
+    def row_indices_t(self) -> torch.Tensor:
+        """Output index of every edge in the transposed pattern's order, shape ``(nnz,)`` (built
+        on first use)."""
+        return self.connectivity._transposed()[1]
+
+    @property
+    def transpose_perm(self) -> torch.Tensor:
+        """``weight[transpose_perm]`` lists the values in the transposed pattern's order, shape
+        ``(nnz,)`` (built on first use)."""
+        return self.connectivity._transposed()[2]
 
     @property
     def nnz(self) -> int:

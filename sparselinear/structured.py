@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ._sources import describe
+from ._transposed import DerivedCache
 from .connectivity import Connectivity
 from .constraints import Diagonal, constrain
 from .errors import DataError, PatternError, ShapeError
@@ -247,8 +248,6 @@ class PositiveDefiniteLinear(nn.Module):
         True
     """
 
-    _inverse_perm: torch.Tensor
-
     def __init__(
         self,
         n: int,
@@ -270,13 +269,8 @@ class PositiveDefiniteLinear(nn.Module):
         self.factor = TriangularLinear(
             n, True, "positive", False, pattern=pattern, device=device, dtype=dtype
         )
-        # The pattern of Lᵀ is the factor's transposed CSR plus the inverse permutation.
-        perm = self.factor.transpose_perm
-        inverse = torch.empty_like(perm)
-        inverse[perm.to(torch.int64)] = torch.arange(
-            perm.numel(), dtype=inverse.dtype, device=inverse.device
-        )
-        self.register_buffer("_inverse_perm", inverse, persistent=False)
+        # The pattern of Lᵀ, built from the factor's buffers on the first forward pass.
+        self._lt_cache: DerivedCache[Connectivity] = DerivedCache()
         factory = {"device": device, "dtype": dtype}
         self.bias = nn.Parameter(torch.empty(n, **factory)) if bias else None
         self.reset_parameters()
@@ -296,13 +290,10 @@ class PositiveDefiniteLinear(nn.Module):
                 self.bias.zero_()
 
     def _transposed_pattern(self) -> Connectivity:
-        # Built from the factor's buffers (so it follows .to()); its own transpose is L, whose
-        # CSR is (crow_indices, col_indices).
+        # The factor's transposed CSR (its transpose, L, comes with it for free); rebuilt when
+        # the factor's buffers move or change.
         f = self.factor
-        return Connectivity._from_fields(
-            (self.n, self.n), f.crow_indices_t, f.row_indices_t, f.crow_indices, f.col_indices,
-            self._inverse_perm,
-        )
+        return self._lt_cache.get(f.crow_indices, f.col_indices, lambda: f.connectivity.T)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         f = self.factor

@@ -64,7 +64,7 @@ def test_index_list_is_sorted_into_csr_order(mask):
 
 def test_transposed_order_and_permutation(mask):
     c = Connectivity(mask)
-    crow, col, crow_t, row_t, perm = c._fields()
+    (crow, col), (crow_t, row_t, perm) = c._fields(), c._transposed()
     rows = c.row_indices()
     # the transposed CSR lists edges column by column, rows sorted, and perm maps to them
     assert torch.equal(row_t, rows[perm.long()])
@@ -77,10 +77,60 @@ def test_transposed_order_and_permutation(mask):
     assert c.T.T == c
 
 
+def holds_transposed(c: Connectivity) -> bool:
+    return c._transpose_cache.peek(*c._fields()) is not None
+
+
+def test_the_transposed_pattern_is_built_on_first_use_only(mask):
+    built = [
+        Connectivity(mask),
+        Connectivity(scipy.sparse.csr_array(mask)),
+        Connectivity.from_indices(np.array(np.nonzero(mask))),
+        Connectivity.from_csr(*(Connectivity(mask)._fields()), mask.shape),
+        Connectivity.random(6, 9, nnz=20, seed=0),
+        Connectivity.tril(6, 9),
+        Connectivity(mask) | Connectivity.diagonal(6, 9),
+    ]
+    for c in built:
+        assert not holds_transposed(c)
+    c = built[0]
+    assert torch.equal(c.fan_out(), torch.from_numpy(mask.sum(0)).to(c.index_dtype))
+    assert not holds_transposed(c)  # fan_out counts columns; it needs no transposed pattern
+    triple = c._transposed()
+    assert holds_transposed(c) and c._transposed() is triple
+    assert torch.equal(c.fan_out(), triple[0].diff())
+
+
+def test_views_of_the_same_tensors_share_the_transposed_pattern(mask):
+    c = Connectivity(mask)
+    triple = c._transposed()
+    for same in (c.to("cpu"), c.with_names(None, None), Connectivity(c),
+                 Connectivity(c, index_dtype=torch.int32)):
+        assert same._transposed() is triple
+    converted = Connectivity(c, index_dtype=torch.int64)
+    assert not holds_transposed(converted)
+    for got, want in zip(converted._transposed(), triple, strict=True):
+        assert got.dtype == torch.int64 and torch.equal(got, want.long())
+
+
+def test_transpose_gives_both_patterns_their_transposed_pattern(mask):
+    c = Connectivity(mask)
+    t = c.T
+    crow_t, row_t, perm = c._transposed()
+    assert t._fields()[0] is crow_t and t._fields()[1] is row_t
+    # the transposed pattern's own transposed pattern is the original, for free
+    back_crow, back_col, inverse = t._transposed()
+    assert back_crow is c._fields()[0] and back_col is c._fields()[1]
+    assert torch.equal(perm[inverse.long()], torch.arange(c.nnz, dtype=perm.dtype))
+    rebuilt = Connectivity(t.indices(), shape=t.shape)._transposed()
+    for got, want in zip(t._transposed(), rebuilt, strict=True):
+        assert torch.equal(got, want)
+
+
 def test_index_dtype_is_int32_when_it_fits(mask):
     c = Connectivity(mask)
     assert c.index_dtype == torch.int32
-    assert all(t.dtype == torch.int32 for t in c._fields())
+    assert all(t.dtype == torch.int32 for t in c._fields() + c._transposed())
 
 
 def test_int64_indices_where_int32_does_not_fit(mask):
@@ -88,7 +138,7 @@ def test_int64_indices_where_int32_does_not_fit(mask):
     assert index_dtype_for((4, 5), 2**31) == torch.int64
     assert index_dtype_for((2**31 - 2, 5), 2**31 - 2) == torch.int32
     c = Connectivity(mask, index_dtype=torch.int64)
-    assert all(t.dtype == torch.int64 for t in c._fields())
+    assert all(t.dtype == torch.int64 for t in c._fields() + c._transposed())
     assert c == Connectivity(mask) and c.digest == Connectivity(mask).digest
     assert Connectivity(c, index_dtype=torch.int32).index_dtype == torch.int32
     with pytest.raises(SparseLinearTypeError, match="'index_dtype' must be"):

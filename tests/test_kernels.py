@@ -133,7 +133,9 @@ def test_only_requested_gradients(backend, needs):
 def test_compiled_kernels_every_batch_tile(monkeypatch, sweep_bytes, batch, dtype, index_dtype):
     monkeypatch.setattr(_ext, "SWEEP_BYTES", sweep_bytes)  # > 0: several sweeps of 8 columns
     conn = Connectivity.random(37, 23, density=0.2, seed=4)
-    crow, col, crow_t, row_t, perm = (t.to(index_dtype) for t in conn._fields())
+    crow, col, crow_t, row_t, perm = (
+        t.to(index_dtype) for t in conn._fields() + conn._transposed()
+    )
     torch.manual_seed(4)
     w = torch.randn(conn.nnz, dtype=dtype)
     x, g = torch.randn(23, batch, dtype=dtype), torch.randn(37, batch, dtype=dtype)

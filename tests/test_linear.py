@@ -1,14 +1,22 @@
+import copy
 import io
 
 import numpy as np
 import pytest
 import scipy.sparse
 import torch
-from conftest import DEVICES, random_pattern_indices
+from conftest import DEVICES, dense_reference, random_pattern_indices
 from torch import nn
 
-from sparselinear import Connectivity, SparseLinear
+from sparselinear import Connectivity, SparseLinear, _ext, kernels
+from sparselinear._transposed import transpose_order
+from sparselinear.autograd import FUSED_MAX_BATCH
 from sparselinear.errors import ShapeError, WiringMismatchError
+
+needs_ext = pytest.mark.skipif(
+    not _ext.available(), reason="compiled kernels unavailable (no C++ compiler, or disabled)"
+)
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
 def make_layer(out=12, n_in=9, density=0.3, seed=0, **kw):
@@ -21,13 +29,7 @@ def test_parameters_and_buffers():
     c = layer.connectivity
     assert layer.weight.shape == (c.nnz,) and layer.bias.shape == (12,)
     assert [n for n, _ in layer.named_parameters()] == ["weight", "bias"]
-    assert {n for n, _ in layer.named_buffers()} == {
-        "crow_indices",
-        "col_indices",
-        "crow_indices_t",
-        "row_indices_t",
-        "transpose_perm",
-    }
+    assert {n for n, _ in layer.named_buffers()} == {"crow_indices", "col_indices"}
     assert layer.nnz == c.nnz
     r = repr(layer)
     assert f"nnz={c.nnz}" in r and "in_features=9, out_features=12" in r and "density=" in r
@@ -125,7 +127,7 @@ def test_state_dict_round_trip_through_torch_save():
     torch.testing.assert_close(fresh(x), layer(x))
     sd = layer.state_dict()
     assert "crow_indices" in sd and "col_indices" in sd
-    assert "transpose_perm" not in sd  # derived, rebuilt from the pattern
+    assert set(sd) == {"weight", "bias", "crow_indices", "col_indices", "_extra_state"}
 
 
 def test_checkpoint_from_other_wiring_with_same_nnz_is_refused():
@@ -202,3 +204,124 @@ def test_checkpoint_without_the_pattern_is_refused():
     b = make_layer(seed=1)
     with pytest.raises(WiringMismatchError, match="not the pattern.*col_indices"):
         b.load_state_dict(sd, strict=False)
+
+
+# ---------------------------------------------------------------- the transposed pattern, lazily
+def holds_transposed(layer: SparseLinear) -> bool:
+    return layer._transpose_cache.peek(layer.crow_indices, layer.col_indices) is not None
+
+
+def step_matches_dense_reference(layer: SparseLinear, x: torch.Tensor) -> None:
+    """One forward and backward of ``sum(y * probe)``, checked against float64 dense algebra."""
+    x = x.detach().requires_grad_()
+    layer.zero_grad(set_to_none=True)
+    y = layer(x)
+    probe = torch.linspace(-1, 1, y.numel(), dtype=y.dtype, device=y.device).view_as(y)
+    (y * probe).sum().backward()
+    x64, w64, b64 = (t.detach().double().requires_grad_() for t in (x, layer.weight, layer.bias))
+    indices = layer.connectivity.indices()
+    y64 = dense_reference(x64, w64, indices, (layer.out_features, layer.in_features), b64)
+    (y64 * probe.double()).sum().backward()
+    for got, want in ((y, y64), (x.grad, x64.grad), (layer.weight.grad, w64.grad),
+                      (layer.bias.grad, b64.grad)):
+        torch.testing.assert_close(got.double(), want, rtol=1e-10, atol=1e-10)
+
+
+def make_sparse_layer(**kw):
+    return make_layer(mode="sparse", dtype=torch.float64, **kw)
+
+
+def test_a_fresh_layer_holds_only_the_csr():
+    layer = make_sparse_layer()
+    c = layer.connectivity
+    assert layer._transpose_cache._entry is None and not holds_transposed(layer)
+    assert sum(b.numel() for b in layer.buffers()) == (layer.out_features + 1) + c.nnz
+    assert not c._transpose_cache.peek(*c._fields())
+
+
+@needs_ext
+@pytest.mark.parametrize("batch", [1, FUSED_MAX_BATCH])
+def test_the_fused_compiled_backward_does_not_build_the_transposed_pattern(batch):
+    layer = make_sparse_layer()
+    with kernels.use_backend("extension"):
+        step_matches_dense_reference(layer, torch.randn(batch, 9, dtype=torch.float64))
+    assert not holds_transposed(layer)
+
+
+@pytest.mark.parametrize("mode", ["sparse", "dense"])
+def test_no_input_gradient_or_dense_bands_need_no_transposed_pattern(mode):
+    layer = make_layer(mode=mode, dtype=torch.float64)
+    with kernels.use_backend("torch"):
+        layer(torch.randn(4, 9, dtype=torch.float64)).sum().backward()  # input needs no grad
+        if mode == "dense":
+            step_matches_dense_reference(layer, torch.randn(4, 9, dtype=torch.float64))
+    assert layer.weight.grad is not None and not holds_transposed(layer)
+
+
+@pytest.mark.parametrize(
+    "backend, batch",
+    [("torch", 4), pytest.param("extension", FUSED_MAX_BATCH + 1, marks=needs_ext)],
+)
+def test_a_backward_that_reads_the_transposed_pattern_builds_it_once(backend, batch):
+    layer = make_sparse_layer()
+    x = torch.randn(batch, 9, dtype=torch.float64)
+    with kernels.use_backend(backend):
+        step_matches_dense_reference(layer, x)
+        assert holds_transposed(layer)
+        triple = layer.connectivity._transposed()
+        step_matches_dense_reference(layer, x)
+    assert layer.connectivity._transposed() is triple
+    assert (layer.crow_indices_t, layer.row_indices_t, layer.transpose_perm) == triple
+    rebuilt = transpose_order(layer.crow_indices, layer.col_indices, layer.in_features)
+    for got, want in zip(triple, rebuilt, strict=True):
+        assert torch.equal(got, want)
+    assert {n for n, _ in layer.named_buffers()} == {"crow_indices", "col_indices"}
+
+
+def test_the_transposed_pattern_follows_buffers_replaced_or_loaded_in_place():
+    a, b = make_sparse_layer(), make_sparse_layer()
+    x = torch.randn(5, 9, dtype=torch.float64)
+    with kernels.use_backend("torch"):
+        step_matches_dense_reference(a, x)
+        a.load_state_dict(b.state_dict())  # copies into the buffers: their versions move on
+        assert not holds_transposed(a)
+        step_matches_dense_reference(a, x)
+        torch.testing.assert_close(a(x), b(x))
+        assert holds_transposed(a)
+        a.float().double()  # index buffers are left alone: the cache stays valid
+        assert holds_transposed(a)
+        a.col_indices = a.col_indices.clone()
+        assert not holds_transposed(a)
+        step_matches_dense_reference(a, x)
+
+
+def test_copies_of_a_layer_start_without_the_transposed_pattern():
+    layer = make_sparse_layer()
+    x = torch.randn(3, 9, dtype=torch.float64)
+    with kernels.use_backend("torch"):
+        step_matches_dense_reference(layer, x)
+        buf = io.BytesIO()
+        torch.save(layer, buf)
+        buf.seek(0)
+        for clone in (copy.deepcopy(layer), torch.load(buf, weights_only=False)):
+            assert not holds_transposed(clone)
+            step_matches_dense_reference(clone, x)
+            assert holds_transposed(clone)
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_the_transposed_pattern_is_rebuilt_after_a_device_move():
+    layer = make_sparse_layer()
+    x = torch.randn(4, 9, dtype=torch.float64)
+    with kernels.use_backend("torch"):
+        step_matches_dense_reference(layer, x)
+        assert layer.transpose_perm.device.type == "cpu"
+        layer.cuda()
+        assert not holds_transposed(layer)
+        step_matches_dense_reference(layer, x.cuda())
+        assert all(t.is_cuda for t in layer.connectivity._transposed())
+        layer.cpu()
+        assert not holds_transposed(layer)
+        step_matches_dense_reference(layer, x)
+        assert layer.transpose_perm.device.type == "cpu"

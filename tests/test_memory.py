@@ -8,9 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from sparselinear import Connectivity, SparseLinear, kernels, memory
+from sparselinear import Connectivity, SparseLinear, _ext, kernels, memory
 from sparselinear.errors import ShapeError, SparseLinearError, SparseLinearTypeError
-from sparselinear.memory.transients import optimizer_transient, step_transients
+from sparselinear.memory.transients import (
+    TRANSPOSE_BUILD_BYTES_PER_EDGE,
+    optimizer_transient,
+    step_transients,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 MB = 1e6
@@ -18,7 +22,8 @@ MB = 1e6
 # A (30, 20) layer with 100 edges, batch 8, float32 parameters, int32 indices.
 OUT, IN, NNZ, BATCH = 30, 20, 100, 8
 VALUES = 4 * (NNZ + OUT)  # weight + bias
-PATTERN = 4 * ((OUT + 1) + (IN + 1) + 3 * NNZ)  # crow, crow_t, col + row_t + perm
+PATTERN = 4 * ((OUT + 1) + NNZ)  # crow, col
+TRANSPOSED = 4 * ((IN + 1) + 2 * NNZ)  # crow_t, row_t, perm: only where a step reads them
 ACTIVATIONS = BATCH * (IN + OUT) * 4  # saved input copy + output
 DENSE_VALUES = 4 * (OUT * IN + OUT)
 
@@ -36,7 +41,7 @@ def test_estimate_bytes_per_optimizer(optimizer, slots):
     assert layer.sparse["values"] == VALUES == 520
     assert layer.sparse["gradients"] == VALUES
     assert layer.sparse["optimizer_state"] == slots * VALUES
-    assert layer.sparse["pattern"] == PATTERN == 1408
+    assert layer.sparse["pattern"] == PATTERN == 524
     assert layer.sparse["activations"] == ACTIVATIONS == 1600
     assert layer.dense["values"] == DENSE_VALUES == 2520
     assert layer.dense["optimizer_state"] == slots * DENSE_VALUES
@@ -44,6 +49,9 @@ def test_estimate_bytes_per_optimizer(optimizer, slots):
     assert est.optimizer_slots == slots
     assert est.total == sum(layer.sparse.values())
     assert est.dense_total == sum(layer.dense.values())
+
+
+NEEDS_EXT = pytest.mark.skipif(not _ext.available(), reason="compiled kernels unavailable")
 
 
 @pytest.fixture
@@ -85,13 +93,43 @@ def test_working_memory_hand_computed(torch_kernels):
     assert small(input_requires_grad=True).layers[0].sparse["working"] == t2.backward
 
 
+@pytest.mark.parametrize(
+    "backend, batch, input_grad, transposed",
+    [
+        ("torch", BATCH, False, False),  # no grad_input: the transposed pattern is never read
+        ("torch", BATCH, True, True),
+        pytest.param("extension", BATCH, True, False, marks=NEEDS_EXT),  # the fused pass
+        pytest.param("extension", 65, True, True, marks=NEEDS_EXT),  # the gather form
+        pytest.param("extension", 65, False, False, marks=NEEDS_EXT),
+    ],
+)
+def test_transposed_pattern_is_counted_only_where_a_step_reads_it(
+    backend, batch, input_grad, transposed
+):
+    with kernels.use_backend(backend):
+        est = memory.estimate((OUT, IN), nnz=NNZ, batch_size=batch, input_requires_grad=input_grad)
+    assert est.layers[0].sparse["pattern"] == PATTERN + (TRANSPOSED if transposed else 0)
+
+
+def test_building_the_transposed_pattern_counts_once_in_the_backward_peak():
+    kw = dict(n_out=OUT, n_in=IN, nnz=10_000, itemsize=4, compute_itemsize=4, index_itemsize=4,
+              needs_input_grad=True, threads=2)
+    gather = step_transients(batch=256, compiled=True, **kw)
+    assert gather.transposed
+    # grad_y, its (out, batch) copy, and building the transposed pattern (larger than grad_x)
+    assert gather.backward == 2 * OUT * 256 * 4 + TRANSPOSE_BUILD_BYTES_PER_EDGE * 10_000
+    fused = step_transients(batch=8, compiled=True, **kw)
+    assert not fused.transposed and fused.backward < TRANSPOSE_BUILD_BYTES_PER_EDGE * 10_000
+    assert step_transients(batch=8, compiled=False, **kw).transposed
+
+
 def test_estimate_dtype_and_index_dtype():
     est = small(optimizer="sgd", dtype=torch.float64, bias=False)
     assert est.layers[0].sparse["values"] == 8 * NNZ
     assert est.layers[0].dtype == "float64"
     big = memory.estimate((2**31, 2), nnz=10, batch_size=1, optimizer="sgd", bias=False)
     assert big.layers[0].index_dtype == "int64"
-    assert big.layers[0].sparse["pattern"] == 8 * ((2**31 + 1) + 3 + 30)
+    assert big.layers[0].sparse["pattern"] == 8 * ((2**31 + 1) + 10)
     assert memory.estimate((OUT, IN), density=0.5, batch_size=1).layers[0].nnz == 300
 
 

@@ -253,6 +253,27 @@ def test_positive_definite_adam_stays_positive_definite():
     torch.testing.assert_close(pd(x).double(), x.double() @ A, rtol=1e-4, atol=1e-4)
 
 
+def test_positive_definite_builds_the_transposed_factor_on_first_use():
+    pd = PositiveDefiniteLinear(8, pattern=triangular_pattern(8, bandwidth=2), dtype=torch.float64)
+    f = pd.factor
+    assert {n for n, _ in pd.named_buffers() if "indices" in n} == {
+        "factor.crow_indices", "factor.col_indices"
+    }
+    assert f._transpose_cache.peek(f.crow_indices, f.col_indices) is None
+    x = torch.randn(3, 8, dtype=torch.float64)
+    y = pd(x)
+    lt = pd._transposed_pattern()
+    assert f._transpose_cache.peek(f.crow_indices, f.col_indices) is not None
+    assert pd._transposed_pattern() is lt and lt == f.connectivity.T
+    with torch.no_grad():
+        f.parametrizations.weight.original.normal_()
+    pd.load_state_dict(pd.state_dict())  # in-place copies into the factor's buffers
+    assert pd._transposed_pattern() is not lt
+    L = _factor(pd)
+    torch.testing.assert_close(pd(x), x @ (L @ L.T + pd.eps * torch.eye(8, dtype=torch.float64)))
+    assert not torch.equal(pd(x), y)
+
+
 def test_positive_definite_large_banded_never_densifies():
     # n = 20,000: a dense L Lᵀ would be 1.6 GB in float32; the banded factor has 60 k edges.
     n = 20_000

@@ -219,7 +219,7 @@ def _layer(
         "values": params * d,
         "gradients": params * d,
         "optimizer_state": spec.slots * params * d,
-        "pattern": idx * ((n_out + 1) + (n_in + 1) + 3 * nnz),
+        "pattern": idx * ((n_out + 1) + nnz + ((n_in + 1) + 2 * nnz if t.transposed else 0)),
         "activations": activations,
         "working": max(t.forward, t.backward, opt - activations, 0),
     }
@@ -291,10 +291,14 @@ def estimate(
 
     Returns:
         A :class:`MemoryEstimate`. Per layer: values and gradients ``itemsize · (nnz + out)``,
-        optimizer state ``slots · itemsize · (nnz + out)``, pattern ``index_itemsize · (out + in
-        + 2 + 3 · nnz)``, activations ``batch · (in + out) · itemsize`` and the step's working
-        memory (:mod:`sparselinear.memory.transients`). The input batch itself and PyTorch's own
-        baseline are not counted.
+        optimizer state ``slots · itemsize · (nnz + out)``, pattern ``index_itemsize · (out + 1 +
+        nnz)`` (the CSR), plus ``index_itemsize · (in + 1 + 2 · nnz)`` for the transposed pattern
+        when the step reads it (only for ``grad_input``: always with torch's kernels, with the
+        compiled ones outside their fused pass, i.e. for batches above
+        ``autograd.FUSED_MAX_BATCH`` or per-thread buffers above ``kernels.PRIVATE_BYTES``; the
+        layer builds it once and keeps it), activations ``batch · (in + out) · itemsize`` and the
+        step's working memory (:mod:`sparselinear.memory.transients`). The input batch itself and
+        PyTorch's own baseline are not counted.
 
     Examples::
 

@@ -32,6 +32,12 @@ figures measured on torch 2.13):
   temporaries (``sqrt`` and the division) of the parameter it is updating; the multi-tensor
   version used on CUDA holds one temporary for all parameters at once. SGD, with or without
   momentum, updates in place. Other optimizers are assumed to update in place.
+
+With either kernels, the transposed pattern (``crow_t``, ``row_t``, ``perm``) is read only for the
+input gradient: by torch's kernels always, by the compiled ones in their gather form only;
+:attr:`StepTransients.transposed` says whether a step reads it. The layer builds it in the first
+such backward pass, beside ``g_t``, and keeps it (the estimate counts it as pattern memory);
+building it adds :data:`TRANSPOSE_BUILD_BYTES_PER_EDGE` bytes per edge to that backward peak.
 """
 
 from __future__ import annotations
@@ -41,20 +47,28 @@ from dataclasses import dataclass
 from ..kernels import CHUNK_BYTES
 
 __all__ = [
+    "TRANSPOSE_BUILD_BYTES_PER_EDGE",
     "StepTransients",
     "compiled_kernels_run",
     "optimizer_transient",
     "step_transients",
 ]
 
+#: Temporaries of building the transposed pattern, per edge, beyond the pattern it becomes: the
+#: stable sort's values and int64 indices and as much again of workspace, less ``perm`` and
+#: ``row_t``; the same for int32 and int64 indices (measured on CPU, torch 2.13).
+TRANSPOSE_BUILD_BYTES_PER_EDGE = 16
+
 
 @dataclass(frozen=True)
 class StepTransients:
-    """Bytes of temporaries alive at the peak of each phase of one training step."""
+    """Bytes of temporaries alive at the peak of each phase of one training step, and whether
+    the step reads the transposed pattern (which the layer then builds once and keeps)."""
 
     forward: int
     backward: int
     optimizer: int
+    transposed: bool = False
 
 
 def _chunk_edges(nnz: int, batch: int, itemsize: int) -> int:
@@ -92,11 +106,12 @@ def step_transients(
         threads: threads the compiled kernels use.
 
     Returns:
-        :class:`StepTransients` with ``optimizer=0``; see :func:`optimizer_transient`.
+        :class:`StepTransients` with ``optimizer=0``; see :func:`optimizer_transient`. The
+        backward peak includes building the transposed pattern when the step reads it.
     """
     d, dc = itemsize, compute_itemsize
     if compiled:
-        return _compiled_transients(n_out, n_in, batch, d, dc, needs_input_grad, threads)
+        return _compiled_transients(n_out, n_in, nnz, batch, d, dc, needs_input_grad, threads)
     chunk = _chunk_edges(nnz, batch, dc)
     n_chunks = max(1, -(-nnz // chunk)) if nnz else 1
     chunk_rows = -(-n_out // n_chunks)
@@ -116,8 +131,11 @@ def step_transients(
     sddmm_cast = nnz * d if converts else 0  # the float32 result and its cast coexist
     during_grad_x = (gather + grad_x + spmm_t_extra) if needs_input_grad else 0
     during_sddmm = (nnz * dc if needs_input_grad else 0) + grad_x + sddmm_chunk + sddmm_cast
-    backward = grad_y_copy + max(during_grad_x, during_sddmm)
-    return StepTransients(forward=forward, backward=backward, optimizer=0)
+    during_build = TRANSPOSE_BUILD_BYTES_PER_EDGE * nnz if needs_input_grad else 0
+    backward = grad_y_copy + max(during_grad_x, during_sddmm, during_build)
+    return StepTransients(
+        forward=forward, backward=backward, optimizer=0, transposed=needs_input_grad
+    )
 
 
 def optimizer_transient(kind: str, param_sizes: list[int], itemsize: int, device_type: str) -> int:
@@ -133,7 +151,14 @@ def optimizer_transient(kind: str, param_sizes: list[int], itemsize: int, device
 
 
 def _compiled_transients(
-    n_out: int, n_in: int, batch: int, d: int, dc: int, needs_input_grad: bool, threads: int
+    n_out: int,
+    n_in: int,
+    nnz: int,
+    batch: int,
+    d: int,
+    dc: int,
+    needs_input_grad: bool,
+    threads: int,
 ) -> StepTransients:
     from ..autograd import FUSED_MAX_BATCH
     from ..kernels import PRIVATE_BYTES
@@ -144,15 +169,20 @@ def _compiled_transients(
     # kernels' transposed copy takes this place in their model); float32 copy for half inputs.
     grad_y_copy = n_out * batch * (d + dc if converts else dc)
     grad_x = 0
+    gathers = False  # the input gradient over the transposed pattern
     if needs_input_grad:
         private = threads * n_in * batch * dc
         fused = batch <= FUSED_MAX_BATCH and (threads == 1 or private <= PRIVATE_BYTES)
         if fused:
             grad_x = private + n_in * batch * dc  # summed into grad_x
         else:
-            grad_x = n_out * batch * dc + n_in * batch * dc  # the (out, batch) copy it gathers
+            # the (out, batch) copy it gathers from, and grad_x or building the transposed
+            # pattern, whichever is larger
+            build = TRANSPOSE_BUILD_BYTES_PER_EDGE * nnz
+            grad_x = n_out * batch * dc + max(n_in * batch * dc, build)
+            gathers = True
     backward = grad_y_copy + grad_x
-    return StepTransients(forward=forward, backward=backward, optimizer=0)
+    return StepTransients(forward=forward, backward=backward, optimizer=0, transposed=gathers)
 
 
 def compiled_kernels_run(device_type: str, compute_dtype_name: str) -> bool:
