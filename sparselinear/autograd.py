@@ -36,15 +36,22 @@ Transposed = Callable[[], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 #: it over the transposed pattern (cheaper than read-modify-writing long rows; measured).
 FUSED_MAX_BATCH = 64
 
+#: Widest batch for which the compiled kernels write the output and read the output gradient in
+#: PyTorch's ``(batch, features)`` layout in place; wider batches go through ``(features, batch)``
+#: copies (strided access to a row of many cache lines is slower than the copy; measured).
+STRIDED_MAX_BATCH = 64
+
 
 def _compiled_forward(x, w, bias, crow, col):
     """``(y (batch, out), x_t (in, batch))``: ``x_t`` is the gathered copy saved for backward."""
-    batch, n_in = x.shape
-    x_t = _ext.empty(n_in, batch, dtype=w.dtype)
-    x_t.copy_(x.t())
-    y = torch.empty(batch, crow.numel() - 1, dtype=w.dtype)
+    batch = x.shape[0]
+    x_t = _ext.transposed(x, w.dtype)
     b = None if bias is None else bias.to(w.dtype).contiguous()
-    _ext.spmm(crow, col, w, x_t, b, out=y.t())  # written batch-major, bias included
+    if batch <= STRIDED_MAX_BATCH:
+        y = torch.empty(batch, crow.numel() - 1, dtype=w.dtype)
+        _ext.spmm(crow, col, w, x_t, b, out=y.t())  # written batch-major, bias included
+    else:
+        y = _ext.transposed(_ext.spmm(crow, col, w, x_t, b), hugepages=False)
     return y, x_t
 
 
@@ -53,21 +60,25 @@ def _compiled_backward(x_t, w, grad_y, crow, col, transposed, want_gx, want_gw):
     n_in, batch = x_t.shape
     private = _ext.threads() * n_in * batch * x_t.element_size()
     fits = _ext.threads() == 1 or private <= kernels.PRIVATE_BYTES
+    in_place = batch <= STRIDED_MAX_BATCH
     if want_gx and batch <= FUSED_MAX_BATCH and fits:
-        # One pass reads grad_y in place (strided) and writes grad_x batch-major.
+        # One pass over the pattern; grad_x is summed from the threads' buffers batch-major.
+        g = grad_y.t() if in_place else _ext.transposed(grad_y)
         grad_x = torch.empty(batch, n_in, dtype=x_t.dtype)
-        grad_w, _ = _ext.backward(crow, col, w, x_t, grad_y.t(), n_in, want_gw=want_gw,
-                                  want_gx=True, out=grad_x.t())
+        grad_w, _ = _ext.backward(crow, col, w, x_t, g, n_in, want_gw=want_gw, want_gx=True,
+                                  out=grad_x.t())
         return grad_w, grad_x
     # The gather form reads rows of grad_y at random: it gets an (out, batch) copy. The weight
-    # gradient alone reads each row once and takes grad_y in place.
-    g_t = grad_y.t().contiguous() if want_gx else grad_y.t()
+    # gradient alone reads each row once and takes grad_y in place when the batch is narrow.
+    g_t = grad_y.t() if in_place and not want_gx else _ext.transposed(grad_y)
     grad_w = grad_x = None
     if want_gw:
         grad_w, _ = _ext.backward(crow, col, w, x_t, g_t, n_in, want_gw=True, want_gx=False)
     if want_gx:
         crow_t, row_t, perm = (t.contiguous() for t in transposed())
-        grad_x = _ext.spmm_t(crow_t, row_t, perm, w, g_t).t()
+        # The values in transposed order once, instead of through perm in every batch tile.
+        w_t = w[perm]
+        grad_x = _ext.transposed(_ext.spmm(crow_t, row_t, w_t, g_t), hugepages=False)
     return grad_w, grad_x
 
 

@@ -357,3 +357,18 @@ def test_cuda_matches_reference(mode, kind):
     got = _run(conn.to("cuda"), x.cuda(), weight.cuda(), bias.cuda(), mode, probe.cuda())
     for g, e in zip(got, expected, strict=True):
         torch.testing.assert_close(g.cpu(), e)
+
+
+@needs_ext
+@pytest.mark.parametrize("shape", [(1, 1), (3, 70), (70, 3), (33, 65), (1100, 1030)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_blocked_transpose_matches_torch(shape, dtype):
+    src = torch.randn(*shape, dtype=dtype)
+    out = _ext.transposed(src)
+    assert out.is_contiguous() and out.dtype == dtype
+    assert torch.equal(out, src.t())
+    wide = torch.randn(shape[0], shape[1] + 5, dtype=dtype)[:, 2 : 2 + shape[1]]  # row stride
+    assert torch.equal(_ext.transposed(wide), wide.t())
+    assert torch.equal(_ext.transposed(src.t().contiguous().t()), src.t())  # torch's copy path
+    cast = _ext.transposed(src, torch.float32 if dtype == torch.float64 else torch.float64)
+    torch.testing.assert_close(cast.double(), src.t().double())

@@ -28,7 +28,15 @@ from pathlib import Path
 import torch
 
 __all__ = [
-    "available", "backward", "empty", "load", "spmm", "spmm_t", "sweep_width", "threads"
+    "available",
+    "backward",
+    "empty",
+    "load",
+    "spmm",
+    "spmm_t",
+    "sweep_width",
+    "threads",
+    "transposed",
 ]
 
 _SOURCE = Path(__file__).with_name("kernels.cpp")
@@ -117,6 +125,10 @@ def _declare(lib: ctypes.CDLL) -> None:
     for suffix in ("f32", "f64"):
         fn = getattr(lib, f"sl_reduce_private_{suffix}")
         fn.argtypes = [p, i32, p, i64, i64, i64, i64, i32]
+        fn.restype = None
+    for suffix in ("f32", "f64"):
+        fn = getattr(lib, f"sl_transpose_{suffix}")
+        fn.argtypes = [p, i64, i64, i64, p, i64, i32]
         fn.restype = None
     lib.sl_advise_hugepages.argtypes = [p, i64]
     lib.sl_advise_hugepages.restype = i32
@@ -234,6 +246,24 @@ def empty(*shape: int, dtype: torch.dtype) -> torch.Tensor:
     _lib.sl_advise_hugepages(storage.data_ptr() + start, whole_pages)
     offset = start // itemsize
     return storage[offset : offset + numel].view(shape)
+
+
+def transposed(src: torch.Tensor, dtype: torch.dtype | None = None, *,
+               hugepages: bool = True) -> torch.Tensor:
+    """A contiguous copy of the 2-D ``src.t()`` in ``dtype`` (default: ``src``'s), on huge pages
+    if ``hugepages`` (for tables the kernels gather from) and large. Blocked and threaded when
+    ``src`` has unit column stride and no cast is needed (torch's strided copy is several times
+    slower); torch's copy otherwise."""
+    dtype = src.dtype if dtype is None else dtype
+    rows, cols = src.shape
+    out = empty(cols, rows, dtype=dtype) if hugepages else torch.empty(cols, rows, dtype=dtype)
+    fast = src.dtype == dtype and dtype in (torch.float32, torch.float64) and src.stride(1) == 1
+    if not fast or load() is None:
+        return out.copy_(src.t())
+    suffix = "f32" if dtype == torch.float32 else "f64"
+    getattr(_lib, f"sl_transpose_{suffix}")(src.data_ptr(), rows, cols, src.stride(0),
+                                            out.data_ptr(), rows, threads())
+    return out
 
 
 def spmm(crow: torch.Tensor, col: torch.Tensor, w: torch.Tensor, x: torch.Tensor,

@@ -187,7 +187,11 @@ inline void backward_tile(const I* __restrict col, const T* __restrict w, const 
                           T* __restrict gx, int64_t k0, int64_t k1, int64_t nnz, int64_t B,
                           bool first, bool want_gw, bool want_gx) {
   T g[W];
-  for (int b = 0; b < W; ++b) g[b] = gr[b * gs];
+  if (gs == 1) {
+    for (int b = 0; b < W; ++b) g[b] = gr[b];
+  } else {
+    for (int b = 0; b < W; ++b) g[b] = gr[b * gs];
+  }
   for (int64_t k = k0; k < k1; ++k) {
     if (k + kPrefetch < nnz) {
       const int64_t ahead = (int64_t)col[k + kPrefetch] * B;
@@ -303,6 +307,21 @@ void reduce_private(const T* priv, int n_private, T* out, int64_t os_c, int64_t 
   }
 }
 
+// dst[c * ld_dst + r] = src[r * ld_src + c] for r < R, c < C, in cache-sized square blocks.
+template <typename T>
+void transpose(const T* __restrict src, int64_t R, int64_t C, int64_t ld_src, T* __restrict dst,
+               int64_t ld_dst, int threads) {
+  constexpr int64_t kB = 32;
+  const int64_t nr = (R + kB - 1) / kB, nc = (C + kB - 1) / kB;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t t = 0; t < nr * nc; ++t) {
+    const int64_t r0 = (t / nc) * kB, c0 = (t % nc) * kB;
+    const int64_t r1 = r0 + kB < R ? r0 + kB : R, c1 = c0 + kB < C ? c0 + kB : C;
+    for (int64_t c = c0; c < c1; ++c)
+      for (int64_t r = r0; r < r1; ++r) dst[c * ld_dst + r] = src[r * ld_src + c];
+  }
+}
+
 }  // namespace
 
 #define SL_INSTANTIATE(SUFFIX, T, I)                                                          \
@@ -338,6 +357,15 @@ SL_INSTANTIATE(f64_i64, double, int64_t)
 
 SL_INSTANTIATE_REDUCE(f32, float)
 SL_INSTANTIATE_REDUCE(f64, double)
+
+#define SL_INSTANTIATE_TRANSPOSE(SUFFIX, T)                                                    \
+  extern "C" void sl_transpose_##SUFFIX(const T* src, int64_t R, int64_t C, int64_t ld_src,   \
+                                        T* dst, int64_t ld_dst, int threads) {                \
+    transpose<T>(src, R, C, ld_src, dst, ld_dst, threads);                                    \
+  }
+
+SL_INSTANTIATE_TRANSPOSE(f32, float)
+SL_INSTANTIATE_TRANSPOSE(f64, double)
 
 // Asks the kernel to back [p, p + bytes) with transparent huge pages (Linux; 0 on success).
 // Random row gathers from a table of several MB miss the TLB on 4 KB pages.

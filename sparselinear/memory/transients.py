@@ -7,14 +7,15 @@ allocate. When those change, update :func:`step_transients` (and its calibration
 
 The model, per phase, for the compiled CPU kernels (:mod:`sparselinear._ext`, float32/float64):
 
-* forward: the kernel writes the output ``(batch, out)`` itself (bias included); only a
+* forward: the kernel writes the output ``(batch, out)`` itself (bias included), or for a
+  batch wider than ``autograd.STRIDED_MAX_BATCH`` an ``(out, batch)`` copy first; a
   float16/bfloat16 input adds the float32 result beside its cast.
-* backward: ``grad_y`` is read in place (a float32 copy for float16/bfloat16) while the caller
-  usually still holds the output; when the input needs a gradient, either one private
-  ``(in, batch)`` buffer per thread plus ``grad_x`` they are summed into (the fused pass, batch
-  up to ``autograd.FUSED_MAX_BATCH`` and within ``kernels.PRIVATE_BYTES``), or an
-  ``(out, batch)`` copy of ``grad_y`` and ``grad_x`` gathered over the transposed pattern.
-  The weight gradient is counted as a gradient.
+* backward: ``grad_y`` is read in place (an ``(out, batch)`` copy for wide batches, a float32
+  copy for float16/bfloat16; ``grad_y`` itself takes the place of the released output); when the
+  input needs a gradient, either one private ``(in, batch)`` buffer per thread plus ``grad_x`` they
+  are summed into (the fused pass, batch up to ``autograd.FUSED_MAX_BATCH`` and within
+  ``kernels.PRIVATE_BYTES``), or an ``(out, batch)`` copy of ``grad_y`` and ``grad_x``
+  gathered over the transposed pattern. The weight gradient is counted as a gradient.
 
 For torch's kernels (CUDA, float16/bfloat16 on CPU, or the ``"torch"`` backend), per phase (CPU
 figures measured on torch 2.13):
@@ -160,26 +161,28 @@ def _compiled_transients(
     needs_input_grad: bool,
     threads: int,
 ) -> StepTransients:
-    from ..autograd import FUSED_MAX_BATCH
+    from ..autograd import FUSED_MAX_BATCH, STRIDED_MAX_BATCH
     from ..kernels import PRIVATE_BYTES
 
     converts = d != dc
-    forward = n_out * batch * dc if converts else 0  # y is written in place of the output
-    # grad_y, read in place, beside the output that the caller usually still holds (the torch
-    # kernels' transposed copy takes this place in their model); float32 copy for half inputs.
-    grad_y_copy = n_out * batch * (d + dc if converts else dc)
-    grad_x = 0
+    wide = batch > STRIDED_MAX_BATCH  # the kernels work on (features, batch) copies
+    # y is written in place of the output, or into an (out, batch) copy first
+    forward = n_out * batch * dc if converts or wide else 0
+    # grad_y takes the place of the released output; float32 copy for half inputs
+    grad_y_copy = n_out * batch * dc if converts else 0
+    g_copy = n_out * batch * dc  # grad_y as (out, batch)
+    grad_x = g_copy if wide else 0
     gathers = False  # the input gradient over the transposed pattern
     if needs_input_grad:
         private = threads * n_in * batch * dc
         fused = batch <= FUSED_MAX_BATCH and (threads == 1 or private <= PRIVATE_BYTES)
         if fused:
-            grad_x = private + n_in * batch * dc  # summed into grad_x
+            grad_x += private + n_in * batch * dc  # summed into grad_x
         else:
-            # the (out, batch) copy it gathers from, and grad_x or building the transposed
-            # pattern, whichever is larger
+            # the copy it gathers from, and grad_x or building the transposed pattern,
+            # whichever is larger
             build = TRANSPOSE_BUILD_BYTES_PER_EDGE * nnz
-            grad_x = n_out * batch * dc + max(n_in * batch * dc, build)
+            grad_x = g_copy + max(n_in * batch * dc, build)
             gathers = True
     backward = grad_y_copy + grad_x
     return StepTransients(forward=forward, backward=backward, optimizer=0, transposed=gathers)
