@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse
 import torch
 
+from ._csr import canonical_csr
 from ._names import check_names, lookup
 from ._sources import Shape, check_shape, describe, from_indices, to_coordinates
 from ._transposed import DerivedCache, transpose_order
@@ -248,6 +249,8 @@ class Connectivity:
                 f"crow_indices must have {n_out + 1} entries for shape {shape}; "
                 f"got {describe(crow)}."
             )
+        if col.numel() == 0:
+            col = col.to(torch.int64)  # an empty list reads as float
         if crow.is_floating_point() or col.is_floating_point():
             raise SparseLinearTypeError("CSR indices must be integers.")
         counts = crow.to(torch.int64).diff()
@@ -255,6 +258,13 @@ class Connectivity:
             raise PatternError(
                 f"crow_indices must start at 0, never decrease and end at nnz={col.numel()}."
             )
+        if col.dim() == 1 and col.device == crow.device:
+            dtype = index_dtype_for((n_out, n_in), col.numel())
+            fields = canonical_csr(crow, col, n_in, dtype)
+            if fields is not None:
+                self = cls.__new__(cls)
+                self._set((n_out, n_in), *fields)
+                return self
         rows = torch.repeat_interleave(torch.arange(n_out, device=crow.device), counts)
         return cls._from_coordinates(rows, col.to(torch.int64), (n_out, n_in))
 
