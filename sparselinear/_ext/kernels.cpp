@@ -24,7 +24,14 @@ inline int omp_get_thread_num() { return 0; }
 
 namespace {
 
-constexpr int64_t kPrefetch = 16;  // edges ahead whose batch vector is prefetched
+constexpr int64_t kPrefetch = 32;  // edges ahead whose batch vector is prefetched (measured)
+
+// Prefetches the W values at p: every cache line of them.
+template <typename T, int W, int RW = 0>
+inline void prefetch_run(const T* p) {
+  for (int l = 0; l < W * (int)sizeof(T); l += 64)
+    __builtin_prefetch(reinterpret_cast<const char*>(p) + l, RW);
+}
 
 // Independent accumulator sets per row: enough to hide the FMA latency when a tile is narrow.
 template <typename T, int W>
@@ -54,7 +61,7 @@ inline void spmm_tile(const I* __restrict col, const T* __restrict w, const T* _
   int64_t k = k0;
   for (; k + U <= k1; k += U) {
     for (int u = 0; u < U; ++u) {
-      if (k + u + kPrefetch < nnz) __builtin_prefetch(x + (int64_t)col[k + u + kPrefetch] * B);
+      if (k + u + kPrefetch < nnz) prefetch_run<T, W>(x + (int64_t)col[k + u + kPrefetch] * B);
       const T wk = w[k + u];
       const T* __restrict xr = x + (int64_t)col[k + u] * B;
 #pragma omp simd
@@ -139,7 +146,7 @@ inline void spmm_t_tile(const I* __restrict row_t, const I* __restrict perm,
   for (; k + U <= k1; k += U) {
     for (int u = 0; u < U; ++u) {
       if (k + u + kPrefetch < nnz) {
-        __builtin_prefetch(g + (int64_t)row_t[k + u + kPrefetch] * B);
+        prefetch_run<T, W>(g + (int64_t)row_t[k + u + kPrefetch] * B);
         __builtin_prefetch(w + perm[k + u + kPrefetch]);
       }
       const T wk = w[perm[k + u]];
@@ -195,8 +202,8 @@ inline void backward_tile(const I* __restrict col, const T* __restrict w, const 
   for (int64_t k = k0; k < k1; ++k) {
     if (k + kPrefetch < nnz) {
       const int64_t ahead = (int64_t)col[k + kPrefetch] * B;
-      __builtin_prefetch(x + ahead);
-      if (want_gx) __builtin_prefetch(gx + ahead, 1);
+      prefetch_run<T, W>(x + ahead);
+      if (want_gx) prefetch_run<T, W, 1>(gx + ahead);
     }
     const int64_t c = (int64_t)col[k] * B;
     if (want_gw) {
