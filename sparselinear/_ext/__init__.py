@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import mmap
 import os
 import platform
 import shutil
@@ -130,8 +131,6 @@ def _declare(lib: ctypes.CDLL) -> None:
         fn = getattr(lib, f"sl_transpose_{suffix}")
         fn.argtypes = [p, i64, i64, i64, p, i64, i32]
         fn.restype = None
-    lib.sl_advise_hugepages.argtypes = [p, i64]
-    lib.sl_advise_hugepages.restype = i32
 
 
 def load() -> ctypes.CDLL | None:
@@ -232,20 +231,23 @@ _HUGEPAGE = 2 << 20
 
 
 def empty(*shape: int, dtype: torch.dtype) -> torch.Tensor:
-    """An uninitialised contiguous CPU tensor, backed by huge pages where the OS allows it."""
+    """An uninitialised contiguous CPU tensor, backed by huge pages where the OS allows it.
+
+    Large buffers are mapped on their own (anonymous ``mmap``), so that freeing them returns the
+    memory to the OS at once instead of leaving holes in the heap that inflate the resident set.
+    """
     numel = 1
     for n in shape:
         numel *= n
     itemsize = torch.empty((), dtype=dtype).element_size()
-    if numel * itemsize < HUGEPAGE_MIN_BYTES or load() is None:
+    nbytes = numel * itemsize
+    if nbytes < HUGEPAGE_MIN_BYTES or not hasattr(mmap, "MADV_HUGEPAGE"):
         return torch.empty(shape, dtype=dtype)
-    pad = _HUGEPAGE // itemsize
-    storage = torch.empty(numel + pad, dtype=dtype)
-    start = (-storage.data_ptr()) % _HUGEPAGE
-    whole_pages = (numel * itemsize) // _HUGEPAGE * _HUGEPAGE
-    _lib.sl_advise_hugepages(storage.data_ptr() + start, whole_pages)
-    offset = start // itemsize
-    return storage[offset : offset + numel].view(shape)
+    region = mmap.mmap(-1, nbytes + _HUGEPAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    whole = torch.frombuffer(region, dtype=torch.uint8)  # keeps the mapping alive
+    start = (-whole.data_ptr()) % _HUGEPAGE
+    region.madvise(mmap.MADV_HUGEPAGE, start, nbytes // _HUGEPAGE * _HUGEPAGE)
+    return whole[start : start + nbytes].view(dtype).view(shape)
 
 
 def transposed(src: torch.Tensor, dtype: torch.dtype | None = None, *,

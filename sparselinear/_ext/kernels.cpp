@@ -13,9 +13,6 @@
 //             gx is one private (n_in, B) buffer per thread, summed by the caller)
 //   spmm_t    gx[c] = sum_{k in column c} w[perm[k]] * g[row_t[k]]   (gather form, no buffers)
 #include <cstdint>
-#ifdef __linux__
-#include <sys/mman.h>
-#endif
 #ifdef _OPENMP
 #include <omp.h>
 #else
@@ -373,18 +370,6 @@ SL_INSTANTIATE_REDUCE(f64, double)
 
 SL_INSTANTIATE_TRANSPOSE(f32, float)
 SL_INSTANTIATE_TRANSPOSE(f64, double)
-
-// Asks the kernel to back [p, p + bytes) with transparent huge pages (Linux; 0 on success).
-// Random row gathers from a table of several MB miss the TLB on 4 KB pages.
-extern "C" int sl_advise_hugepages(void* p, int64_t bytes) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  return madvise(p, (size_t)bytes, MADV_HUGEPAGE);
-#else
-  (void)p;
-  (void)bytes;
-  return -1;
-#endif
-}
 
 extern "C" int sl_abi_version() { return 2; }
 
