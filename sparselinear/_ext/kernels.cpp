@@ -13,6 +13,10 @@
 //             gx is one private (n_in, B) buffer per thread, summed by the caller)
 //   spmm_t    gx[c] = sum_{k in column c} w[perm[k]] * g[row_t[k]]   (gather form, no buffers)
 #include <cstdint>
+#include <type_traits>
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #else
@@ -184,6 +188,50 @@ void spmm_t(const I* crow_t, const I* row_t, const I* perm, const T* w, const T*
   }
 }
 
+#if defined(__AVX2__) && defined(__FMA__)
+// The fused backward of a float batch tile of 16 over edges [k0, k1) in groups of 8, whose
+// 8 dot products are reduced together (one horizontal-add tree instead of one per edge).
+// Returns the first edge not done (fewer than 8 remain).
+template <typename I>
+inline int64_t backward_tile16(const I* __restrict col, const float* __restrict w,
+                               const float* __restrict x, const float* g, float* __restrict gw,
+                               float* __restrict gx, int64_t k0, int64_t k1, int64_t limit,
+                               int64_t B, bool first, bool want_gw, bool want_gx) {
+  const __m256 g0 = _mm256_loadu_ps(g), g1 = _mm256_loadu_ps(g + 8);
+  int64_t k = k0;
+  for (; k + 8 <= k1; k += 8) {
+    __m256 p[8];
+    for (int u = 0; u < 8; ++u) {
+      if (k + u + kPrefetch < limit) {
+        const int64_t ahead = (int64_t)col[k + u + kPrefetch] * B;
+        prefetch_run<float, 16>(x + ahead);
+        if (want_gx) prefetch_run<float, 16, 1>(gx + ahead);
+      }
+      const int64_t c = (int64_t)col[k + u] * B;
+      if (want_gw)
+        p[u] = _mm256_fmadd_ps(g1, _mm256_loadu_ps(x + c + 8),
+                               _mm256_mul_ps(g0, _mm256_loadu_ps(x + c)));
+      if (want_gx) {
+        const __m256 wk = _mm256_set1_ps(w[k + u]);
+        float* o = gx + c;
+        _mm256_storeu_ps(o, _mm256_fmadd_ps(wk, g0, _mm256_loadu_ps(o)));
+        _mm256_storeu_ps(o + 8, _mm256_fmadd_ps(wk, g1, _mm256_loadu_ps(o + 8)));
+      }
+    }
+    if (want_gw) {
+      // Lane j of h0123 holds edge j's partial sums over elements 0-3 (low half) and 4-7.
+      const __m256 h0123 = _mm256_hadd_ps(_mm256_hadd_ps(p[0], p[1]), _mm256_hadd_ps(p[2], p[3]));
+      const __m256 h4567 = _mm256_hadd_ps(_mm256_hadd_ps(p[4], p[5]), _mm256_hadd_ps(p[6], p[7]));
+      __m256 d = _mm256_add_ps(_mm256_permute2f128_ps(h0123, h4567, 0x20),
+                               _mm256_permute2f128_ps(h0123, h4567, 0x31));
+      if (!first) d = _mm256_add_ps(d, _mm256_loadu_ps(gw + k));
+      _mm256_storeu_ps(gw + k, d);
+    }
+  }
+  return k;
+}
+#endif
+
 // One row of the fused backward on a batch tile of width W (W == 0: runtime width nb).
 template <typename T, typename I, int W>
 inline void backward_tile(const I* __restrict col, const T* __restrict w, const T* __restrict x,
@@ -196,7 +244,12 @@ inline void backward_tile(const I* __restrict col, const T* __restrict w, const 
   } else {
     for (int b = 0; b < W; ++b) g[b] = gr[b * gs];
   }
-  for (int64_t k = k0; k < k1; ++k) {
+  int64_t k = k0;
+#if defined(__AVX2__) && defined(__FMA__)
+  if constexpr (std::is_same_v<T, float> && W == 16)
+    k = backward_tile16(col, w, x, g, gw, gx, k0, k1, nnz, B, first, want_gw, want_gx);
+#endif
+  for (; k < k1; ++k) {
     if (k + kPrefetch < nnz) {
       const int64_t ahead = (int64_t)col[k + kPrefetch] * B;
       prefetch_run<T, W>(x + ahead);
