@@ -6,10 +6,10 @@ over a buffer the size of each workload's activation table (``in × batch`` floa
 bandwidth where that fits the caches), and (3) dense fp32 matmul FLOP/s. ``floor_model`` turns
 those into per-workload floors for a step (forward, input gradient, weight gradient, Adam):
 
-* streamed bytes per edge (fp32 values, int32 indices): forward reads index + value (8),
-  input gradient reads the transposed index + value (8), weight gradient reads an index and
-  writes a value (8), Adam reads the gradient and reads + writes value and both moments
-  (4 + 3·8 = 28): **52 B/edge**, plus ~8 passes over the dense activations;
+* streamed bytes per edge (fp32 values, int32 indices): forward reads index + value (8), the
+  backward pass reads index + value and writes the weight gradient (12: both gradients in one
+  sweep over the forward pattern), Adam reads the gradient and reads + writes value and both
+  moments (4 + 3·8 = 28): **48 B/edge**, plus ~8 passes over the dense activations;
 * each of the three kernels also reads one activation row per edge, at random: ``3 · nnz`` rows
   of ``max(64, 4 · batch)`` bytes (a row costs at least a cache line);
 * ``6 · batch · nnz`` floating-point operations.
@@ -26,7 +26,7 @@ import statistics
 import sys
 import time
 
-BYTES_PER_EDGE = 52
+BYTES_PER_EDGE = 48
 ACT_PASSES = 8
 
 
