@@ -73,8 +73,9 @@ def test_working_memory_of_the_compiled_kernels_hand_computed():
     half = step_transients(**{**kw, "itemsize": 2}, needs_input_grad=False, threads=2)
     assert half.forward == OUT * BATCH * 4 and half.backward == OUT * BATCH * 4
     wide = step_transients(**{**kw, "batch": 256}, needs_input_grad=True, threads=2)
-    # the (out, batch) copy of grad_y and grad_x gathered over the transposed pattern
-    assert wide.backward == OUT * 256 * 4 + IN * 256 * 4
+    # the (out, batch) copy of grad_y, the values in transposed order, grad_x gathered over the
+    # transposed pattern and its batch-major copy (more than building the pattern here)
+    assert wide.backward == OUT * 256 * 4 + NNZ * 4 + 2 * IN * 256 * 4
     assert wide.forward == OUT * 256 * 4  # the (out, batch) result before its transposed copy
     only_w = step_transients(**{**kw, "batch": 256}, needs_input_grad=False, threads=2)
     assert only_w.backward == OUT * 256 * 4
@@ -119,7 +120,8 @@ def test_building_the_transposed_pattern_counts_once_in_the_backward_peak():
               needs_input_grad=True, threads=2)
     gather = step_transients(batch=256, compiled=True, **kw)
     assert gather.transposed
-    # the (out, batch) copy of grad_y and building the transposed pattern (larger than grad_x)
+    # the (out, batch) copy of grad_y and building the transposed pattern (larger than the
+    # values in its order, grad_x and its copy: 4 * 10_000 + 2 * IN * 256 * 4)
     assert gather.backward == OUT * 256 * 4 + TRANSPOSE_BUILD_BYTES_PER_EDGE * 10_000
     fused = step_transients(batch=8, compiled=True, **kw)
     assert not fused.transposed and fused.backward < TRANSPOSE_BUILD_BYTES_PER_EDGE * 10_000

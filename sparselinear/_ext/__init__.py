@@ -34,7 +34,6 @@ __all__ = [
     "empty",
     "load",
     "spmm",
-    "spmm_t",
     "sweep_width",
     "threads",
     "transposed",
@@ -117,11 +116,10 @@ def _declare(lib: ctypes.CDLL) -> None:
         getattr(lib, f"sl_spmm_{suffix}").argtypes = [
             p, p, p, p, p, p, i64, i64, i64, i64, i64, i32
         ]
-        getattr(lib, f"sl_spmm_t_{suffix}").argtypes = [p, p, p, p, p, p, i64, i64, i32]
         getattr(lib, f"sl_backward_{suffix}").argtypes = [
             p, p, p, p, p, i64, i64, p, p, i64, i64, i64, i64, i32
         ]
-        for kind in ("spmm", "spmm_t", "backward"):
+        for kind in ("spmm", "backward"):
             getattr(lib, f"sl_{kind}_{suffix}").restype = None
     for suffix in ("f32", "f64"):
         fn = getattr(lib, f"sl_reduce_private_{suffix}")
@@ -279,17 +277,6 @@ def spmm(crow: torch.Tensor, col: torch.Tensor, w: torch.Tensor, x: torch.Tensor
     _fn("spmm", w, col)(crow.data_ptr(), col.data_ptr(), w.data_ptr(), x.data_ptr(), _ptr(bias),
                         y.data_ptr(), y.stride(0), y.stride(1), n_rows, batch, width, threads())
     return y
-
-
-def spmm_t(crow_t: torch.Tensor, row_t: torch.Tensor, perm: torch.Tensor, w: torch.Tensor,
-           g: torch.Tensor) -> torch.Tensor:
-    """``(n_cols, B)`` product of the transposed matrix with ``g (n_rows, B)``; ``w`` in the
-    forward order, read through ``perm``."""
-    n_cols, batch = crow_t.numel() - 1, g.shape[1]
-    gx = torch.empty(n_cols, batch, dtype=g.dtype)
-    _fn("spmm_t", w, row_t)(crow_t.data_ptr(), row_t.data_ptr(), perm.data_ptr(), w.data_ptr(),
-                            g.data_ptr(), gx.data_ptr(), n_cols, batch, threads())
-    return gx
 
 
 def backward(crow: torch.Tensor, col: torch.Tensor, w: torch.Tensor, x: torch.Tensor,

@@ -1,17 +1,17 @@
 // CPU kernels of the sparse linear layer: plain C ABI, OpenMP over rows, SIMD over the batch.
 //
-// Gathered dense operands are "one contiguous batch vector per node": x (n_in, B) and, for spmm_t,
-// g (n_out, B), so every edge reads or updates one contiguous run of B values. Operands read or
-// written once per row (the output y, the output gradient g of the fused backward) take strides,
-// so that the caller passes PyTorch's (batch, features) tensors without a transposed copy. The batch is processed in
+// Gathered dense operands are "one contiguous batch vector per node", x (n_in, B), so every edge
+// reads or updates one contiguous run of B values. Operands read or written once per row (the
+// output y, the output gradient g of the fused backward) take strides, so that the caller can
+// pass PyTorch's (batch, features) tensors without a transposed copy. The batch is processed in
 // tiles of compile-time width (64, 32, 16, 8 values, then a remainder), so the accumulators of a
-// row stay in registers while the row's edges stream past.
+// row stay in registers while the row's edges stream past. The input gradient of wide batches is
+// spmm over the transposed pattern with the values put in its order by the caller.
 //
 //   spmm      y[r]  = sum_{k in row r} w[k] * x[col[k]]
 //   sddmm     gw[k] = g[r] . x[col[k]]                         (weight gradient, forward order)
 //   backward  gw[k] = g[r] . x[col[k]]  and  gx[col[k]] += w[k] * g[r]   (one fused pass;
 //             gx is one private (n_in, B) buffer per thread, summed by the caller)
-//   spmm_t    gx[c] = sum_{k in column c} w[perm[k]] * g[row_t[k]]   (gather form, no buffers)
 #include <cstdint>
 #include <type_traits>
 #if defined(__AVX2__) && defined(__FMA__)
@@ -131,60 +131,6 @@ void spmm(const I* crow, const I* col, const T* w, const T* x, const T* bias, T*
 #pragma omp for schedule(dynamic, 64)
     for (int64_t r = 0; r < n_rows; ++r)
       spmm_row<T, I>(crow, col, w, x, bias, y, ys_r, ys_b, r, b0, b1, nnz, B);
-  }
-}
-
-// Gather form over the transposed pattern: values are read through perm, nothing is allocated.
-template <typename T, typename I, int W>
-inline void spmm_t_tile(const I* __restrict row_t, const I* __restrict perm,
-                        const T* __restrict w, const T* __restrict g, T* __restrict gx,
-                        int64_t k0, int64_t k1, int64_t nnz, int64_t B) {
-  constexpr int U = unroll<T, W>();
-  T acc[U][W];
-  for (int u = 0; u < U; ++u)
-    for (int b = 0; b < W; ++b) acc[u][b] = 0;
-  int64_t k = k0;
-  for (; k + U <= k1; k += U) {
-    for (int u = 0; u < U; ++u) {
-      if (k + u + kPrefetch < nnz) {
-        prefetch_run<T, W>(g + (int64_t)row_t[k + u + kPrefetch] * B);
-        __builtin_prefetch(w + perm[k + u + kPrefetch]);
-      }
-      const T wk = w[perm[k + u]];
-      const T* __restrict gr = g + (int64_t)row_t[k + u] * B;
-#pragma omp simd
-      for (int b = 0; b < W; ++b) acc[u][b] += wk * gr[b];
-    }
-  }
-  for (; k < k1; ++k) {
-    const T wk = w[perm[k]];
-    const T* __restrict gr = g + (int64_t)row_t[k] * B;
-#pragma omp simd
-    for (int b = 0; b < W; ++b) acc[0][b] += wk * gr[b];
-  }
-  for (int u = 1; u < U; ++u)
-    for (int b = 0; b < W; ++b) acc[0][b] += acc[u][b];
-  for (int b = 0; b < W; ++b) gx[b] = acc[0][b];
-}
-
-template <typename T, typename I>
-void spmm_t(const I* crow_t, const I* row_t, const I* perm, const T* w, const T* g, T* gx,
-            int64_t n_cols, int64_t B, int threads) {
-  const int64_t nnz = n_cols > 0 ? (int64_t)crow_t[n_cols] : 0;
-#pragma omp parallel for schedule(dynamic, 64) num_threads(threads)
-  for (int64_t c = 0; c < n_cols; ++c) {
-    const int64_t k0 = crow_t[c], k1 = crow_t[c + 1];
-    T* out = gx + c * B;
-    int64_t b = 0;
-    for (; b + 32 <= B; b += 32)
-      spmm_t_tile<T, I, 32>(row_t, perm, w, g + b, out + b, k0, k1, nnz, B);
-    if (b + 16 <= B) { spmm_t_tile<T, I, 16>(row_t, perm, w, g + b, out + b, k0, k1, nnz, B); b += 16; }
-    if (b + 8 <= B) { spmm_t_tile<T, I, 8>(row_t, perm, w, g + b, out + b, k0, k1, nnz, B); b += 8; }
-    for (; b < B; ++b) {
-      T acc = 0;
-      for (int64_t k = k0; k < k1; ++k) acc += w[perm[k]] * g[(int64_t)row_t[k] * B + b];
-      out[b] = acc;
-    }
   }
 }
 
@@ -386,11 +332,6 @@ void transpose(const T* __restrict src, int64_t R, int64_t C, int64_t ld_src, T*
                                    const T* bias, T* y, int64_t ys_r, int64_t ys_b,           \
                                    int64_t n_rows, int64_t B, int64_t tb, int threads) {      \
     spmm<T, I>(crow, col, w, x, bias, y, ys_r, ys_b, n_rows, B, tb, threads);                 \
-  }                                                                                           \
-  extern "C" void sl_spmm_t_##SUFFIX(const I* crow_t, const I* row_t, const I* perm,          \
-                                     const T* w, const T* g, T* gx, int64_t n_cols,           \
-                                     int64_t B, int threads) {                                \
-    spmm_t<T, I>(crow_t, row_t, perm, w, g, gx, n_cols, B, threads);                          \
   }                                                                                           \
   extern "C" void sl_backward_##SUFFIX(const I* crow, const I* col, const T* w, const T* x,   \
                                        const T* g, int64_t gs_r, int64_t gs_b, T* gw,         \

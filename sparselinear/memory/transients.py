@@ -14,8 +14,9 @@ The model, per phase, for the compiled CPU kernels (:mod:`sparselinear._ext`, fl
   copy for float16/bfloat16; ``grad_y`` itself takes the place of the released output); when the
   input needs a gradient, either one private ``(in, batch)`` buffer per thread plus ``grad_x`` they
   are summed into (the fused pass, batch up to ``autograd.FUSED_MAX_BATCH`` and within
-  ``kernels.PRIVATE_BYTES``), or an ``(out, batch)`` copy of ``grad_y`` and ``grad_x``
-  gathered over the transposed pattern. The weight gradient is counted as a gradient.
+  ``kernels.PRIVATE_BYTES``), or an ``(out, batch)`` copy of ``grad_y``, the values in the
+  transposed pattern's order and ``grad_x`` gathered over it (then copied batch-major). The
+  weight gradient is counted as a gradient.
 
 For torch's kernels (CUDA, float16/bfloat16 on CPU, or the ``"torch"`` backend), per phase (CPU
 figures measured on torch 2.13):
@@ -179,10 +180,10 @@ def _compiled_transients(
         if fused:
             grad_x += private + n_in * batch * dc  # summed into grad_x
         else:
-            # the copy it gathers from, and grad_x or building the transposed pattern,
-            # whichever is larger
+            # the copy it gathers from, then building the transposed pattern or the values in
+            # its order with the (in, batch) result and its batch-major copy, whichever is larger
             build = TRANSPOSE_BUILD_BYTES_PER_EDGE * nnz
-            grad_x = g_copy + max(n_in * batch * dc, build)
+            grad_x = g_copy + max(nnz * dc + 2 * n_in * batch * dc, build)
             gathers = True
     backward = grad_y_copy + grad_x
     return StepTransients(forward=forward, backward=backward, optimizer=0, transposed=gathers)
