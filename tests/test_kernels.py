@@ -167,16 +167,19 @@ def test_compiled_kernels_every_batch_tile(monkeypatch, sweep_bytes, batch, dtyp
 
 
 @needs_ext
-@pytest.mark.parametrize("numel", [10, (8 << 20) // 4 + 3])
-def test_hugepage_buffers_are_contiguous_and_private(numel):
-    a = _ext.empty(numel, dtype=torch.float32)
-    b = _ext.empty(numel, dtype=torch.float32)
-    assert a.shape == (numel,) and a.is_contiguous()
+@pytest.mark.parametrize("shape", [(10, 16), ((8 << 20) // 64 + 3, 16), ((8 << 20) // 1024, 256)])
+def test_gather_tables_are_contiguous_and_private(shape):
+    a = _ext.empty(*shape, dtype=torch.float32)
+    b = _ext.empty(*shape, dtype=torch.float32)
+    assert a.shape == shape and a.is_contiguous()
     a.fill_(1.0)
     b.fill_(2.0)
-    assert float(a.sum()) == numel and float(b.sum()) == 2 * numel
-    if numel * 4 >= _ext.HUGEPAGE_MIN_BYTES:
+    assert float(a.sum()) == a.numel() and float(b.sum()) == 2 * b.numel()
+    narrow = shape[-1] * 4 <= _ext.HUGEPAGE_MAX_ROW_BYTES
+    if a.numel() * 4 >= _ext.HUGEPAGE_MIN_BYTES and narrow:
         assert a.data_ptr() % (2 << 20) == 0  # aligned so that whole huge pages can back it
+    del a  # its mapping goes with it; b is untouched
+    assert float(b.sum()) == 2 * b.numel()
 
 
 @needs_ext

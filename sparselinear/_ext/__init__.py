@@ -221,17 +221,22 @@ def _ptr(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
-#: Buffers of at least this many bytes are allocated on 2 MB boundaries and advised to use
-#: transparent huge pages: the kernels gather rows of them at random, which on 4 KB pages misses
-#: the TLB once the table passes a few MB (measured: ~20 % of the forward at the fly workload).
+#: Tables of at least this many bytes whose rows (the last dimension: one batch vector) take at
+#: most :data:`HUGEPAGE_MAX_ROW_BYTES` are mapped on their own on 2 MB transparent huge pages.
+#: The kernels gather such rows at random, which on 4 KB pages misses the TLB once the table
+#: passes a few MB (measured: ~20 % of the forward pass at the fly workload, batch 16).
 HUGEPAGE_MIN_BYTES = 4 << 20
+#: Wider rows amortise a TLB miss over more bytes, and faulting in fresh huge pages every step
+#: then costs more than it saves (measured: ~10 % of a step at the mid workload, batch 256).
+HUGEPAGE_MAX_ROW_BYTES = 256
 _HUGEPAGE = 2 << 20
 
 
 def empty(*shape: int, dtype: torch.dtype) -> torch.Tensor:
-    """An uninitialised contiguous CPU tensor, backed by huge pages where the OS allows it.
+    """An uninitialised contiguous CPU tensor for the kernels to gather rows of ``shape[-1]``
+    values from, backed by huge pages where that pays (see :data:`HUGEPAGE_MIN_BYTES`).
 
-    Large buffers are mapped on their own (anonymous ``mmap``), so that freeing them returns the
+    Such buffers are mapped on their own (anonymous ``mmap``), so that freeing them returns the
     memory to the OS at once instead of leaving holes in the heap that inflate the resident set.
     """
     numel = 1
@@ -239,7 +244,8 @@ def empty(*shape: int, dtype: torch.dtype) -> torch.Tensor:
         numel *= n
     itemsize = torch.empty((), dtype=dtype).element_size()
     nbytes = numel * itemsize
-    if nbytes < HUGEPAGE_MIN_BYTES or not hasattr(mmap, "MADV_HUGEPAGE"):
+    narrow_rows = bool(shape) and shape[-1] * itemsize <= HUGEPAGE_MAX_ROW_BYTES
+    if nbytes < HUGEPAGE_MIN_BYTES or not narrow_rows or not hasattr(mmap, "MADV_HUGEPAGE"):
         return torch.empty(shape, dtype=dtype)
     region = mmap.mmap(-1, nbytes + _HUGEPAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     whole = torch.frombuffer(region, dtype=torch.uint8)  # keeps the mapping alive
