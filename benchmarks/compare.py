@@ -69,7 +69,7 @@ def parse_args(argv):
                    help="time limit of one measurement in seconds (default 420)")
     p.add_argument("--mem-gb", type=float, default=None,
                    help="memory limit per measurement (default: 85%% of available, ≤ 20 GB)")
-    p.add_argument("--steps", type=int, default=5, help="timed steps (at most; default 5)")
+    p.add_argument("--steps", type=int, default=11, help="timed steps (at most; default 11)")
     p.add_argument("--warmup", type=int, default=1, help="warm-up steps (default 1)")
     p.add_argument("--threads", type=int, default=2, help="threads of the main workloads")
     p.add_argument("--no-input-grad", action="store_true",

@@ -41,7 +41,7 @@ class Settings:
     warmup: int = 1
     steps: int = 5
     min_steps: int = 3
-    max_seconds: float = 45.0
+    max_seconds: float = 30.0
     timeout_s: float = 420.0
     input_grad: bool = True
     ours_mode: str | None = None

@@ -135,33 +135,38 @@ void spmm(const I* crow, const I* col, const T* w, const T* x, const T* bias, T*
 }
 
 #if defined(__AVX2__) && defined(__FMA__)
-// The fused backward of a float batch tile of 16 over edges [k0, k1) in groups of 8, whose
-// 8 dot products are reduced together (one horizontal-add tree instead of one per edge).
-// Returns the first edge not done (fewer than 8 remain).
-template <typename I>
-inline int64_t backward_tile16(const I* __restrict col, const float* __restrict w,
-                               const float* __restrict x, const float* g, float* __restrict gw,
-                               float* __restrict gx, int64_t k0, int64_t k1, int64_t limit,
-                               int64_t B, bool first, bool want_gw, bool want_gx) {
-  const __m256 g0 = _mm256_loadu_ps(g), g1 = _mm256_loadu_ps(g + 8);
+// The fused backward of a float batch tile of W (a multiple of 8) over edges [k0, k1) in groups
+// of 8, whose 8 dot products are reduced together (one horizontal-add tree instead of one per
+// edge). Returns the first edge not done (fewer than 8 remain).
+template <typename I, int W>
+inline int64_t backward_tile_grouped(const I* __restrict col, const float* __restrict w,
+                                     const float* __restrict x, const float* g,
+                                     float* __restrict gw, float* __restrict gx, int64_t k0,
+                                     int64_t k1, int64_t limit, int64_t B, bool first,
+                                     bool want_gw, bool want_gx) {
+  constexpr int C = W / 8;  // 8-float chunks per batch vector
+  __m256 gv[C];
+  for (int c = 0; c < C; ++c) gv[c] = _mm256_loadu_ps(g + 8 * c);
   int64_t k = k0;
   for (; k + 8 <= k1; k += 8) {
     __m256 p[8];
     for (int u = 0; u < 8; ++u) {
       if (k + u + kPrefetch < limit) {
         const int64_t ahead = (int64_t)col[k + u + kPrefetch] * B;
-        prefetch_run<float, 16>(x + ahead);
-        if (want_gx) prefetch_run<float, 16, 1>(gx + ahead);
+        prefetch_run<float, W>(x + ahead);
+        if (want_gx) prefetch_run<float, W, 1>(gx + ahead);
       }
-      const int64_t c = (int64_t)col[k + u] * B;
-      if (want_gw)
-        p[u] = _mm256_fmadd_ps(g1, _mm256_loadu_ps(x + c + 8),
-                               _mm256_mul_ps(g0, _mm256_loadu_ps(x + c)));
+      const int64_t e = (int64_t)col[k + u] * B;
+      if (want_gw) {
+        p[u] = _mm256_mul_ps(gv[0], _mm256_loadu_ps(x + e));
+        for (int c = 1; c < C; ++c)
+          p[u] = _mm256_fmadd_ps(gv[c], _mm256_loadu_ps(x + e + 8 * c), p[u]);
+      }
       if (want_gx) {
         const __m256 wk = _mm256_set1_ps(w[k + u]);
-        float* o = gx + c;
-        _mm256_storeu_ps(o, _mm256_fmadd_ps(wk, g0, _mm256_loadu_ps(o)));
-        _mm256_storeu_ps(o + 8, _mm256_fmadd_ps(wk, g1, _mm256_loadu_ps(o + 8)));
+        float* o = gx + e;
+        for (int c = 0; c < C; ++c)
+          _mm256_storeu_ps(o + 8 * c, _mm256_fmadd_ps(wk, gv[c], _mm256_loadu_ps(o + 8 * c)));
       }
     }
     if (want_gw) {
@@ -192,8 +197,9 @@ inline void backward_tile(const I* __restrict col, const T* __restrict w, const 
   }
   int64_t k = k0;
 #if defined(__AVX2__) && defined(__FMA__)
-  if constexpr (std::is_same_v<T, float> && W == 16)
-    k = backward_tile16(col, w, x, g, gw, gx, k0, k1, nnz, B, first, want_gw, want_gx);
+  if constexpr (std::is_same_v<T, float> && (W == 16 || W == 32))
+    k = backward_tile_grouped<I, W>(col, w, x, g, gw, gx, k0, k1, nnz, B, first, want_gw,
+                                    want_gx);
 #endif
   for (; k < k1; ++k) {
     if (k + kPrefetch < nnz) {
