@@ -34,13 +34,13 @@ def canonical_csr(
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """``(crow, col)`` as new tensors of ``dtype`` if the pattern is canonical, else ``None``.
 
-    ``crow`` must already be checked (starts at 0, never decreases, ends at ``col.numel()``).
+    ``crow`` (int64) must already be checked (starts at 0, never decreases, ends at
+    ``col.numel()``).
     Out-of-range columns, unsorted rows and duplicates give ``None``: the caller then takes the
     general path, which sorts and reports errors with their positions.
     """
     if col.numel() and (int(col.min()) < 0 or int(col.max()) >= n_in):
         return None
-    crow64 = crow.to(torch.int64)
-    if not _strictly_increasing_within_rows(crow64, col):
+    if not _strictly_increasing_within_rows(crow, col):
         return None
     return crow.to(dtype, copy=True), col.to(dtype, copy=True)

@@ -253,14 +253,15 @@ class Connectivity:
             col = col.to(torch.int64)  # an empty list reads as float
         if crow.is_floating_point() or col.is_floating_point():
             raise SparseLinearTypeError("CSR indices must be integers.")
-        counts = crow.to(torch.int64).diff()
+        crow64 = crow.to(torch.int64)
+        counts = crow64.diff()
         if bool((counts < 0).any()) or int(crow[0]) != 0 or int(crow[-1]) != col.numel():
             raise PatternError(
                 f"crow_indices must start at 0, never decrease and end at nnz={col.numel()}."
             )
         if col.dim() == 1 and col.device == crow.device:
             dtype = index_dtype_for((n_out, n_in), col.numel())
-            fields = canonical_csr(crow, col, n_in, dtype)
+            fields = canonical_csr(crow64, col, n_in, dtype)
             if fields is not None:
                 self = cls.__new__(cls)
                 self._set((n_out, n_in), *fields)

@@ -51,6 +51,7 @@ _SUFFIX = {
     (torch.float64, torch.int32): "f64_i32",
     (torch.float64, torch.int64): "f64_i64",
 }
+_VALUE_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 _lib: ctypes.CDLL | None = None
 _tried = False  # set once a build attempt has finished, successful or not
 _load_lock = threading.Lock()
@@ -121,14 +122,12 @@ def _declare(lib: ctypes.CDLL) -> None:
         ]
         for kind in ("spmm", "backward"):
             getattr(lib, f"sl_{kind}_{suffix}").restype = None
-    for suffix in ("f32", "f64"):
-        fn = getattr(lib, f"sl_reduce_private_{suffix}")
-        fn.argtypes = [p, i32, p, i64, i64, i64, i64, i32]
-        fn.restype = None
-    for suffix in ("f32", "f64"):
-        fn = getattr(lib, f"sl_transpose_{suffix}")
-        fn.argtypes = [p, i64, i64, i64, p, i64, i32]
-        fn.restype = None
+    for suffix in _VALUE_SUFFIX.values():
+        reduce_private = getattr(lib, f"sl_reduce_private_{suffix}")
+        reduce_private.argtypes = [p, i32, p, i64, i64, i64, i64, i32]
+        transpose = getattr(lib, f"sl_transpose_{suffix}")
+        transpose.argtypes = [p, i64, i64, i64, p, i64, i32]
+        reduce_private.restype = transpose.restype = None
 
 
 def load() -> ctypes.CDLL | None:
@@ -210,11 +209,20 @@ def sweep_width(n_cols: int, batch: int, itemsize: int, operands: int = 1) -> in
     return batch
 
 
-def _fn(kind: str, values: torch.Tensor, index: torch.Tensor):
+def _kernel(name: str):
     lib = load()
     if lib is None:
         raise RuntimeError("the sparselinear C++ kernels are not available")
-    return getattr(lib, f"sl_{kind}_{_SUFFIX[(values.dtype, index.dtype)]}")
+    return getattr(lib, name)
+
+
+def _fn(kind: str, values: torch.Tensor, index: torch.Tensor):
+    return _kernel(f"sl_{kind}_{_SUFFIX[(values.dtype, index.dtype)]}")
+
+
+def _value_fn(kind: str, dtype: torch.dtype):
+    """The kernel ``kind`` for values of ``dtype`` (kernels that take no index array)."""
+    return _kernel(f"sl_{kind}_{_VALUE_SUFFIX[dtype]}")
 
 
 def _ptr(t: torch.Tensor | None) -> int | None:
@@ -263,12 +271,11 @@ def transposed(src: torch.Tensor, dtype: torch.dtype | None = None, *,
     dtype = src.dtype if dtype is None else dtype
     rows, cols = src.shape
     out = empty(cols, rows, dtype=dtype) if hugepages else torch.empty(cols, rows, dtype=dtype)
-    fast = src.dtype == dtype and dtype in (torch.float32, torch.float64) and src.stride(1) == 1
+    fast = src.dtype == dtype and dtype in _VALUE_SUFFIX and src.stride(1) == 1
     if not fast or load() is None:
         return out.copy_(src.t())
-    suffix = "f32" if dtype == torch.float32 else "f64"
-    getattr(_lib, f"sl_transpose_{suffix}")(src.data_ptr(), rows, cols, src.stride(0),
-                                            out.data_ptr(), rows, threads())
+    _value_fn("transpose", dtype)(src.data_ptr(), rows, cols, src.stride(0), out.data_ptr(), rows,
+                                  threads())
     return out
 
 
@@ -309,7 +316,6 @@ def backward(crow: torch.Tensor, col: torch.Tensor, w: torch.Tensor, x: torch.Te
     if out is None and n_threads == 1:
         return gw, private[0]
     gx = torch.empty(n_cols, batch, dtype=g.dtype) if out is None else out
-    getattr(_lib, f"sl_reduce_private_{_SUFFIX[(g.dtype, torch.int32)][:3]}")(
-        private.data_ptr(), n_threads, gx.data_ptr(), gx.stride(0), gx.stride(1), n_cols, batch,
-        threads())
+    _value_fn("reduce_private", g.dtype)(private.data_ptr(), n_threads, gx.data_ptr(),
+                                         gx.stride(0), gx.stride(1), n_cols, batch, threads())
     return gw, gx
