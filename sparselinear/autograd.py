@@ -8,8 +8,8 @@ Dense operands are handled transposed, ``(features, batch)``, so that each edge 
 contiguous batch vector. On CPU the compiled kernels (:mod:`sparselinear._ext`) compute the
 forward pass in one sweep over the rows and, for batches up to :data:`FUSED_MAX_BATCH`, both
 gradients in one fused sweep (per-thread input gradient buffers of ``in x batch``, bounded by
-:data:`~sparselinear.kernels.PRIVATE_BYTES`), else the weight gradient over the pattern and the
-input gradient over the transposed pattern. Elsewhere, or when they are unavailable, torch's
+:data:`~sparselinear.kernels.PRIVATE_BYTES`), else both in one sweep over the transposed pattern
+(gathering rows of the output gradient, each of which meets its edge's input there too). Elsewhere, or when they are unavailable, torch's
 CSR kernels run in bounded chunks (:mod:`sparselinear.kernels`), the input gradient over the
 transposed pattern.
 
@@ -71,14 +71,21 @@ def _compiled_backward(x_t, w, grad_y, crow, col, transposed, want_gx, want_gw):
     # The gather form reads rows of grad_y at random: it gets an (out, batch) copy. The weight
     # gradient alone reads each row once and takes grad_y in place when the batch is narrow.
     g_t = grad_y.t() if in_place and not want_gx else _ext.transposed(grad_y)
-    grad_w = grad_x = None
-    if want_gw:
+    if not want_gx:
         grad_w, _ = _ext.backward(crow, col, w, x_t, g_t, n_in, want_gw=True, want_gx=False)
-    if want_gx:
-        crow_t, row_t, perm = (t.contiguous() for t in transposed())
-        # The values in transposed order once, instead of through perm in every batch tile.
-        w_t = w[perm]
-        grad_x = _ext.transposed(_ext.spmm(crow_t, row_t, w_t, g_t), hugepages=False)
+        return grad_w, None
+    crow_t, row_t, perm = (t.contiguous() for t in transposed())
+    # The values in transposed order once, instead of through perm in every batch tile.
+    w_t = w[perm]
+    grad_x = torch.empty(batch, n_in, dtype=x_t.dtype) if in_place else None
+    out = None if grad_x is None else grad_x.t()
+    if want_gw:
+        # Both gradients in one sweep: each gathered row of grad_y also meets its edge's input.
+        grad_w, gx_t = _ext.backward_transposed(crow_t, row_t, perm, w_t, x_t, g_t, out=out)
+    else:
+        grad_w, gx_t = None, _ext.spmm(crow_t, row_t, w_t, g_t, out=out)
+    if grad_x is None:
+        grad_x = _ext.transposed(gx_t, hugepages=False)
     return grad_w, grad_x
 
 

@@ -150,6 +150,9 @@ def test_compiled_kernels_every_batch_tile(monkeypatch, sweep_bytes, batch, dtyp
     gw, gx = _ext.backward(crow, col, w, x, g, 23, want_gw=True, want_gx=True)
     torch.testing.assert_close(gx.double(), dense.t() @ g.double(), **tol)
     torch.testing.assert_close(gw.double(), (g.double() @ x.double().t())[rows, cols], **tol)
+    gw_t, gx_t = _ext.backward_transposed(crow_t, row_t, perm, w_t, x, g)  # one pass over it
+    torch.testing.assert_close(gx_t.double(), dense.t() @ g.double(), **tol)
+    torch.testing.assert_close(gw_t.double(), (g.double() @ x.double().t())[rows, cols], **tol)
     only_w, none = _ext.backward(crow, col, w, x, g, 23, want_gw=True, want_gx=False)
     assert none is None
     torch.testing.assert_close(only_w.double(), (g.double() @ x.double().t())[rows, cols], **tol)
@@ -164,6 +167,31 @@ def test_compiled_kernels_every_batch_tile(monkeypatch, sweep_bytes, batch, dtyp
                            out=gx_out.t())
     torch.testing.assert_close(gx_out.t().double(), dense.t() @ g.double(), **tol)
     torch.testing.assert_close(gw2, gw)
+    gx_out.fill_(float("nan"))
+    gw3, _ = _ext.backward_transposed(crow_t, row_t, perm, w_t, x, g, out=gx_out.t())
+    torch.testing.assert_close(gx_out.t().double(), dense.t() @ g.double(), **tol)
+    torch.testing.assert_close(gw3, gw_t)
+
+
+@needs_ext
+@pytest.mark.parametrize("batch", [3, 40])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_transposed_pass_over_columns_of_many_edges_and_none(batch, dtype):
+    # Columns of 600 edges take several stack chunks of dot products; column 1 has no edge.
+    rows = torch.arange(600).repeat_interleave(2)
+    cols = torch.tensor([0, 2]).repeat(600)
+    conn = Connectivity.from_indices(torch.stack([rows, cols]), (600, 3))
+    crow_t, row_t, perm = conn._transposed()
+    torch.manual_seed(6)
+    w = torch.randn(conn.nnz, dtype=dtype)
+    x, g = torch.randn(3, batch, dtype=dtype), torch.randn(600, batch, dtype=dtype)
+    gx_out = torch.full((batch, 3), float("nan"), dtype=dtype)
+    gw, _ = _ext.backward_transposed(crow_t, row_t, perm, w[perm.long()], x, g, out=gx_out.t())
+    dense = _dense_weight(conn, w.double())
+    r, c = conn.indices()
+    tol = {"rtol": 1e-4, "atol": 1e-4} if dtype == torch.float32 else {}
+    torch.testing.assert_close(gx_out.t().double(), dense.t() @ g.double(), **tol)
+    torch.testing.assert_close(gw.double(), (g.double() @ x.double().t())[r, c], **tol)
 
 
 @needs_ext
@@ -185,10 +213,12 @@ def test_gather_tables_are_contiguous_and_private(shape):
 @needs_ext
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("budget", ["private", "batch"])
-def test_gather_form_when_private_buffers_exceed_budget(monkeypatch, threads, budget):
+@pytest.mark.parametrize("frozen_weight", [False, True])
+def test_gather_form_when_private_buffers_exceed_budget(monkeypatch, threads, budget,
+                                                         frozen_weight):
     conn = Connectivity.random(40, 60, density=0.1, seed=5)
     x = torch.randn(9, 60, dtype=torch.float64, requires_grad=True)
-    weight = torch.randn(conn.nnz, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(conn.nnz, dtype=torch.float64, requires_grad=not frozen_weight)
     *expected, probe = _reference(conn, x, weight, torch.zeros(40, dtype=torch.float64))
     if budget == "private":
         monkeypatch.setattr(kernels, "PRIVATE_BYTES", 0)
@@ -202,7 +232,10 @@ def test_gather_form_when_private_buffers_exceed_budget(monkeypatch, threads, bu
     finally:
         torch.set_num_threads(previous)
     torch.testing.assert_close(x.grad, expected[1])
-    torch.testing.assert_close(weight.grad, expected[2])
+    if frozen_weight:
+        assert weight.grad is None
+    else:
+        torch.testing.assert_close(weight.grad, expected[2])
 
 
 # ---------------------------------------------------------------- building and falling back

@@ -120,7 +120,10 @@ def _declare(lib: ctypes.CDLL) -> None:
         getattr(lib, f"sl_backward_{suffix}").argtypes = [
             p, p, p, p, p, i64, i64, p, p, i64, i64, i64, i64, i32
         ]
-        for kind in ("spmm", "backward"):
+        getattr(lib, f"sl_backward_t_{suffix}").argtypes = [
+            p, p, p, p, p, p, p, p, i64, i64, i64, i64, i32
+        ]
+        for kind in ("spmm", "backward", "backward_t"):
             getattr(lib, f"sl_{kind}_{suffix}").restype = None
     for suffix in _VALUE_SUFFIX.values():
         reduce_private = getattr(lib, f"sl_reduce_private_{suffix}")
@@ -290,6 +293,26 @@ def spmm(crow: torch.Tensor, col: torch.Tensor, w: torch.Tensor, x: torch.Tensor
     _fn("spmm", w, col)(crow.data_ptr(), col.data_ptr(), w.data_ptr(), x.data_ptr(), _ptr(bias),
                         y.data_ptr(), y.stride(0), y.stride(1), n_rows, batch, width, threads())
     return y
+
+
+def backward_transposed(crow_t: torch.Tensor, row_t: torch.Tensor, perm: torch.Tensor,
+                        w_t: torch.Tensor, x: torch.Tensor, g: torch.Tensor, *,
+                        out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both gradients in one pass over the transposed pattern: ``(gw (nnz,), gx (n_cols, B))``.
+
+    ``crow_t``, ``row_t`` and ``perm`` are the transposed pattern and the forward position of
+    each of its edges; ``w_t`` the values in its order. ``x (n_cols, B)`` and ``g (n_rows, B)``
+    are contiguous; ``gx`` is written into ``out`` (any strides, e.g. the transposed view of a
+    ``(B, n_cols)`` tensor) or a new contiguous tensor, ``gw`` in the forward order.
+    """
+    n_cols, batch = crow_t.numel() - 1, g.shape[1]
+    gw = torch.empty(row_t.numel(), dtype=g.dtype)
+    gx = torch.empty(n_cols, batch, dtype=g.dtype) if out is None else out
+    _fn("backward_t", w_t, row_t)(crow_t.data_ptr(), row_t.data_ptr(), perm.data_ptr(),
+                                  w_t.data_ptr(), x.data_ptr(), g.data_ptr(), gw.data_ptr(),
+                                  gx.data_ptr(), gx.stride(0), gx.stride(1), n_cols, batch,
+                                  threads())
+    return gw, gx
 
 
 def backward(crow: torch.Tensor, col: torch.Tensor, w: torch.Tensor, x: torch.Tensor,

@@ -15,7 +15,8 @@ The model, per phase, for the compiled CPU kernels (:mod:`sparselinear._ext`, fl
   input needs a gradient, either one private ``(in, batch)`` buffer per thread plus ``grad_x`` they
   are summed into (the fused pass, batch up to ``autograd.FUSED_MAX_BATCH`` and within
   ``kernels.PRIVATE_BYTES``), or an ``(out, batch)`` copy of ``grad_y``, the values in the
-  transposed pattern's order and ``grad_x`` gathered over it (then copied batch-major). The
+  transposed pattern's order and ``grad_x`` gathered over it (in one pass with the weight
+  gradient; written batch-major in place, or copied so for wide batches). The
   weight gradient is counted as a gradient.
 
 For torch's kernels (CUDA, float16/bfloat16 on CPU, or the ``"torch"`` backend), per phase (CPU
@@ -183,7 +184,8 @@ def _compiled_transients(
             # the copy it gathers from, then building the transposed pattern or the values in
             # its order with the (in, batch) result and its batch-major copy, whichever is larger
             build = TRANSPOSE_BUILD_BYTES_PER_EDGE * nnz
-            grad_x = g_copy + max(nnz * dc + 2 * n_in * batch * dc, build)
+            gathered = (2 if wide else 1) * n_in * batch * dc  # batch-major copy if wide
+            grad_x = g_copy + max(nnz * dc + gathered, build)
             gathers = True
     backward = grad_y_copy + grad_x
     return StepTransients(forward=forward, backward=backward, optimizer=0, transposed=gathers)
