@@ -9,9 +9,9 @@ contiguous batch vector. On CPU the compiled kernels (:mod:`sparselinear._ext`) 
 forward pass in one sweep over the rows and, for batches up to :data:`FUSED_MAX_BATCH`, both
 gradients in one fused sweep (per-thread input gradient buffers of ``in x batch``, bounded by
 :data:`~sparselinear.kernels.PRIVATE_BYTES`), else both in one sweep over the transposed pattern
-(gathering rows of the output gradient, each of which meets its edge's input there too). Elsewhere, or when they are unavailable, torch's
-CSR kernels run in bounded chunks (:mod:`sparselinear.kernels`), the input gradient over the
-transposed pattern.
+(gathering rows of the output gradient, each of which meets its edge's input there too).
+Elsewhere, or when they are unavailable, torch's CSR kernels run in bounded chunks
+(:mod:`sparselinear.kernels`), the input gradient over the transposed pattern.
 
 The transposed pattern is asked for (through a callable, so that it can be built lazily and
 cached by its owner) only in the branches that read it.
