@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import mmap
 import os
 import platform
 import shutil
@@ -28,11 +27,26 @@ from pathlib import Path
 
 import torch
 
+from .buffers import (
+    HUGEPAGE_MAX_ROW_BYTES,
+    HUGEPAGE_MIN_BYTES,
+    empty,
+    idle_bytes,
+    recycled_empty,
+    release_idle,
+)
+
 __all__ = [
+    "HUGEPAGE_MAX_ROW_BYTES",
+    "HUGEPAGE_MIN_BYTES",
     "available",
     "backward",
+    "backward_transposed",
     "empty",
+    "idle_bytes",
     "load",
+    "recycled_empty",
+    "release_idle",
     "spmm",
     "sweep_width",
     "threads",
@@ -232,39 +246,6 @@ def _ptr(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
-#: Tables of at least this many bytes whose rows (the last dimension: one batch vector) take at
-#: most :data:`HUGEPAGE_MAX_ROW_BYTES` are mapped on their own on 2 MB transparent huge pages.
-#: The kernels gather such rows at random, which on 4 KB pages misses the TLB once the table
-#: passes a few MB (measured: ~20 % of the forward pass at the fly workload, batch 16).
-HUGEPAGE_MIN_BYTES = 4 << 20
-#: Wider rows amortise a TLB miss over more bytes, and faulting in fresh huge pages every step
-#: then costs more than it saves (measured: ~10 % of a step at the mid workload, batch 256).
-HUGEPAGE_MAX_ROW_BYTES = 256
-_HUGEPAGE = 2 << 20
-
-
-def empty(*shape: int, dtype: torch.dtype) -> torch.Tensor:
-    """An uninitialised contiguous CPU tensor for the kernels to gather rows of ``shape[-1]``
-    values from, backed by huge pages where that pays (see :data:`HUGEPAGE_MIN_BYTES`).
-
-    Such buffers are mapped on their own (anonymous ``mmap``), so that freeing them returns the
-    memory to the OS at once instead of leaving holes in the heap that inflate the resident set.
-    """
-    numel = 1
-    for n in shape:
-        numel *= n
-    itemsize = torch.empty((), dtype=dtype).element_size()
-    nbytes = numel * itemsize
-    narrow_rows = bool(shape) and shape[-1] * itemsize <= HUGEPAGE_MAX_ROW_BYTES
-    if nbytes < HUGEPAGE_MIN_BYTES or not narrow_rows or not hasattr(mmap, "MADV_HUGEPAGE"):
-        return torch.empty(shape, dtype=dtype)
-    region = mmap.mmap(-1, nbytes + _HUGEPAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    whole = torch.frombuffer(region, dtype=torch.uint8)  # keeps the mapping alive
-    start = (-whole.data_ptr()) % _HUGEPAGE
-    region.madvise(mmap.MADV_HUGEPAGE, start, nbytes // _HUGEPAGE * _HUGEPAGE)
-    return whole[start : start + nbytes].view(dtype).view(shape)
-
-
 def transposed(src: torch.Tensor, dtype: torch.dtype | None = None, *,
                hugepages: bool = True) -> torch.Tensor:
     """A contiguous copy of the 2-D ``src.t()`` in ``dtype`` (default: ``src``'s), on huge pages
@@ -306,7 +287,7 @@ def backward_transposed(crow_t: torch.Tensor, row_t: torch.Tensor, perm: torch.T
     ``(B, n_cols)`` tensor) or a new contiguous tensor, ``gw`` in the forward order.
     """
     n_cols, batch = crow_t.numel() - 1, g.shape[1]
-    gw = torch.empty(row_t.numel(), dtype=g.dtype)
+    gw = recycled_empty(row_t.numel(), g.dtype)
     gx = torch.empty(n_cols, batch, dtype=g.dtype) if out is None else out
     _fn("backward_t", w_t, row_t)(crow_t.data_ptr(), row_t.data_ptr(), perm.data_ptr(),
                                   w_t.data_ptr(), x.data_ptr(), g.data_ptr(), gw.data_ptr(),
@@ -325,7 +306,7 @@ def backward(crow: torch.Tensor, col: torch.Tensor, w: torch.Tensor, x: torch.Te
     """
     n_rows, batch = crow.numel() - 1, g.shape[1]
     n_threads = threads()
-    gw = torch.empty(col.numel(), dtype=g.dtype) if want_gw else None
+    gw = recycled_empty(col.numel(), g.dtype) if want_gw else None
     private = None
     if want_gx:
         private = empty(n_threads, n_cols, batch, dtype=g.dtype)

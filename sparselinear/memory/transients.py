@@ -17,7 +17,9 @@ The model, per phase, for the compiled CPU kernels (:mod:`sparselinear._ext`, fl
   ``kernels.PRIVATE_BYTES``), or an ``(out, batch)`` copy of ``grad_y``, the values in the
   transposed pattern's order and ``grad_x`` gathered over it (in one pass with the weight
   gradient; written batch-major in place, or copied so for wide batches). The
-  weight gradient is counted as a gradient.
+  weight gradient is counted as a gradient: its buffer is recycled between steps
+  (:mod:`sparselinear._ext.buffers`), which never adds to the peak when ``zero_grad`` sets
+  gradients to ``None`` (the buffer is idle only while the forward pass runs).
 
 For torch's kernels (CUDA, float16/bfloat16 on CPU, or the ``"torch"`` backend), per phase (CPU
 figures measured on torch 2.13):
