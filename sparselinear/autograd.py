@@ -75,15 +75,14 @@ def _compiled_backward(x_t, w, grad_y, crow, col, transposed, want_gx, want_gw):
         grad_w, _ = _ext.backward(crow, col, w, x_t, g_t, n_in, want_gw=True, want_gx=False)
         return grad_w, None
     crow_t, row_t, perm = (t.contiguous() for t in transposed())
-    # The values in transposed order once, instead of through perm in every batch tile.
-    w_t = w[perm]
     grad_x = torch.empty(batch, n_in, dtype=x_t.dtype) if in_place else None
     out = None if grad_x is None else grad_x.t()
     if want_gw:
         # Both gradients in one sweep: each gathered row of grad_y also meets its edge's input.
-        grad_w, gx_t = _ext.backward_transposed(crow_t, row_t, perm, w_t, x_t, g_t, out=out)
+        grad_w, gx_t = _ext.backward_transposed(crow_t, row_t, perm, w, x_t, g_t, out=out)
     else:
-        grad_w, gx_t = None, _ext.spmm(crow_t, row_t, w_t, g_t, out=out)
+        # The values in transposed order once, instead of through perm in every batch tile.
+        grad_w, gx_t = None, _ext.spmm(crow_t, row_t, w[perm], g_t, out=out)
     if grad_x is None:
         grad_x = _ext.transposed(gx_t, hugepages=False)
     return grad_w, grad_x

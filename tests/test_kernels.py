@@ -150,7 +150,7 @@ def test_compiled_kernels_every_batch_tile(monkeypatch, sweep_bytes, batch, dtyp
     gw, gx = _ext.backward(crow, col, w, x, g, 23, want_gw=True, want_gx=True)
     torch.testing.assert_close(gx.double(), dense.t() @ g.double(), **tol)
     torch.testing.assert_close(gw.double(), (g.double() @ x.double().t())[rows, cols], **tol)
-    gw_t, gx_t = _ext.backward_transposed(crow_t, row_t, perm, w_t, x, g)  # one pass over it
+    gw_t, gx_t = _ext.backward_transposed(crow_t, row_t, perm, w, x, g)  # one pass over it
     torch.testing.assert_close(gx_t.double(), dense.t() @ g.double(), **tol)
     torch.testing.assert_close(gw_t.double(), (g.double() @ x.double().t())[rows, cols], **tol)
     only_w, none = _ext.backward(crow, col, w, x, g, 23, want_gw=True, want_gx=False)
@@ -168,7 +168,7 @@ def test_compiled_kernels_every_batch_tile(monkeypatch, sweep_bytes, batch, dtyp
     torch.testing.assert_close(gx_out.t().double(), dense.t() @ g.double(), **tol)
     torch.testing.assert_close(gw2, gw)
     gx_out.fill_(float("nan"))
-    gw3, _ = _ext.backward_transposed(crow_t, row_t, perm, w_t, x, g, out=gx_out.t())
+    gw3, _ = _ext.backward_transposed(crow_t, row_t, perm, w, x, g, out=gx_out.t())
     torch.testing.assert_close(gx_out.t().double(), dense.t() @ g.double(), **tol)
     torch.testing.assert_close(gw3, gw_t)
 
@@ -186,7 +186,7 @@ def test_transposed_pass_over_columns_of_many_edges_and_none(batch, dtype):
     w = torch.randn(conn.nnz, dtype=dtype)
     x, g = torch.randn(3, batch, dtype=dtype), torch.randn(600, batch, dtype=dtype)
     gx_out = torch.full((batch, 3), float("nan"), dtype=dtype)
-    gw, _ = _ext.backward_transposed(crow_t, row_t, perm, w[perm.long()], x, g, out=gx_out.t())
+    gw, _ = _ext.backward_transposed(crow_t, row_t, perm, w, x, g, out=gx_out.t())
     dense = _dense_weight(conn, w.double())
     r, c = conn.indices()
     tol = {"rtol": 1e-4, "atol": 1e-4} if dtype == torch.float32 else {}

@@ -60,7 +60,7 @@ def torch_kernels():
         yield
 
 
-def test_working_memory_of_the_compiled_kernels_hand_computed():
+def test_working_memory_of_the_compiled_kernels_hand_computed(monkeypatch):
     kw = dict(n_out=OUT, n_in=IN, nnz=NNZ, batch=BATCH, itemsize=4, compute_itemsize=4,
               index_itemsize=4, compiled=True)
     t = step_transients(needs_input_grad=False, threads=2, **kw)
@@ -73,9 +73,15 @@ def test_working_memory_of_the_compiled_kernels_hand_computed():
     half = step_transients(**{**kw, "itemsize": 2}, needs_input_grad=False, threads=2)
     assert half.forward == OUT * BATCH * 4 and half.backward == OUT * BATCH * 4
     wide = step_transients(**{**kw, "batch": 256}, needs_input_grad=True, threads=2)
-    # the (out, batch) copy of grad_y, the values in transposed order, grad_x gathered over the
-    # transposed pattern and its batch-major copy (more than building the pattern here)
-    assert wide.backward == OUT * 256 * 4 + NNZ * 4 + 2 * IN * 256 * 4
+    # the (out, batch) copy of grad_y, grad_x gathered over the transposed pattern (with the
+    # weight gradient) and its batch-major copy (more than building the pattern here)
+    assert wide.backward == OUT * 256 * 4 + 2 * IN * 256 * 4
+    monkeypatch.setattr("sparselinear.kernels.PRIVATE_BYTES", 0)
+    no_private = step_transients(**kw, needs_input_grad=True, threads=2)
+    # narrow batch without private buffers: grad_x written batch-major in place, or building
+    # the transposed pattern, whichever is larger
+    build = TRANSPOSE_BUILD_BYTES_PER_EDGE * NNZ
+    assert no_private.backward == OUT * BATCH * 4 + max(IN * BATCH * 4, build)
     assert wide.forward == OUT * 256 * 4  # the (out, batch) result before its transposed copy
     only_w = step_transients(**{**kw, "batch": 256}, needs_input_grad=False, threads=2)
     assert only_w.backward == OUT * 256 * 4

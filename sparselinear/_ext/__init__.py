@@ -277,22 +277,23 @@ def spmm(crow: torch.Tensor, col: torch.Tensor, w: torch.Tensor, x: torch.Tensor
 
 
 def backward_transposed(crow_t: torch.Tensor, row_t: torch.Tensor, perm: torch.Tensor,
-                        w_t: torch.Tensor, x: torch.Tensor, g: torch.Tensor, *,
+                        w: torch.Tensor, x: torch.Tensor, g: torch.Tensor, *,
                         out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Both gradients in one pass over the transposed pattern: ``(gw (nnz,), gx (n_cols, B))``.
 
     ``crow_t``, ``row_t`` and ``perm`` are the transposed pattern and the forward position of
-    each of its edges; ``w_t`` the values in its order. ``x (n_cols, B)`` and ``g (n_rows, B)``
-    are contiguous; ``gx`` is written into ``out`` (any strides, e.g. the transposed view of a
-    ``(B, n_cols)`` tensor) or a new contiguous tensor, ``gw`` in the forward order.
+    each of its edges; ``w`` the values in the forward order. ``x (n_cols, B)`` and
+    ``g (n_rows, B)`` are contiguous; ``gx`` is written into ``out`` (any strides, e.g. the
+    transposed view of a ``(B, n_cols)`` tensor) or a new contiguous tensor, ``gw`` in the
+    forward order.
     """
     n_cols, batch = crow_t.numel() - 1, g.shape[1]
     gw = recycled_empty(row_t.numel(), g.dtype)
     gx = torch.empty(n_cols, batch, dtype=g.dtype) if out is None else out
-    _fn("backward_t", w_t, row_t)(crow_t.data_ptr(), row_t.data_ptr(), perm.data_ptr(),
-                                  w_t.data_ptr(), x.data_ptr(), g.data_ptr(), gw.data_ptr(),
-                                  gx.data_ptr(), gx.stride(0), gx.stride(1), n_cols, batch,
-                                  threads())
+    _fn("backward_t", w, row_t)(crow_t.data_ptr(), row_t.data_ptr(), perm.data_ptr(),
+                                w.data_ptr(), x.data_ptr(), g.data_ptr(), gw.data_ptr(),
+                                gx.data_ptr(), gx.stride(0), gx.stride(1), n_cols, batch,
+                                threads())
     return gw, gx
 
 

@@ -6,13 +6,13 @@
 // pass PyTorch's (batch, features) tensors without a transposed copy. The batch is processed in
 // tiles of compile-time width (64, 32, 16, 8 values, then a remainder), so the accumulators of a
 // row stay in registers while the row's edges stream past. The gradients of wide batches are
-// computed over the transposed pattern, with the values put in its order by the caller.
+// computed over the transposed pattern.
 //
 //   spmm        y[r]  = sum_{k in row r} w[k] * x[col[k]]
 //   backward    gw[k] = g[r] . x[col[k]]  and  gx[col[k]] += w[k] * g[r]   (one fused pass;
 //               gx is one private (n_in, B) buffer per thread, summed by the caller; either
 //               gradient may be skipped)
-//   backward_t  gx[c] = sum_{k in column c} w_t[k] * g[row_t[k]]  and
+//   backward_t  gx[c] = sum_{k in column c} w[perm[k]] * g[row_t[k]]  and
 //               gw[perm[k]] = g[row_t[k]] . x[c]   (one pass over the transposed pattern)
 #include <cstdint>
 #include <type_traits>
@@ -297,22 +297,22 @@ void backward(const I* crow, const I* col, const T* w, const T* x, const T* g, i
 }
 
 #if defined(__AVX2__) && defined(__FMA__)
-// backward_t_tile for a float tile of W (16 or 32) over edges [k0, k1) in groups of 8 whose dot
+// backward_t_tile for a float tile of W (16 or 32) over edges [0, n) in groups of 8 whose dot
 // products are reduced together; acc and xv are the tile's gx accumulator and x values. Returns
 // the first edge not done (fewer than 8 remain).
 template <typename I, int W>
 inline int64_t backward_t_grouped(const I* __restrict row, const float* __restrict w,
                                   const float* __restrict g, float* __restrict acc,
-                                  const float* __restrict xv, float* __restrict dots, int64_t k0,
-                                  int64_t k1, int64_t limit, int64_t B, bool first_tile) {
+                                  const float* __restrict xv, float* __restrict dots, int64_t n,
+                                  int64_t limit, int64_t B, bool first_tile) {
   constexpr int C = W / 8;
   __m256 a[C], xr[C];
   for (int c = 0; c < C; ++c) {
     a[c] = _mm256_loadu_ps(acc + 8 * c);
     xr[c] = _mm256_loadu_ps(xv + 8 * c);
   }
-  int64_t k = k0;
-  for (; k + 8 <= k1; k += 8) {
+  int64_t k = 0;
+  for (; k + 8 <= n; k += 8) {
     __m256 p[8];
     for (int u = 0; u < 8; ++u) {
       if (k + u + kPrefetch < limit)
@@ -332,35 +332,35 @@ inline int64_t backward_t_grouped(const I* __restrict row, const float* __restri
     const __m256 h4567 = _mm256_hadd_ps(_mm256_hadd_ps(p[4], p[5]), _mm256_hadd_ps(p[6], p[7]));
     __m256 d = _mm256_add_ps(_mm256_permute2f128_ps(h0123, h4567, 0x20),
                              _mm256_permute2f128_ps(h0123, h4567, 0x31));
-    float* dk = dots + (k - k0);
-    if (!first_tile) d = _mm256_add_ps(d, _mm256_loadu_ps(dk));
-    _mm256_storeu_ps(dk, d);
+    if (!first_tile) d = _mm256_add_ps(d, _mm256_loadu_ps(dots + k));
+    _mm256_storeu_ps(dots + k, d);
   }
   for (int c = 0; c < C; ++c) _mm256_storeu_ps(acc + 8 * c, a[c]);
   return k;
 }
 #endif
 
-// One batch tile of W values of one column of the transposed pattern, edges [k0, k1):
-// gx[c] (+)= sum_k w_t[k] * g[row_t[k]] and dots[k - k0] (+)= g[row_t[k]] . x[c].
+// One batch tile of W values of one chunk of n edges of a column of the transposed pattern
+// (row, w: the chunk's rows and values): gx[c] (+)= sum_k w[k] * g[row[k]] and
+// dots[k] (+)= g[row[k]] . x[c]. Rows up to limit may be prefetched.
 template <typename T, typename I, int W>
 inline void backward_t_tile(const I* __restrict row, const T* __restrict w, const T* __restrict g,
                             const T* __restrict xc, T* __restrict gxc, int64_t gs,
-                            T* __restrict dots, int64_t k0, int64_t k1, int64_t nnz, int64_t B,
+                            T* __restrict dots, int64_t n, int64_t limit, int64_t B,
                             bool first_tile, bool first_chunk) {
   T acc[W], xv[W];
   for (int b = 0; b < W; ++b) {
     acc[b] = first_chunk ? T(0) : gxc[b * gs];
     xv[b] = xc[b];
   }
-  int64_t k = k0;
+  int64_t k = 0;
 #if defined(__AVX2__) && defined(__FMA__)
   if constexpr (std::is_same_v<T, float> && (W == 16 || W == 32)) {
-    k = backward_t_grouped<I, W>(row, w, g, acc, xv, dots, k0, k1, nnz, B, first_tile);
+    k = backward_t_grouped<I, W>(row, w, g, acc, xv, dots, n, limit, B, first_tile);
   }
 #endif
-  for (; k < k1; ++k) {
-    if (k + kPrefetch < nnz) prefetch_run<T, W>(g + (int64_t)row[k + kPrefetch] * B);
+  for (; k < n; ++k) {
+    if (k + kPrefetch < limit) prefetch_run<T, W>(g + (int64_t)row[k + kPrefetch] * B);
     const T* __restrict gr = g + (int64_t)row[k] * B;
     const T wk = w[k];
     T dot = 0;
@@ -369,7 +369,7 @@ inline void backward_t_tile(const I* __restrict row, const T* __restrict w, cons
       acc[b] += wk * gr[b];
       dot += gr[b] * xv[b];
     }
-    dots[k - k0] = first_tile ? dot : dots[k - k0] + dot;
+    dots[k] = first_tile ? dot : dots[k] + dot;
   }
   for (int b = 0; b < W; ++b) gxc[b * gs] = acc[b];
 }
@@ -377,14 +377,14 @@ inline void backward_t_tile(const I* __restrict row, const T* __restrict w, cons
 template <typename T, typename I>
 inline void backward_t_rest(const I* __restrict row, const T* __restrict w,
                             const T* __restrict g, const T* __restrict xc, T* __restrict gxc,
-                            int64_t gs, T* __restrict dots, int64_t k0, int64_t k1, int64_t B,
-                            int64_t nb, bool first_tile, bool first_chunk) {
+                            int64_t gs, T* __restrict dots, int64_t n, int64_t B, int64_t nb,
+                            bool first_tile, bool first_chunk) {
   T acc[8], xv[8];  // nb < 8
   for (int64_t b = 0; b < nb; ++b) {
     acc[b] = first_chunk ? T(0) : gxc[b * gs];
     xv[b] = xc[b];
   }
-  for (int64_t k = k0; k < k1; ++k) {
+  for (int64_t k = 0; k < n; ++k) {
     const T* __restrict gr = g + (int64_t)row[k] * B;
     const T wk = w[k];
     T dot = 0;
@@ -392,24 +392,24 @@ inline void backward_t_rest(const I* __restrict row, const T* __restrict w,
       acc[b] += wk * gr[b];
       dot += gr[b] * xv[b];
     }
-    dots[k - k0] = first_tile ? dot : dots[k - k0] + dot;
+    dots[k] = first_tile ? dot : dots[k] + dot;
   }
   for (int64_t b = 0; b < nb; ++b) gxc[b * gs] = acc[b];
 }
 
 constexpr int64_t kChunk = 256;  // edges of one column whose dot products stay on the stack
 
-// Both gradients in one sweep over the transposed pattern (crow_t, row_t, w_t: the values in
-// its order, perm: their positions in the forward order): gx[c * gs_c + b * gs_b] and
-// gw[perm[k]], reading rows of g (n_rows, B) at random and x (n_cols, B) once per column.
+// Both gradients in one sweep over the transposed pattern (crow_t, row_t; perm: the forward
+// position of each of its edges): gx[c * gs_c + b * gs_b] and gw[perm[k]], reading rows of
+// g (n_rows, B) at random, x (n_cols, B) once per column and w (forward order) through perm.
 template <typename T, typename I>
-void backward_t(const I* crow_t, const I* row_t, const I* perm, const T* w_t, const T* x,
+void backward_t(const I* crow_t, const I* row_t, const I* perm, const T* w, const T* x,
                 const T* g, T* gw, T* gx, int64_t gs_c, int64_t gs_b, int64_t n_cols, int64_t B,
                 int threads) {
   const int64_t nnz = n_cols > 0 ? (int64_t)crow_t[n_cols] : 0;
 #pragma omp parallel for schedule(dynamic, 64) num_threads(threads)
   for (int64_t c = 0; c < n_cols; ++c) {
-    T dots[kChunk];
+    T dots[kChunk], wc[kChunk];  // one chunk of the column's edges: dot products, values
     const T* xc = x + c * B;
     T* gxc = gx + c * gs_c;
     const int64_t k1 = crow_t[c + 1];
@@ -419,27 +419,30 @@ void backward_t(const I* crow_t, const I* row_t, const I* perm, const T* w_t, co
       continue;
     }
     for (bool first_chunk = true; k0 < k1; k0 += kChunk, first_chunk = false) {
-      const int64_t ke = k0 + kChunk < k1 ? k0 + kChunk : k1;
+      const int64_t n = k0 + kChunk < k1 ? kChunk : k1 - k0;
+      const I* row = row_t + k0;
+      const int64_t limit = nnz - k0;  // prefetches stay inside row_t
+      for (int64_t k = 0; k < n; ++k) wc[k] = w[perm[k0 + k]];
       int64_t b = 0;
       for (; b + 32 <= B; b += 32)
-        backward_t_tile<T, I, 32>(row_t, w_t, g + b, xc + b, gxc + b * gs_b, gs_b, dots, k0, ke,
-                                  nnz, B, b == 0, first_chunk);
+        backward_t_tile<T, I, 32>(row, wc, g + b, xc + b, gxc + b * gs_b, gs_b, dots, n, limit,
+                                  B, b == 0, first_chunk);
       if (b + 16 <= B) {
-        backward_t_tile<T, I, 16>(row_t, w_t, g + b, xc + b, gxc + b * gs_b, gs_b, dots, k0, ke,
-                                  nnz, B, b == 0, first_chunk);
+        backward_t_tile<T, I, 16>(row, wc, g + b, xc + b, gxc + b * gs_b, gs_b, dots, n, limit,
+                                  B, b == 0, first_chunk);
         b += 16;
       }
       if (b + 8 <= B) {
-        backward_t_tile<T, I, 8>(row_t, w_t, g + b, xc + b, gxc + b * gs_b, gs_b, dots, k0, ke,
-                                 nnz, B, b == 0, first_chunk);
+        backward_t_tile<T, I, 8>(row, wc, g + b, xc + b, gxc + b * gs_b, gs_b, dots, n, limit, B,
+                                 b == 0, first_chunk);
         b += 8;
       }
       if (b < B)
-        backward_t_rest<T, I>(row_t, w_t, g + b, xc + b, gxc + b * gs_b, gs_b, dots, k0, ke, B,
-                              B - b, b == 0, first_chunk);
+        backward_t_rest<T, I>(row, wc, g + b, xc + b, gxc + b * gs_b, gs_b, dots, n, B, B - b,
+                              b == 0, first_chunk);
       if (B == 0)
-        for (int64_t k = k0; k < ke; ++k) dots[k - k0] = 0;
-      for (int64_t k = k0; k < ke; ++k) gw[perm[k]] = dots[k - k0];
+        for (int64_t k = 0; k < n; ++k) dots[k] = 0;
+      for (int64_t k = 0; k < n; ++k) gw[perm[k0 + k]] = dots[k];
     }
   }
 }
@@ -499,10 +502,10 @@ void transpose(const T* __restrict src, int64_t R, int64_t C, int64_t ld_src, T*
 
 #define SL_INSTANTIATE_T(SUFFIX, T, I)                                                        \
   extern "C" void sl_backward_t_##SUFFIX(const I* crow_t, const I* row_t, const I* perm,      \
-                                         const T* w_t, const T* x, const T* g, T* gw, T* gx,  \
+                                         const T* w, const T* x, const T* g, T* gw, T* gx,    \
                                          int64_t gs_c, int64_t gs_b, int64_t n_cols,          \
                                          int64_t B, int threads) {                            \
-    backward_t<T, I>(crow_t, row_t, perm, w_t, x, g, gw, gx, gs_c, gs_b, n_cols, B, threads); \
+    backward_t<T, I>(crow_t, row_t, perm, w, x, g, gw, gx, gs_c, gs_b, n_cols, B, threads);   \
   }
 
 SL_INSTANTIATE_T(f32_i32, float, int32_t)

@@ -14,9 +14,10 @@ The model, per phase, for the compiled CPU kernels (:mod:`sparselinear._ext`, fl
   copy for float16/bfloat16; ``grad_y`` itself takes the place of the released output); when the
   input needs a gradient, either one private ``(in, batch)`` buffer per thread plus ``grad_x`` they
   are summed into (the fused pass, batch up to ``autograd.FUSED_MAX_BATCH`` and within
-  ``kernels.PRIVATE_BYTES``), or an ``(out, batch)`` copy of ``grad_y``, the values in the
-  transposed pattern's order and ``grad_x`` gathered over it (in one pass with the weight
-  gradient; written batch-major in place, or copied so for wide batches). The
+  ``kernels.PRIVATE_BYTES``), or an ``(out, batch)`` copy of ``grad_y`` and ``grad_x`` gathered
+  over the transposed pattern in one pass with the weight gradient (written batch-major in
+  place, or copied so for wide batches; a frozen weight adds its values in the transposed
+  order, not modelled). The
   weight gradient is counted as a gradient: its buffer is recycled between steps
   (:mod:`sparselinear._ext.buffers`), which never adds to the peak when ``zero_grad`` sets
   gradients to ``None`` (the buffer is idle only while the forward pass runs).
@@ -183,11 +184,11 @@ def _compiled_transients(
         if fused:
             grad_x += private + n_in * batch * dc  # summed into grad_x
         else:
-            # the copy it gathers from, then building the transposed pattern or the values in
-            # its order with the (in, batch) result and its batch-major copy, whichever is larger
+            # the copy it gathers from, then building the transposed pattern or the (in, batch)
+            # result and its batch-major copy (wide batches), whichever is larger
             build = TRANSPOSE_BUILD_BYTES_PER_EDGE * nnz
-            gathered = (2 if wide else 1) * n_in * batch * dc  # batch-major copy if wide
-            grad_x = g_copy + max(nnz * dc + gathered, build)
+            gathered = (2 if wide else 1) * n_in * batch * dc
+            grad_x = g_copy + max(gathered, build)
             gathers = True
     backward = grad_y_copy + grad_x
     return StepTransients(forward=forward, backward=backward, optimizer=0, transposed=gathers)
