@@ -469,7 +469,31 @@ void reduce_private(const T* priv, int n_private, T* out, int64_t os_c, int64_t 
   }
 }
 
-// dst[c * ld_dst + r] = src[r * ld_src + c] for r < R, c < C, in cache-sized square blocks.
+#if defined(__AVX2__) && defined(__FMA__)
+// dst[c * ld + r] = src[r * ls + c] for r, c < 8, in registers.
+inline void transpose8x8(const float* __restrict src, int64_t ls, float* __restrict dst,
+                         int64_t ld) {
+  __m256 r[8], t[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * ls);
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    r[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; ++i) {
+    _mm256_storeu_ps(dst + i * ld, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+    _mm256_storeu_ps(dst + (i + 4) * ld, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+  }
+}
+#endif
+
+// dst[c * ld_dst + r] = src[r * ld_src + c] for r < R, c < C, in cache-sized square blocks
+// (of 8 x 8 blocks transposed in registers, for float with AVX2).
 template <typename T>
 void transpose(const T* __restrict src, int64_t R, int64_t C, int64_t ld_src, T* __restrict dst,
                int64_t ld_dst, int threads) {
@@ -479,6 +503,16 @@ void transpose(const T* __restrict src, int64_t R, int64_t C, int64_t ld_src, T*
   for (int64_t t = 0; t < nr * nc; ++t) {
     const int64_t r0 = (t / nc) * kB, c0 = (t % nc) * kB;
     const int64_t r1 = r0 + kB < R ? r0 + kB : R, c1 = c0 + kB < C ? c0 + kB : C;
+#if defined(__AVX2__) && defined(__FMA__)
+    if constexpr (std::is_same_v<T, float>) {
+      if (r1 - r0 == kB && c1 - c0 == kB) {
+        for (int64_t c = c0; c < c1; c += 8)
+          for (int64_t r = r0; r < r1; r += 8)
+            transpose8x8(src + r * ld_src + c, ld_src, dst + c * ld_dst + r, ld_dst);
+        continue;
+      }
+    }
+#endif
     for (int64_t c = c0; c < c1; ++c)
       for (int64_t r = r0; r < r1; ++r) dst[c * ld_dst + r] = src[r * ld_src + c];
   }
