@@ -71,6 +71,13 @@ def parse_args(argv):
                    help="memory limit per measurement (default: 85%% of available, ≤ 20 GB)")
     p.add_argument("--steps", type=int, default=11, help="timed steps (at most; default 11)")
     p.add_argument("--warmup", type=int, default=1, help="warm-up steps (default 1)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="interleaved rounds of the main workloads for --round-impls: each "
+                        "round runs every one of them once more in a new process, and their "
+                        "steps are pooled (default 1; 3 with --all)")
+    p.add_argument("--round-impls", default="ours,sparseprop,dense_masked,torch_sparse",
+                   help="implementations repeated in every round (those the targets compare "
+                        "with); the others run in the first round only")
     p.add_argument("--threads", type=int, default=2, help="threads of the main workloads")
     p.add_argument("--no-input-grad", action="store_true",
                    help="do not compute the gradient of the input (first-layer case)")
@@ -91,6 +98,8 @@ def parse_args(argv):
     p.add_argument("--no-doc", action="store_true", help="never touch BENCHMARKS.md")
     p.add_argument("--no-plots", action="store_true")
     args = p.parse_args(argv)
+    if args.rounds is None:
+        args.rounds = 3 if args.all else 1
     if args.all:
         args.sweeps = args.sweeps or "threads,nnz,batch"
         args.floor = True
@@ -223,7 +232,11 @@ def render(results: dict, plot_paths: dict) -> str:
         "",
         "Step = forward + MSE loss + backward"
         f"{' (with input gradient)' if results['input_grad'] else ''} + Adam; median of up "
-        f"to {results['steps']} steps after {results['warmup']} warm-up step(s). "
+        f"to {results['steps']} steps after {results['warmup']} warm-up step(s)"
+        + (f", pooled over {results['rounds']} interleaved rounds (a new process each) for "
+           f"{', '.join(results['round_impls'])} on the main workloads — the machine's speed "
+           "drifts over minutes, so single back-to-back runs can favour either side. "
+           if results.get("rounds", 1) > 1 else ". ") +
         "Peak = highest resident memory above the input data (pattern arrays, input, target), "
         "during training. \"same result\": output, input gradient and per-edge weight "
         f"gradient agree with ours to {report.CHECK_RTOL:g} (relative).",
@@ -307,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.time()
     deadline = t_start + 60 * args.budget_min
     runs, mains = plan(args)
+    round_impls = set(_list(args.round_impls))
     if args.peers_dir:
         runner.PEERS_DIR = os.path.abspath(args.peers_dir)
     cache = os.path.join(args.results, "cache" + ("-tiny" if args.tiny else ""))
@@ -327,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(), "torch": torch_version(args.python),
         "load_start": [round(v, 2) for v in os.getloadavg()],
         "mem_limit_gb": round(mem_limit / GB, 1), "input_grad": settings.input_grad,
-        "steps": args.steps, "warmup": args.warmup,
+        "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds,
+        "round_impls": sorted(round_impls),
         "main": {}, "sweeps": {}, "floor": None, "floor_rows": [],
     }
     print(f"memory limit per measurement: {mem_limit / GB:.1f} GB; time budget "
@@ -342,11 +357,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  pattern {w.name}: {time.time() - t:.0f} s", file=sys.stderr)
         print(f"[{section}] {w.name}: {report.workload_title(w.to_json())}", file=sys.stderr,
               flush=True)
+        rounds = args.rounds if section == "main" else 1
+        per_impl: dict[str, list[dict]] = {impl: [] for impl in impl_names}
+        for r in range(rounds):
+            for impl in impl_names:
+                if r > 0 and impl not in round_impls:
+                    continue
+                rec = runner.measure(impl, w, path, settings, deadline, round_index=r)
+                if rec.get("cached"):
+                    print(f"    {impl:<18} cached: {rec.get('median_s', rec.get('note'))}",
+                          file=sys.stderr)
+                per_impl[impl].append(rec)
         for impl in impl_names:
-            rec = runner.measure(impl, w, path, settings, deadline)
-            if rec.get("cached"):
-                print(f"    {impl:<18} cached: {rec.get('median_s', rec.get('note'))}",
-                      file=sys.stderr)
+            rec = runner.pool_rounds(per_impl[impl])
             if section == "main":
                 results["main"].setdefault(x, {})[impl] = rec
             elif impl == "ours":

@@ -87,6 +87,10 @@ def workload_table(name: str, records: dict[str, dict]) -> str:
         else:
             note = r.get("note") or r.get("status")
             lines.append(f"| {label} | {note} | | | | | | | | | |")
+    rounds = [f"{impls_mod.IMPLS[impl].label} {' / '.join(_fmt_s(t) for t in r['round_medians_s'])}"
+              for impl, r in records.items() if r.get("round_medians_s")]
+    if rounds:
+        lines += ["", "Median of each round: " + "; ".join(rounds) + "."]
     mode = (ours or {}).get("describe", {}) or {}
     if mode.get("mode"):
         lines += ["", f"Our layer ran in mode `{mode['mode']}`."]

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -116,9 +117,29 @@ def _kill(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+def pool_rounds(records: list[dict]) -> dict:
+    """One record from the rounds of one measurement: the steps of every successful round
+    pooled (median and best over all of them), the phase times their rounds' median, the peak
+    the highest; the first record as is when no round succeeded."""
+    ok = [r for r in records if r.get("status") == "ok"]
+    if len(ok) < 2:
+        return ok[0] if ok else records[0]
+    pooled = dict(ok[0])
+    pooled["times_s"] = [t for r in ok for t in r["times_s"]]
+    pooled["median_s"] = statistics.median(pooled["times_s"])
+    pooled["min_s"] = min(pooled["times_s"])
+    for part in ("forward_s", "backward_s", "optimizer_s"):
+        pooled[part] = statistics.median(r[part] for r in ok)
+    pooled["step_peak_mb"] = max(r["step_peak_mb"] for r in ok)
+    pooled["rounds"] = len(ok)
+    pooled["round_medians_s"] = [r["median_s"] for r in ok]
+    return pooled
+
+
 def measure(impl: str, w: Workload, pattern_path: str, s: Settings,
-            deadline: float | None = None) -> dict:
-    """The cached or fresh result of ``impl`` on ``w`` (a dict with at least ``status``)."""
+            deadline: float | None = None, round_index: int = 0) -> dict:
+    """The cached or fresh result of ``impl`` on ``w`` (a dict with at least ``status``);
+    ``round_index`` > 0 is a repeat in a new process, cached on its own."""
     base = {"impl": impl, "workload": w.name, "key": w.key(), "spec": w.to_json()}
     python, reason = peer_python(impl, s.python)
     if python is None:
@@ -134,11 +155,14 @@ def measure(impl: str, w: Workload, pattern_path: str, s: Settings,
             "warmup": s.warmup, "steps": s.steps, "min_steps": s.min_steps,
             "max_seconds": s.max_seconds, "input_grad": s.input_grad, "seed": w.seed,
             "options": options}
+    if round_index:
+        spec["round"] = round_index
     fingerprint = hashlib.sha1(json.dumps(
         [base["key"], {k: v for k, v in spec.items() if k != "pattern"}, code_digest(impl),
          python], sort_keys=True).encode()).hexdigest()[:16]
     os.makedirs(s.cache_dir, exist_ok=True)
-    stem = os.path.join(s.cache_dir, f"{w.key()}__{impl}")
+    stem = os.path.join(s.cache_dir, f"{w.key()}__{impl}"
+                        + (f"__r{round_index}" if round_index else ""))
     if os.path.exists(stem + ".json"):
         with open(stem + ".json") as f:
             cached = json.load(f)

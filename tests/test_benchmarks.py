@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import sys
 
 import numpy as np
@@ -131,6 +132,27 @@ def test_measure_runs_caches_and_agrees(tmp_path):
         assert json.load(f)["fingerprint"] == again["fingerprint"]
     table = report.workload_table("t", recs)
     assert "| sparselinear (ours) |" in table and "1.00×" in table
+
+
+def test_rounds_run_in_new_processes_and_pool_their_steps(tmp_path):
+    w = workloads.Workload("t", 40, 30, 300, 4)
+    path = workloads.pattern_file(w, str(tmp_path / "patterns"))
+    s = _settings(tmp_path)
+    rounds = [runner.measure("ours", w, path, s, round_index=r) for r in range(2)]
+    assert all(r["status"] == "ok" for r in rounds)
+    assert rounds[0]["pid"] != rounds[1]["pid"]
+    assert os.path.exists(os.path.join(s.cache_dir, f"{w.key()}__ours__r1.json"))
+    pooled = runner.pool_rounds(rounds)
+    steps = rounds[0]["times_s"] + rounds[1]["times_s"]
+    assert pooled["times_s"] == steps and pooled["rounds"] == 2
+    assert pooled["median_s"] == statistics.median(steps) and pooled["min_s"] == min(steps)
+    assert pooled["step_peak_mb"] == max(r["step_peak_mb"] for r in rounds)
+    assert pooled["round_medians_s"] == [r["median_s"] for r in rounds]
+    assert "Median of each round: sparselinear (ours)" in report.workload_table(
+        "t", {"ours": pooled})
+    failed = {"status": "failed", "note": "boom"}
+    assert runner.pool_rounds([rounds[0], failed]) is rounds[0]
+    assert runner.pool_rounds([failed]) is failed
 
 
 def test_measure_reports_a_crash(tmp_path):
