@@ -137,6 +137,18 @@ void spmm(const I* crow, const I* col, const T* w, const T* x, const T* bias, T*
 }
 
 #if defined(__AVX2__) && defined(__FMA__)
+// dst[j] = (first ? 0 : dst[j]) + the sum of the 8 lanes of p[j], for j < 8: the dot products of
+// 8 edges reduced together (one horizontal-add tree instead of one per edge).
+inline void store_dots8(const __m256* p, float* dst, bool first) {
+  // Lane j of h0123 holds edge j's partial sums over elements 0-3 (low half) and 4-7.
+  const __m256 h0123 = _mm256_hadd_ps(_mm256_hadd_ps(p[0], p[1]), _mm256_hadd_ps(p[2], p[3]));
+  const __m256 h4567 = _mm256_hadd_ps(_mm256_hadd_ps(p[4], p[5]), _mm256_hadd_ps(p[6], p[7]));
+  __m256 d = _mm256_add_ps(_mm256_permute2f128_ps(h0123, h4567, 0x20),
+                           _mm256_permute2f128_ps(h0123, h4567, 0x31));
+  if (!first) d = _mm256_add_ps(d, _mm256_loadu_ps(dst));
+  _mm256_storeu_ps(dst, d);
+}
+
 // The fused backward of a float batch tile of W (a multiple of 8) over edges [k0, k1) in groups
 // of 8, whose 8 dot products are reduced together (one horizontal-add tree instead of one per
 // edge). Returns the first edge not done (fewer than 8 remain).
@@ -171,15 +183,7 @@ inline int64_t backward_tile_grouped(const I* __restrict col, const float* __res
           _mm256_storeu_ps(o + 8 * c, _mm256_fmadd_ps(wk, gv[c], _mm256_loadu_ps(o + 8 * c)));
       }
     }
-    if (want_gw) {
-      // Lane j of h0123 holds edge j's partial sums over elements 0-3 (low half) and 4-7.
-      const __m256 h0123 = _mm256_hadd_ps(_mm256_hadd_ps(p[0], p[1]), _mm256_hadd_ps(p[2], p[3]));
-      const __m256 h4567 = _mm256_hadd_ps(_mm256_hadd_ps(p[4], p[5]), _mm256_hadd_ps(p[6], p[7]));
-      __m256 d = _mm256_add_ps(_mm256_permute2f128_ps(h0123, h4567, 0x20),
-                               _mm256_permute2f128_ps(h0123, h4567, 0x31));
-      if (!first) d = _mm256_add_ps(d, _mm256_loadu_ps(gw + k));
-      _mm256_storeu_ps(gw + k, d);
-    }
+    if (want_gw) store_dots8(p, gw + k, first);
   }
   return k;
 }
@@ -328,12 +332,7 @@ inline int64_t backward_t_grouped(const I* __restrict row, const float* __restri
         a[c] = _mm256_fmadd_ps(wk, gv, a[c]);
       }
     }
-    const __m256 h0123 = _mm256_hadd_ps(_mm256_hadd_ps(p[0], p[1]), _mm256_hadd_ps(p[2], p[3]));
-    const __m256 h4567 = _mm256_hadd_ps(_mm256_hadd_ps(p[4], p[5]), _mm256_hadd_ps(p[6], p[7]));
-    __m256 d = _mm256_add_ps(_mm256_permute2f128_ps(h0123, h4567, 0x20),
-                             _mm256_permute2f128_ps(h0123, h4567, 0x31));
-    if (!first_tile) d = _mm256_add_ps(d, _mm256_loadu_ps(dots + k));
-    _mm256_storeu_ps(dots + k, d);
+    store_dots8(p, dots + k, first_tile);
   }
   for (int c = 0; c < C; ++c) _mm256_storeu_ps(acc + 8 * c, a[c]);
   return k;
