@@ -2,7 +2,7 @@
 
 The forward pass and, on CPU with the compiled kernels, the fused backward pass read only the
 canonical CSR ``(crow, col)``. The transposed CSR ``(crow_t, row_t, perm)`` is needed by the
-input gradient of torch's kernels, by the compiled gather form of the input gradient (wide
+input gradient of torch's kernels, by the compiled backward over the transposed pattern (wide
 batches), by :meth:`Connectivity.transpose` and by structured layers that multiply by ``Wᵀ``. It
 costs ``in + 1 + 2 · nnz`` indices, so it is built on first use and kept in a
 :class:`DerivedCache` that knows which index tensors it was built from.
