@@ -91,6 +91,8 @@ def workload_table(name: str, records: dict[str, dict]) -> str:
               for impl, r in records.items() if r.get("round_medians_s")]
     if rounds:
         lines += ["", "Median of each round: " + "; ".join(rounds) + "."]
+    lines += [f"\n{impls_mod.IMPLS[impl].label}: {r['note']}." for impl, r in records.items()
+              if r.get("status") == "ok" and r.get("note")]
     mode = (ours or {}).get("describe", {}) or {}
     if mode.get("mode"):
         lines += ["", f"Our layer ran in mode `{mode['mode']}`."]

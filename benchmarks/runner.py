@@ -120,11 +120,19 @@ def _kill(proc: subprocess.Popen) -> None:
 def pool_rounds(records: list[dict]) -> dict:
     """One record from the rounds of one measurement: the steps of every successful round
     pooled (median and best over all of them), the phase times their rounds' median, the peak
-    the highest; the first record as is when no round succeeded."""
+    the highest; the first record as is when no round succeeded. Rounds that failed are
+    named in the pooled record's ``note``."""
     ok = [r for r in records if r.get("status") == "ok"]
-    if len(ok) < 2:
-        return ok[0] if ok else records[0]
+    if not ok:
+        return records[0]
+    failed = [r for r in records if r.get("status") != "ok"]
     pooled = dict(ok[0])
+    if failed:
+        why = failed[0].get("note") or failed[0].get("status")
+        pooled["note"] = f"{len(failed)} of {len(records)} rounds failed ({why}); " \
+                         f"{len(ok)} pooled"
+    if len(ok) < 2:
+        return pooled
     pooled["times_s"] = [t for r in ok for t in r["times_s"]]
     pooled["median_s"] = statistics.median(pooled["times_s"])
     pooled["min_s"] = min(pooled["times_s"])

@@ -55,8 +55,11 @@ def _compiled_forward(x, w, bias, crow, col):
     return y, x_t
 
 
-def _compiled_backward(x_t, w, grad_y, crow, col, transposed, want_gx, want_gw):
-    """``(grad_w (nnz,) or None, grad_x (batch, in) or None)`` from ``grad_y (batch, out)``."""
+def _compiled_backward(x_t, w, grad_y, crow, col, transposed, want_gx, want_gw, recycle):
+    """``(grad_w (nnz,) or None, grad_x (batch, in) or None)`` from ``grad_y (batch, out)``.
+
+    ``recycle``: whether ``grad_w`` is returned as it is (its buffer is then recycled between
+    steps) rather than converted to the weight's dtype and dropped."""
     n_in, batch = x_t.shape
     private = _ext.threads() * n_in * batch * x_t.element_size()
     fits = _ext.threads() == 1 or private <= kernels.PRIVATE_BYTES
@@ -66,20 +69,22 @@ def _compiled_backward(x_t, w, grad_y, crow, col, transposed, want_gx, want_gw):
         g = grad_y.t() if in_place else _ext.transposed(grad_y)
         grad_x = torch.empty(batch, n_in, dtype=x_t.dtype)
         grad_w, _ = _ext.backward(crow, col, w, x_t, g, n_in, want_gw=want_gw, want_gx=True,
-                                  out=grad_x.t())
+                                  out=grad_x.t(), recycle=recycle)
         return grad_w, grad_x
     # The gather form reads rows of grad_y at random: it gets an (out, batch) copy. The weight
     # gradient alone reads each row once and takes grad_y in place when the batch is narrow.
     g_t = grad_y.t() if in_place and not want_gx else _ext.transposed(grad_y)
     if not want_gx:
-        grad_w, _ = _ext.backward(crow, col, w, x_t, g_t, n_in, want_gw=True, want_gx=False)
+        grad_w, _ = _ext.backward(crow, col, w, x_t, g_t, n_in, want_gw=True, want_gx=False,
+                                  recycle=recycle)
         return grad_w, None
     crow_t, row_t, perm = (t.contiguous() for t in transposed())
     grad_x = torch.empty(batch, n_in, dtype=x_t.dtype) if in_place else None
     out = None if grad_x is None else grad_x.t()
     if want_gw:
         # Both gradients in one sweep: each gathered row of grad_y also meets its edge's input.
-        grad_w, gx_t = _ext.backward_transposed(crow_t, row_t, perm, w, x_t, g_t, out=out)
+        grad_w, gx_t = _ext.backward_transposed(crow_t, row_t, perm, w, x_t, g_t, out=out,
+                                                recycle=recycle)
     else:
         # The values in transposed order once, instead of through perm in every batch tile.
         grad_w, gx_t = None, _ext.spmm(crow_t, row_t, w[perm], g_t, out=out)
@@ -126,7 +131,8 @@ class SparseLinearFunction(torch.autograd.Function):
             w = weight.to(dtype).contiguous()
             fields = (t.contiguous() for t in (crow, col))
             grad_w, grad_x = _compiled_backward(
-                x_t, w, grad_y.to(dtype), *fields, ctx.transposed, want_gx, want_gw
+                x_t, w, grad_y.to(dtype), *fields, ctx.transposed, want_gx, want_gw,
+                recycle=weight.dtype == dtype,
             )
         elif want_gx or want_gw:
             g_t = grad_y.t().to(dtype).contiguous()  # (out, batch)

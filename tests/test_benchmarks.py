@@ -151,7 +151,10 @@ def test_rounds_run_in_new_processes_and_pool_their_steps(tmp_path):
     assert "Median of each round: sparselinear (ours)" in report.workload_table(
         "t", {"ours": pooled})
     failed = {"status": "failed", "note": "boom"}
-    assert runner.pool_rounds([rounds[0], failed]) is rounds[0]
+    partial = runner.pool_rounds([rounds[0], failed])
+    assert partial["times_s"] == rounds[0]["times_s"]
+    assert partial["note"] == "1 of 2 rounds failed (boom); 1 pooled"
+    assert "1 of 2 rounds failed (boom)" in report.workload_table("t", {"ours": partial})
     assert runner.pool_rounds([failed]) is failed
 
 

@@ -66,7 +66,12 @@ def test_small_requests_come_from_the_heap():
     assert buffers.idle_bytes() == 0
 
 
-@pytest.mark.skipif(not kernels.extension_enabled(torch.zeros(1)), reason="no compiled kernels")
+needs_kernels = pytest.mark.skipif(not kernels.extension_enabled(torch.zeros(1)),
+                                   reason="no compiled kernels")
+
+
+@needs_map
+@needs_kernels
 @pytest.mark.parametrize("batch", [3, 100])  # the fused pass and the transposed pass
 def test_gradients_are_right_in_recycled_memory_holding_old_values(monkeypatch, batch):
     monkeypatch.setattr(buffers, "RECYCLE_MIN_BYTES", 0)  # recycle even this small gradient
@@ -85,3 +90,23 @@ def test_gradients_are_right_in_recycled_memory_holding_old_values(monkeypatch, 
     (x64 @ dense.t()).pow(2).sum().backward()
     torch.testing.assert_close(w.grad.double(), w64.grad, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(x.grad.double(), x64.grad, rtol=1e-4, atol=1e-4)
+
+
+@needs_map
+@needs_kernels
+@pytest.mark.parametrize("batch", [3, 100])
+def test_a_gradient_computed_in_another_dtype_is_not_kept(monkeypatch, batch):
+    # float16 weights: the float32 gradient is cast and dropped; keeping its buffer would leave
+    # it idle beside the gradient through the optimizer step.
+    monkeypatch.setattr(buffers, "RECYCLE_MIN_BYTES", 0)
+    conn = Connectivity.random(50, 40, density=0.3, seed=1)
+    x = torch.randn(batch, 40, dtype=torch.float16, requires_grad=True)
+    w = torch.randn(conn.nnz, dtype=torch.float16, requires_grad=True)
+    with kernels.use_backend("extension"):
+        sparse_linear(x, w, conn, mode="sparse").float().pow(2).sum().backward()
+    assert w.grad.dtype == torch.float16 and buffers.idle_bytes() == 0
+    w32 = w.detach().float().requires_grad_()
+    with kernels.use_backend("extension"):
+        sparse_linear(x.detach().float(), w32, conn, mode="sparse").sum().backward()
+    del w32  # its gradient is returned as is, and kept when freed
+    assert buffers.idle_bytes() == conn.nnz * 4

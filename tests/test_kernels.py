@@ -174,7 +174,7 @@ def test_compiled_kernels_every_batch_tile(monkeypatch, sweep_bytes, batch, dtyp
 
 
 @needs_ext
-@pytest.mark.parametrize("batch", [3, 40])
+@pytest.mark.parametrize("batch", [3, 16, 17, 40])  # narrow, 16-wide tile, and their tails
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_transposed_pass_over_columns_of_many_edges_and_none(batch, dtype):
     # Columns of 600 edges take several stack chunks of dot products; column 1 has no edge.
@@ -251,6 +251,7 @@ def fresh_ext(monkeypatch, tmp_path):
 
 def test_missing_compiler_warns_and_falls_back(fresh_ext, monkeypatch):
     monkeypatch.setattr(fresh_ext, "_compiler", lambda: None)
+    assert not fresh_ext.build_expected()  # the test command then accepts the fallback
     with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler found"):
         assert not fresh_ext.available()
     conn = Connectivity.random(5, 6, density=0.5, seed=0)
@@ -282,8 +283,11 @@ def test_builds_into_the_build_dir_and_reuses_it(fresh_ext, tmp_path):
 
 
 def test_disabled_by_environment(fresh_ext, monkeypatch):
+    monkeypatch.setattr(fresh_ext, "_compiler", lambda: "/usr/bin/c++")
+    assert fresh_ext.build_expected()
     monkeypatch.setenv("SPARSELINEAR_DISABLE_EXTENSION", "1")
     assert fresh_ext.load() is None and not fresh_ext.available()
+    assert not fresh_ext.build_expected()
 
 
 def test_backend_names():

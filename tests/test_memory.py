@@ -71,7 +71,10 @@ def test_working_memory_of_the_compiled_kernels_hand_computed(monkeypatch):
     single = step_transients(needs_input_grad=True, threads=1, **kw)
     assert single.backward == 2 * IN * BATCH * 4
     half = step_transients(**{**kw, "itemsize": 2}, needs_input_grad=False, threads=2)
-    assert half.forward == OUT * BATCH * 4 and half.backward == OUT * BATCH * 4
+    # the float32 result beside its cast and the weight's float32 copy; in backward the float32
+    # grad_y, the weight's copy and the float32 weight gradient beside its cast
+    assert half.forward == OUT * BATCH * 4 + NNZ * 4
+    assert half.backward == OUT * BATCH * 4 + 2 * NNZ * 4
     wide = step_transients(**{**kw, "batch": 256}, needs_input_grad=True, threads=2)
     # the (out, batch) copy of grad_y, grad_x gathered over the transposed pattern (with the
     # weight gradient) and its batch-major copy (more than building the pattern here)
@@ -327,16 +330,18 @@ def test_measure_training_runs_real_steps():
 
 _COMPARE = """
 import json, sys
+import torch
 sys.path.insert(0, {root!r})
 from sparselinear import Connectivity, SparseLinear, kernels, memory
 memory.follow_live_memory()
 memory.warm_up()
 results = []
-for n, nnz, batch, opt in {cases!r}:
-    est = memory.estimate((n, n), nnz=nnz, batch_size=batch, optimizer=opt)
-    build = lambda: SparseLinear(n, n, Connectivity.random(n, n, nnz=nnz, seed=0))
+for n, nnz, batch, opt, dtype in {cases!r}:
+    dtype = getattr(torch, dtype)
+    est = memory.estimate((n, n), nnz=nnz, batch_size=batch, optimizer=opt, dtype=dtype)
+    build = lambda: SparseLinear(n, n, Connectivity.random(n, n, nnz=nnz, seed=0), dtype=dtype)
     run = memory.measure_training(build, batch_size=batch, in_features=n, out_features=n,
-                                  optimizer=opt, steps=2, progress=False)
+                                  optimizer=opt, steps=2, progress=False, dtype=dtype)
     results.append([est.total, run.measurement.increase])
     del run
 print(json.dumps(results))
@@ -345,7 +350,9 @@ print(json.dumps(results))
 
 def test_estimate_matches_measurement_at_small_size():
     # In a fresh process, with the allocator returning freed memory (as the CLI does).
-    cases = [(6000, 600_000, 32, "adam"), (2000, 100_000, 256, "sgd")]
+    # float16 weights: computed in float32, with float32 temporaries the estimate counts
+    cases = [(6000, 600_000, 32, "adam", "float32"), (2000, 100_000, 256, "sgd", "float32"),
+             (6000, 2_000_000, 32, "sgd", "float16")]
     code = _COMPARE.format(root=str(ROOT), cases=cases)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=120).stdout

@@ -42,6 +42,7 @@ __all__ = [
     "available",
     "backward",
     "backward_transposed",
+    "build_expected",
     "empty",
     "idle_bytes",
     "load",
@@ -204,6 +205,12 @@ def available() -> bool:
     return load() is not None
 
 
+def build_expected() -> bool:
+    """Whether the kernels should build here: a C++ compiler is found and they are not disabled
+    (``SPARSELINEAR_DISABLE_EXTENSION``). The test command checks that they then did."""
+    return not _disabled() and _compiler() is not None
+
+
 def threads() -> int:
     """Threads the kernels use: ``torch.get_num_threads()`` (1 without OpenMP)."""
     return max(1, torch.get_num_threads()) if _openmp else 1
@@ -276,19 +283,26 @@ def spmm(crow: torch.Tensor, col: torch.Tensor, w: torch.Tensor, x: torch.Tensor
     return y
 
 
+def _gradient_buffer(numel: int, dtype: torch.dtype, recycle: bool) -> torch.Tensor:
+    return recycled_empty(numel, dtype) if recycle else torch.empty(numel, dtype=dtype)
+
+
 def backward_transposed(crow_t: torch.Tensor, row_t: torch.Tensor, perm: torch.Tensor,
                         w: torch.Tensor, x: torch.Tensor, g: torch.Tensor, *,
-                        out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                        out: torch.Tensor | None = None,
+                        recycle: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Both gradients in one pass over the transposed pattern: ``(gw (nnz,), gx (n_cols, B))``.
 
     ``crow_t``, ``row_t`` and ``perm`` are the transposed pattern and the forward position of
     each of its edges; ``w`` the values in the forward order. ``x (n_cols, B)`` and
     ``g (n_rows, B)`` are contiguous; ``gx`` is written into ``out`` (any strides, e.g. the
     transposed view of a ``(B, n_cols)`` tensor) or a new contiguous tensor, ``gw`` in the
-    forward order.
+    forward order, in a recycled buffer (:func:`recycled_empty`) when ``recycle`` is set: pass
+    ``False`` when ``gw`` is a temporary (e.g. converted to another dtype and dropped), whose
+    kept buffer would otherwise sit idle beside the gradient until the next backward pass.
     """
     n_cols, batch = crow_t.numel() - 1, g.shape[1]
-    gw = recycled_empty(row_t.numel(), g.dtype)
+    gw = _gradient_buffer(row_t.numel(), g.dtype, recycle)
     gx = torch.empty(n_cols, batch, dtype=g.dtype) if out is None else out
     _fn("backward_t", w, row_t)(crow_t.data_ptr(), row_t.data_ptr(), perm.data_ptr(),
                                 w.data_ptr(), x.data_ptr(), g.data_ptr(), gw.data_ptr(),
@@ -299,15 +313,16 @@ def backward_transposed(crow_t: torch.Tensor, row_t: torch.Tensor, perm: torch.T
 
 def backward(crow: torch.Tensor, col: torch.Tensor, w: torch.Tensor, x: torch.Tensor,
              g: torch.Tensor, n_cols: int, *, want_gw: bool, want_gx: bool,
-             out: torch.Tensor | None = None):
+             out: torch.Tensor | None = None, recycle: bool = True):
     """One fused pass over the forward pattern: ``(gw (nnz,) or None, gx (n_cols, B) or None)``.
 
     ``g (n_rows, B)`` may have any strides. ``gx`` is accumulated in one private
     ``(n_cols, B)`` buffer per thread, then summed into ``out`` (any strides) or a new tensor.
+    ``recycle`` as for :func:`backward_transposed`.
     """
     n_rows, batch = crow.numel() - 1, g.shape[1]
     n_threads = threads()
-    gw = recycled_empty(col.numel(), g.dtype) if want_gw else None
+    gw = _gradient_buffer(col.numel(), g.dtype, recycle) if want_gw else None
     private = None
     if want_gx:
         private = empty(n_threads, n_cols, batch, dtype=g.dtype)

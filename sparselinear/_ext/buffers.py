@@ -10,7 +10,9 @@ Large buffers are mapped on their own (anonymous ``mmap``) instead of coming fro
   backward pass), as PyTorch's CUDA caching allocator does. Memory fresh from the OS costs a page
   fault and a page clear for every 4 KB on first touch, about 20 ms per 60 MB per step on the
   2-core test machine; a recycled buffer costs none. :func:`release_idle` returns the kept
-  memory; at most :data:`RECYCLE_IDLE_BYTES` of it is kept.
+  memory; at most :data:`RECYCLE_IDLE_BYTES` of it is kept. Like any tensor over memory it
+  does not own, such a gradient cannot be resized in place (``resize_``); every other tensor
+  operation works on it.
 """
 
 from __future__ import annotations

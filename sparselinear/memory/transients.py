@@ -19,8 +19,14 @@ The model, per phase, for the compiled CPU kernels (:mod:`sparselinear._ext`, fl
   place, or copied so for wide batches; a frozen weight adds its values in the transposed
   order, not modelled). The
   weight gradient is counted as a gradient: its buffer is recycled between steps
-  (:mod:`sparselinear._ext.buffers`), which never adds to the peak when ``zero_grad`` sets
-  gradients to ``None`` (the buffer is idle only while the forward pass runs).
+  (:mod:`sparselinear._ext.buffers`), which does not add to the peak when ``zero_grad`` sets
+  gradients to ``None`` (the buffer is idle only while the forward pass runs). With
+  ``set_to_none=False`` the gradient stays allocated, and each backward pass writes a new
+  buffer that is added into it and then kept: one idle gradient-sized buffer per distinct size,
+  resident through the optimizer step (not modelled).
+* float16/bfloat16 weights: a float32 copy of the values in each pass, and in backward the
+  float32 weight gradient beside its cast (that float32 buffer is not recycled: it is a
+  temporary, freed when the cast is made).
 
 For torch's kernels (CUDA, float16/bfloat16 on CPU, or the ``"torch"`` backend), per phase (CPU
 figures measured on torch 2.13):
@@ -173,6 +179,10 @@ def _compiled_transients(
     wide = batch > STRIDED_MAX_BATCH  # the kernels work on (features, batch) copies
     # y is written in place of the output, or into an (out, batch) copy first
     forward = n_out * batch * dc if converts or wide else 0
+    # float16/bfloat16 weights: their float32 copy (forward and backward) and the float32 weight
+    # gradient, a temporary beside its cast (the cast is the gradient)
+    weight_copy = nnz * dc if converts else 0
+    forward += weight_copy
     # grad_y takes the place of the released output; float32 copy for half inputs
     grad_y_copy = n_out * batch * dc if converts else 0
     g_copy = n_out * batch * dc  # grad_y as (out, batch)
@@ -190,7 +200,7 @@ def _compiled_transients(
             gathered = (2 if wide else 1) * n_in * batch * dc
             grad_x = g_copy + max(gathered, build)
             gathers = True
-    backward = grad_y_copy + grad_x
+    backward = grad_y_copy + grad_x + 2 * weight_copy
     return StepTransients(forward=forward, backward=backward, optimizer=0, transposed=gathers)
 
 
