@@ -6,7 +6,8 @@
     python benchmarks/compare.py --tiny --all   # small stand-ins: checks the harness in ~2 min
 
 Each measurement (implementation × workload) runs in its own process: a full training step
-(forward, MSE loss, backward including the input gradient, Adam), the median of several steps
+(forward, MSE loss, backward including the input gradient, Adam: torch's fused implementation
+for every implementation unless ``--adam for-loop``), the median of several steps
 after a warm-up, and the peak resident memory above the input data. Every implementation gets
 the same pattern and the same initial weights, and its output and gradients are checked
 against ours. Peers run in their own virtualenvs (``benchmarks/setup_peers.sh``); a peer that is
@@ -81,6 +82,10 @@ def parse_args(argv):
     p.add_argument("--threads", type=int, default=2, help="threads of the main workloads")
     p.add_argument("--no-input-grad", action="store_true",
                    help="do not compute the gradient of the input (first-layer case)")
+    p.add_argument("--adam", choices=("fused", "for-loop"), default="fused",
+                   help="the same torch.optim.Adam for every implementation: 'fused' "
+                        "(fused=True, one pass, the fastest on CPU; default) or 'for-loop' "
+                        "(torch's default on CPU)")
     p.add_argument("--ours-mode", default=None,
                    help="pass mode=... to our SparseLinear (if it has one)")
     p.add_argument("--python", default=sys.executable,
@@ -219,6 +224,14 @@ def summarise(results: dict) -> dict:
     return s
 
 
+ADAM_TEXT = {
+    "fused": "Adam (`torch.optim.Adam(fused=True)` for every implementation: one pass over "
+             "the parameters, no temporaries, the fastest Adam torch has on CPU)",
+    "for-loop": "Adam (torch's default on CPU, the for-loop implementation, for every "
+                "implementation)",
+}
+
+
 def render(results: dict, plot_paths: dict) -> str:
     """The markdown results section."""
     m = results["machine"]
@@ -231,7 +244,8 @@ def render(results: dict, plot_paths: dict) -> str:
         " — other jobs running at the same time make every number slower and noisier.",
         "",
         "Step = forward + MSE loss + backward"
-        f"{' (with input gradient)' if results['input_grad'] else ''} + Adam; median of up "
+        f"{' (with input gradient)' if results['input_grad'] else ''} + "
+        f"{ADAM_TEXT[results.get('adam', 'for-loop')]}; median of up "
         f"to {results['steps']} steps after {results['warmup']} warm-up step(s)"
         + (f", pooled over {results['rounds']} interleaved rounds (a new process each) for "
            f"{', '.join(results['round_impls'])} on the main workloads — the machine's speed "
@@ -332,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         python=args.python, cache_dir=cache, pattern_dir=args.patterns,
         mem_limit_bytes=mem_limit, warmup=args.warmup, steps=args.steps,
         timeout_s=args.timeout, input_grad=not args.no_input_grad, ours_mode=args.ours_mode,
+        adam=args.adam,
         retry_failed=args.retry_failed,
     )
     results: dict = {
@@ -341,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(), "torch": torch_version(args.python),
         "load_start": [round(v, 2) for v in os.getloadavg()],
         "mem_limit_gb": round(mem_limit / GB, 1), "input_grad": settings.input_grad,
+        "adam": settings.adam,
         "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds,
         "round_impls": sorted(round_impls),
         "main": {}, "sweeps": {}, "floor": None, "floor_rows": [],

@@ -46,6 +46,7 @@ class Settings:
     timeout_s: float = 420.0
     input_grad: bool = True
     ours_mode: str | None = None
+    adam: str = "fused"  # or "for-loop"
     retry_failed: bool = False
     verbose: bool = True
 
@@ -162,7 +163,7 @@ def measure(impl: str, w: Workload, pattern_path: str, s: Settings,
     spec = {"impl": impl, "pattern": pattern_path, "batch": w.batch, "threads": w.threads,
             "warmup": s.warmup, "steps": s.steps, "min_steps": s.min_steps,
             "max_seconds": s.max_seconds, "input_grad": s.input_grad, "seed": w.seed,
-            "options": options}
+            "options": options, "adam": s.adam}
     if round_index:
         spec["round"] = round_index
     fingerprint = hashlib.sha1(json.dumps(

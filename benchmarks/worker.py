@@ -4,7 +4,8 @@ Started by ``compare.py`` with the implementation's own Python (its virtualenv);
 run by hand, though ``python benchmarks/worker.py '<json spec>'`` works for debugging.
 
 The step is a full training step: ``zero_grad``, forward, MSE loss, backward (also to the input,
-as for a hidden layer, unless ``input_grad`` is false), ``Adam.step``. Peak memory is the
+as for a hidden layer, unless ``input_grad`` is false), ``Adam.step`` (``fused=True`` when the
+spec's ``adam`` is ``"fused"``, else torch's default implementation). Peak memory is the
 process's peak resident set (``VmHWM``) above the resident set once the input data (pattern
 arrays, input, target) is built, the implementation's modules are imported and PyTorch's
 autograd and optimizer machinery has run once (on a tiny ``nn.Linear``). The high-water mark is
@@ -79,7 +80,10 @@ def run(spec: dict) -> dict:
 
     t0 = time.perf_counter()
     model = implementations.build(spec["impl"], arrays, spec.get("options"))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    adam = spec.get("adam", "for-loop")
+    out["adam"] = adam
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4,
+                                 **({"fused": True} if adam == "fused" else {}))
     out["build_s"] = time.perf_counter() - t0
     out["build_peak_mb"] = _hwm_mb() - rss_data
     if hasattr(model, "describe"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import statistics
@@ -9,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
 sys.path.insert(0, BENCH)
@@ -132,6 +134,12 @@ def test_measure_runs_caches_and_agrees(tmp_path):
         assert json.load(f)["fingerprint"] == again["fingerprint"]
     table = report.workload_table("t", recs)
     assert "| sparselinear (ours) |" in table and "1.00×" in table
+    assert recs["ours"]["adam"] == s.adam == "fused"
+    # the other Adam is another measurement, not the cached one
+    for_loop = runner.measure("ours", w, path, dataclasses.replace(s, adam="for-loop"))
+    assert not for_loop.get("cached") and for_loop["adam"] == "for-loop"
+    assert for_loop["fingerprint"] != again["fingerprint"]
+    torch.testing.assert_close(for_loop["check"]["gw"], recs["ours"]["check"]["gw"])
 
 
 def test_rounds_run_in_new_processes_and_pool_their_steps(tmp_path):

@@ -100,8 +100,12 @@ def test_working_memory_hand_computed(torch_kernels):
     # + the gathered weight copy and grad_x while sddmm runs
     assert t2.backward == t.backward + NNZ * 4 + IN * BATCH * 4
     assert optimizer_transient("adam", [NNZ, OUT], 4, "cpu") == 2 * NNZ * 4
+    # the previous parameter's result is alive while the next one's are computed
+    assert optimizer_transient("adam", [OUT, NNZ], 4, "cpu") == (OUT + 2 * NNZ) * 4
     assert optimizer_transient("adam", [NNZ, OUT], 4, "cuda") == (NNZ + OUT) * 4
     assert optimizer_transient("momentum", [NNZ, OUT], 4, "cpu") == 0
+    assert optimizer_transient("adam", [NNZ, OUT], 4, "cpu", "foreach") == (NNZ + OUT) * 4
+    assert optimizer_transient("adam", [NNZ, OUT], 4, "cpu", "fused") == 0
     assert small(optimizer="sgd").layers[0].sparse["working"] == t.backward
     assert small(input_requires_grad=True).layers[0].sparse["working"] == t2.backward
 
@@ -237,8 +241,45 @@ def test_optimizer_from_instance():
     assert memory.resolve_optimizer(torch.optim.SGD(p, lr=0.1)).slots == 0
     assert memory.resolve_optimizer(torch.optim.RMSprop(p, momentum=0.9, centered=True)).slots == 3
     assert memory.resolve_optimizer(torch.optim.Adagrad(p)).slots == 1
+    fused = memory.resolve_optimizer(torch.optim.Adam(p, fused=True))
+    assert fused.implementation == "fused" and fused.label == "Adam (fused)"
+    assert memory.resolve_optimizer(torch.optim.Adam(p, foreach=True)).implementation == "foreach"
+    assert memory.resolve_optimizer(torch.optim.Adam(p)).implementation is None
     with pytest.raises(SparseLinearTypeError, match="Cannot tell how much state LBFGS"):
         memory.resolve_optimizer(torch.optim.LBFGS(p))
+
+
+_ADAM = """
+import json, sys
+import torch
+sys.path.insert(0, {root!r})
+from sparselinear import memory
+memory.follow_live_memory()
+out = []
+for implementation in (None, "foreach", "fused"):
+    params = [torch.nn.Parameter(torch.randn(n)) for n in {sizes!r}]
+    kwargs = {{implementation: True}} if implementation else {{}}
+    opt = torch.optim.Adam(params, lr=1e-3, **kwargs)
+    for p in params:
+        p.grad = torch.randn_like(p)
+    opt.step()  # creates the state
+    out.append([implementation, memory.measure(opt.step).increase])
+    del opt, params
+print(json.dumps(out))
+"""
+
+
+def test_adam_temporaries_match_the_model():
+    # In a fresh process whose allocator returns freed memory, so that the peak is exactly
+    # what the step held.
+    sizes = [6_000_000, 4_000_000]
+    code = _ADAM.format(root=str(ROOT), sizes=sizes)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120).stdout
+    for implementation, measured in json.loads(out.strip().splitlines()[-1]):
+        spec = memory.resolve_optimizer("adam")
+        expected = optimizer_transient(spec.kind, sizes, 4, "cpu", implementation)
+        assert abs(measured - expected) <= max(2e6, 0.1 * expected), (implementation, measured)
 
 
 # ---------------------------------------------------------------------------- measurement

@@ -213,8 +213,9 @@ def _layer(
         compiled=compiled_kernels_run(device.type, str(cdt).removeprefix("torch.")),
         threads=torch.get_num_threads(),
     )
-    opt = optimizer_transient(spec.kind, [nnz, n_bias], d, device.type)
-    dense_opt = optimizer_transient(spec.kind, [n_out * n_in, n_bias], d, device.type)
+    opt = optimizer_transient(spec.kind, [nnz, n_bias], d, device.type, spec.implementation)
+    dense_opt = optimizer_transient(spec.kind, [n_out * n_in, n_bias], d, device.type,
+                                    spec.implementation)
     sparse = {
         "values": params * d,
         "gradients": params * d,
@@ -390,8 +391,9 @@ def _estimate_module(
     }
     item = (dtype or (first_param.dtype if first_param is not None else torch.float32)).itemsize
     other_sizes = [p.numel() for p in other_params]
-    opt = optimizer_transient(spec.kind, sizes + other_sizes, item, dev.type)
-    dense_opt = optimizer_transient(spec.kind, dense_sizes + other_sizes, item, dev.type)
+    opt = optimizer_transient(spec.kind, sizes + other_sizes, item, dev.type, spec.implementation)
+    dense_opt = optimizer_transient(spec.kind, dense_sizes + other_sizes, item, dev.type,
+                                    spec.implementation)
     return MemoryEstimate(
         batch, spec.label, spec.slots, str(dev), layers, other,
         working=max(working, opt - act_sum, 0),

@@ -24,11 +24,13 @@ OPTIMIZERS = {
 @dataclass(frozen=True)
 class OptimizerSpec:
     """``kind`` is a key of :data:`OPTIMIZERS` or ``"other"``; ``slots`` state tensors per
-    parameter, each the parameter's size."""
+    parameter, each the parameter's size; ``implementation`` the one an optimizer instance
+    asked for (``"fused"`` or ``"foreach"``), or ``None`` for torch's default on the device."""
 
     kind: str
     slots: int
     label: str
+    implementation: str | None = None
 
 
 def _from_instance(opt: torch.optim.Optimizer) -> OptimizerSpec:
@@ -39,7 +41,10 @@ def _from_instance(opt: torch.optim.Optimizer) -> OptimizerSpec:
     if isinstance(opt, (torch.optim.Adam, torch.optim.AdamW)):
         kind = "adamw" if isinstance(opt, torch.optim.AdamW) else "adam"
         slots = 3 if group.get("amsgrad") else 2
-        return OptimizerSpec(kind, slots, name + (" (amsgrad)" if slots == 3 else ""))
+        implementation = next((k for k in ("fused", "foreach") if group.get(k)), None)
+        label = name + (" (amsgrad)" if slots == 3 else "")
+        label += f" ({implementation})" if implementation else ""
+        return OptimizerSpec(kind, slots, label, implementation)
     simple = {torch.optim.Adagrad: 1, torch.optim.Adamax: 2, torch.optim.NAdam: 2,
               torch.optim.RAdam: 2, torch.optim.Adadelta: 2}
     for cls, slots in simple.items():
@@ -60,7 +65,7 @@ def resolve_optimizer(optimizer: Any) -> OptimizerSpec:
     Examples::
 
         >>> resolve_optimizer("adam")
-        OptimizerSpec(kind='adam', slots=2, label='Adam')
+        OptimizerSpec(kind='adam', slots=2, label='Adam', implementation=None)
         >>> resolve_optimizer(3).slots
         3
     """

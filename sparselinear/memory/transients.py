@@ -41,8 +41,10 @@ figures measured on torch 2.13):
   gradient (counted as a gradient) and per chunk a zero value array and ``sampled_addmm``'s result
   (values and int64 column indices: about ``2 * itemsize + 8`` bytes per edge of the chunk).
 * optimizer step: the single-tensor Adam/AdamW used on CPU holds two parameter-sized
-  temporaries (``sqrt`` and the division) of the parameter it is updating; the multi-tensor
-  version used on CUDA holds one temporary for all parameters at once. SGD, with or without
+  temporaries (``sqrt`` and the division) of the parameter it is updating and the division of
+  the parameter before it (in ``parameters()`` order); the multi-tensor
+  version used on CUDA (or asked for with ``foreach=True``) holds one temporary for all
+  parameters at once; the fused one (``fused=True``) none. SGD, with or without
   momentum, updates in place. Other optimizers are assumed to update in place.
 
 With either kernels, the transposed pattern (``crow_t``, ``row_t``, ``perm``) is read only for the
@@ -150,15 +152,21 @@ def step_transients(
     )
 
 
-def optimizer_transient(kind: str, param_sizes: list[int], itemsize: int, device_type: str) -> int:
+def optimizer_transient(kind: str, param_sizes: list[int], itemsize: int, device_type: str,
+                        implementation: str | None = None) -> int:
     """Temporaries of one ``optimizer.step()`` over parameters of ``param_sizes`` elements.
 
-    ``kind`` is ``"sgd"``, ``"momentum"``, ``"adam"``, ``"adamw"`` or ``"other"``.
+    ``kind`` is ``"sgd"``, ``"momentum"``, ``"adam"``, ``"adamw"`` or ``"other"``;
+    ``implementation`` ``"fused"``, ``"foreach"`` or ``None`` (torch's default: single-tensor on
+    CPU, multi-tensor on CUDA).
     """
-    if kind not in ("adam", "adamw") or not param_sizes:
-        return 0
-    if device_type == "cpu":
-        return 2 * max(param_sizes) * itemsize  # single-tensor: sqrt() and the division
+    if kind not in ("adam", "adamw") or not param_sizes or implementation == "fused":
+        return 0  # the fused kernel updates in place
+    if device_type == "cpu" and implementation != "foreach":
+        # single-tensor: sqrt() and the division, while the previous parameter's result (the
+        # loop's ``denom``) is still referenced
+        previous = [0, *param_sizes[:-1]]
+        return max(2 * n + p for n, p in zip(param_sizes, previous)) * itemsize
     return sum(param_sizes) * itemsize  # multi-tensor: one _foreach_sqrt over all parameters
 
 
