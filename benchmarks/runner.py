@@ -121,8 +121,8 @@ def _kill(proc: subprocess.Popen) -> None:
 def pool_rounds(records: list[dict]) -> dict:
     """One record from the rounds of one measurement: the steps of every successful round
     pooled (median and best over all of them), the phase times their rounds' median, the peak
-    the highest; the first record as is when no round succeeded. Rounds that failed are
-    named in the pooled record's ``note``."""
+    the highest; the first record as is when no round succeeded. Rounds that did not complete
+    (failed, timed out, skipped) are counted in the pooled record's ``note``."""
     ok = [r for r in records if r.get("status") == "ok"]
     if not ok:
         return records[0]
@@ -130,8 +130,9 @@ def pool_rounds(records: list[dict]) -> dict:
     pooled = dict(ok[0])
     if failed:
         why = failed[0].get("note") or failed[0].get("status")
-        pooled["note"] = f"{len(failed)} of {len(records)} rounds failed ({why}); " \
-                         f"{len(ok)} pooled"
+        missing = f"{len(failed)} of {len(records)} rounds did not complete ({why}); " \
+            f"{len(ok)} pooled"
+        pooled["note"] = "; ".join(n for n in (pooled.get("note"), missing) if n)
     if len(ok) < 2:
         return pooled
     pooled["times_s"] = [t for r in ok for t in r["times_s"]]

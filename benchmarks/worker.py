@@ -81,9 +81,11 @@ def run(spec: dict) -> dict:
     t0 = time.perf_counter()
     model = implementations.build(spec["impl"], arrays, spec.get("options"))
     adam = spec.get("adam", "for-loop")
-    out["adam"] = adam
+    if adam not in ("fused", "for-loop"):
+        raise ValueError(f"'adam' must be 'fused' or 'for-loop'; got {adam!r}")
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4,
                                  **({"fused": True} if adam == "fused" else {}))
+    out["adam"] = "fused" if optimizer.param_groups[0].get("fused") else "for-loop"
     out["build_s"] = time.perf_counter() - t0
     out["build_peak_mb"] = _hwm_mb() - rss_data
     if hasattr(model, "describe"):

@@ -58,8 +58,8 @@ def _compiled_forward(x, w, bias, crow, col):
 def _compiled_backward(x_t, w, grad_y, crow, col, transposed, want_gx, want_gw, recycle):
     """``(grad_w (nnz,) or None, grad_x (batch, in) or None)`` from ``grad_y (batch, out)``.
 
-    ``recycle``: whether ``grad_w`` is returned as it is (its buffer is then recycled between
-    steps) rather than converted to the weight's dtype and dropped."""
+    ``recycle``: whether ``grad_w`` becomes a leaf's gradient as it is (its buffer is then
+    recycled between steps) rather than a temporary (cast, or passed on to a parametrization)."""
     n_in, batch = x_t.shape
     private = _ext.threads() * n_in * batch * x_t.element_size()
     fits = _ext.threads() == 1 or private <= kernels.PRIVATE_BYTES
@@ -118,6 +118,9 @@ class SparseLinearFunction(torch.autograd.Function):
         ctx.save_for_backward(x_t, weight, crow, col)
         ctx.transposed = transposed
         ctx.has_bias = bias is not None
+        # The weight gradient's buffer is kept between steps only when it becomes a leaf's
+        # .grad as it is: not cast, and not passed on through a constraint or a gather.
+        ctx.recycle = weight.is_leaf and weight.dtype == dtype
         return y
 
     @staticmethod
@@ -132,7 +135,7 @@ class SparseLinearFunction(torch.autograd.Function):
             fields = (t.contiguous() for t in (crow, col))
             grad_w, grad_x = _compiled_backward(
                 x_t, w, grad_y.to(dtype), *fields, ctx.transposed, want_gx, want_gw,
-                recycle=weight.dtype == dtype,
+                recycle=ctx.recycle,
             )
         elif want_gx or want_gw:
             g_t = grad_y.t().to(dtype).contiguous()  # (out, batch)

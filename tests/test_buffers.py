@@ -5,8 +5,9 @@ import gc
 import pytest
 import torch
 
-from sparselinear import Connectivity, kernels
+from sparselinear import Connectivity, SparseLinear, kernels
 from sparselinear._ext import buffers
+from sparselinear.constraints import Sign, constrain
 from sparselinear.functional import sparse_linear
 
 LARGE = buffers.RECYCLE_MIN_BYTES // 4  # float32 values in the smallest recycled buffer
@@ -110,3 +111,17 @@ def test_a_gradient_computed_in_another_dtype_is_not_kept(monkeypatch, batch):
         sparse_linear(x.detach().float(), w32, conn, mode="sparse").sum().backward()
     del w32  # its gradient is returned as is, and kept when freed
     assert buffers.idle_bytes() == conn.nnz * 4
+
+
+@needs_map
+@needs_kernels
+def test_a_gradient_passed_on_through_a_constraint_is_not_kept(monkeypatch):
+    # The kernel's weight gradient is the constrained weight's, a temporary: the free
+    # parameter's gradient is another tensor.
+    monkeypatch.setattr(buffers, "RECYCLE_MIN_BYTES", 0)
+    conn = Connectivity.random(50, 40, density=0.3, seed=1)
+    layer = constrain(SparseLinear(40, 50, conn, mode="sparse"), Sign(torch.ones(conn.nnz)))
+    with kernels.use_backend("extension"):
+        layer(torch.randn(3, 40)).sum().backward()
+    assert layer.parametrizations.weight.original.grad is not None
+    assert buffers.idle_bytes() == 0

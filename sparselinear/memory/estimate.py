@@ -282,6 +282,8 @@ def estimate(
         batch_size: rows of the flattened input, ``x.reshape(-1, in_features).shape[0]``.
         optimizer: ``"sgd"``, ``"momentum"``, ``"adam"``, ``"adamw"``, an ``int`` number of
             state slots per parameter (any other optimizer), or a ``torch.optim.Optimizer``.
+            A name means torch's default implementation; pass the instance to account for
+            ``Adam(fused=True)`` (no temporaries) or ``foreach``.
         dtype: parameter dtype; default: the model's, or ``torch.get_default_dtype()``.
         nnz, density: the number of edges (or their fraction) when ``model`` is a shape.
         bias: whether a layer described by shape or Connectivity has a bias.
@@ -360,7 +362,7 @@ def _estimate_module(
     layers, seen = [], set()
     act_sum = dense_act_sum = 0
     working = dense_working = 0
-    sizes, dense_sizes = [], []
+    dense_numel = {}  # id of a sparse layer's weight parameter -> its dense equivalent's size
     for name, module in model.named_modules():
         if not isinstance(module, SparseLinear):
             continue
@@ -377,9 +379,9 @@ def _estimate_module(
         act_sum, dense_act_sum = act_sum + act, dense_act_sum + dense_act
         working = max(working, layer.sparse["working"])
         dense_working = max(dense_working, layer.dense["working"])
-        n_bias = module.out_features if module.bias is not None else 0
-        sizes += [module.nnz, n_bias]
-        dense_sizes += [module.out_features * module.in_features, n_bias]
+        for pname, p in module.named_parameters():
+            if not pname.endswith("bias"):  # the weight, or its free parameter when constrained
+                dense_numel[id(p)] = module.out_features * module.in_features
     other_params = [p for p in params if id(p) not in seen]
     other_bytes = sum(p.numel() * (dtype or p.dtype).itemsize for p in other_params)
     other = {
@@ -390,10 +392,12 @@ def _estimate_module(
         "optimizer_state": spec.slots * other_bytes,
     }
     item = (dtype or (first_param.dtype if first_param is not None else torch.float32)).itemsize
-    other_sizes = [p.numel() for p in other_params]
-    opt = optimizer_transient(spec.kind, sizes + other_sizes, item, dev.type, spec.implementation)
-    dense_opt = optimizer_transient(spec.kind, dense_sizes + other_sizes, item, dev.type,
-                                    spec.implementation)
+    # the parameters the optimizer updates, in its order (that of model.parameters())
+    trained = [p for p in params if p.requires_grad]
+    sizes = [p.numel() for p in trained]
+    dense_sizes = [dense_numel.get(id(p), p.numel()) for p in trained]
+    opt = optimizer_transient(spec.kind, sizes, item, dev.type, spec.implementation)
+    dense_opt = optimizer_transient(spec.kind, dense_sizes, item, dev.type, spec.implementation)
     return MemoryEstimate(
         batch, spec.label, spec.slots, str(dev), layers, other,
         working=max(working, opt - act_sum, 0),

@@ -25,7 +25,8 @@ OPTIMIZERS = {
 class OptimizerSpec:
     """``kind`` is a key of :data:`OPTIMIZERS` or ``"other"``; ``slots`` state tensors per
     parameter, each the parameter's size; ``implementation`` the one an optimizer instance
-    asked for (``"fused"`` or ``"foreach"``), or ``None`` for torch's default on the device."""
+    asked for (``"fused"``, ``"foreach"`` or ``"for-loop"``), or ``None`` for torch's default on
+    the device (a name such as ``"adam"`` always means the default)."""
 
     kind: str
     slots: int
@@ -42,8 +43,10 @@ def _from_instance(opt: torch.optim.Optimizer) -> OptimizerSpec:
         kind = "adamw" if isinstance(opt, torch.optim.AdamW) else "adam"
         slots = 3 if group.get("amsgrad") else 2
         implementation = next((k for k in ("fused", "foreach") if group.get(k)), None)
-        label = name + (" (amsgrad)" if slots == 3 else "")
-        label += f" ({implementation})" if implementation else ""
+        if implementation is None and group.get("foreach") is False:
+            implementation = "for-loop"
+        notes = [n for n in ("amsgrad" if slots == 3 else None, implementation) if n]
+        label = name + (f" ({', '.join(notes)})" if notes else "")
         return OptimizerSpec(kind, slots, label, implementation)
     simple = {torch.optim.Adagrad: 1, torch.optim.Adamax: 2, torch.optim.NAdam: 2,
               torch.optim.RAdam: 2, torch.optim.Adadelta: 2}

@@ -5,7 +5,8 @@ This is the one place that knows what :mod:`sparselinear.autograd` and :mod:`spa
 allocate. When those change, update :func:`step_transients` (and its calibration test in
 ``tests/test_memory.py``); nothing else in :mod:`sparselinear.memory` needs to.
 
-The model, per phase, for the compiled CPU kernels (:mod:`sparselinear._ext`, float32/float64):
+The model, per phase, for the compiled CPU kernels (:mod:`sparselinear._ext`; float32/float64,
+and float16/bfloat16 computed in float32):
 
 * forward: the kernel writes the output ``(batch, out)`` itself (bias included), or for a
   batch wider than ``autograd.STRIDED_MAX_BATCH`` an ``(out, batch)`` copy first; a
@@ -26,9 +27,11 @@ The model, per phase, for the compiled CPU kernels (:mod:`sparselinear._ext`, fl
   resident through the optimizer step (not modelled).
 * float16/bfloat16 weights: a float32 copy of the values in each pass, and in backward the
   float32 weight gradient beside its cast (that float32 buffer is not recycled: it is a
-  temporary, freed when the cast is made).
+  temporary, freed when the cast is made; so is the gradient of a constrained weight, passed
+  on to its free parameter, not modelled).
 
-For torch's kernels (CUDA, float16/bfloat16 on CPU, or the ``"torch"`` backend), per phase (CPU
+For torch's kernels (CUDA, the ``"torch"`` backend, or CPU without the compiled kernels; they
+compute float16/bfloat16 on CPU in float32), per phase (CPU
 figures measured on torch 2.13):
 
 * forward: ``spmm`` writes ``y_t (out, batch)``, which stays alive beside the returned output
@@ -157,12 +160,12 @@ def optimizer_transient(kind: str, param_sizes: list[int], itemsize: int, device
     """Temporaries of one ``optimizer.step()`` over parameters of ``param_sizes`` elements.
 
     ``kind`` is ``"sgd"``, ``"momentum"``, ``"adam"``, ``"adamw"`` or ``"other"``;
-    ``implementation`` ``"fused"``, ``"foreach"`` or ``None`` (torch's default: single-tensor on
-    CPU, multi-tensor on CUDA).
+    ``implementation`` ``"fused"``, ``"foreach"``, ``"for-loop"`` or ``None`` (torch's default:
+    the for-loop on CPU, multi-tensor on CUDA).
     """
     if kind not in ("adam", "adamw") or not param_sizes or implementation == "fused":
         return 0  # the fused kernel updates in place
-    if device_type == "cpu" and implementation != "foreach":
+    if implementation == "for-loop" or (device_type == "cpu" and implementation is None):
         # single-tensor: sqrt() and the division, while the previous parameter's result (the
         # loop's ``denom``) is still referenced
         previous = [0, *param_sizes[:-1]]
