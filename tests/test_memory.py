@@ -252,26 +252,35 @@ def test_optimizer_from_instance():
         memory.resolve_optimizer(torch.optim.LBFGS(p))
 
 
-def test_estimate_of_a_model_follows_the_optimizers_implementation_and_order():
+def test_estimate_of_a_model_follows_the_optimizers_implementation_and_order(monkeypatch):
     model = nn.Sequential(
-        SparseLinear(3000, 2000, Connectivity.random(2000, 3000, nnz=400_000, seed=0),
-                     bias=False),
-        SparseLinear(2000, 1000, Connectivity.random(1000, 2000, nnz=300_000, seed=1),
-                     bias=False),
+        SparseLinear(30, 20, Connectivity.random(20, 30, nnz=400, seed=0), bias=False),
+        nn.Linear(20, 20),
+        SparseLinear(20, 10, Connectivity.random(10, 20, nnz=150, seed=1), bias=False),
     )
+    calls = []
 
-    def working(**kwargs):
-        opt = torch.optim.Adam(model.parameters(), **kwargs)
-        est = memory.estimate(model, batch_size=1, optimizer=opt, device="cpu")
-        # the step's peak is in the optimizer, where the activations are released
-        return est.working + sum(layer.sparse["activations"] for layer in est.layers)
+    def recording(kind, sizes, itemsize, device_type, implementation=None):
+        calls.append((sizes, implementation))
+        return optimizer_transient(kind, sizes, itemsize, device_type, implementation)
 
-    # for-loop: the second weight's two temporaries beside the first one's result
-    assert working() == (400_000 + 2 * 300_000) * 4
-    assert working(foreach=True) == 700_000 * 4
-    assert working(fused=True) < 300_000 * 4  # the kernels' working memory only
+    estimate_module = sys.modules["sparselinear.memory.estimate"]  # the name is the function's
+    monkeypatch.setattr(estimate_module, "optimizer_transient", recording)
+
+    def passed(**kwargs):
+        calls.clear()
+        memory.estimate(model, batch_size=1, optimizer=torch.optim.Adam(model.parameters(),
+                                                                         **kwargs))
+        return calls[-2]  # the model-level calls: the sparse sizes, then the dense equivalents
+
+    # the trained parameters in parameters() order, no placeholder for a missing bias
+    assert passed()[0] == [400, 400, 20, 150]
+    assert passed(fused=True)[1] == "fused" and passed(foreach=True)[1] == "foreach"
     model[1].weight.requires_grad_(False)  # not updated: no temporaries for it
-    assert working() < (400_000 + 2 * 300_000) * 4
+    assert passed()[0] == [400, 20, 150]
+    calls.clear()
+    memory.estimate(model, batch_size=1, optimizer="adam")
+    assert calls[-2][0] == [400, 20, 150] and calls[-1][0] == [600, 20, 200]  # dense: out * in
 
 
 _ADAM = """
