@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sparselinear import _ext
+
 DEVICES = [
     "cpu",
     pytest.param(
@@ -12,6 +14,11 @@ DEVICES = [
         marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
     ),
 ]
+
+#: Tests of the compiled CPU kernels: skipped, with the reason, where they cannot be built.
+needs_ext = pytest.mark.skipif(
+    not _ext.available(), reason="compiled kernels unavailable (no C++ compiler, or disabled)"
+)
 
 
 def random_pattern_indices(n_out: int, n_in: int, density: float, seed: int) -> torch.Tensor:

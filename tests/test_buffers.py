@@ -4,6 +4,7 @@ import gc
 
 import pytest
 import torch
+from conftest import needs_ext
 
 from sparselinear import Connectivity, SparseLinear, kernels
 from sparselinear._ext import buffers
@@ -67,12 +68,8 @@ def test_small_requests_come_from_the_heap():
     assert buffers.idle_bytes() == 0
 
 
-needs_kernels = pytest.mark.skipif(not kernels.extension_enabled(torch.zeros(1)),
-                                   reason="no compiled kernels")
-
-
 @needs_map
-@needs_kernels
+@needs_ext
 @pytest.mark.parametrize("batch", [3, 100])  # the fused pass and the transposed pass
 def test_gradients_are_right_in_recycled_memory_holding_old_values(monkeypatch, batch):
     monkeypatch.setattr(buffers, "RECYCLE_MIN_BYTES", 0)  # recycle even this small gradient
@@ -94,7 +91,7 @@ def test_gradients_are_right_in_recycled_memory_holding_old_values(monkeypatch, 
 
 
 @needs_map
-@needs_kernels
+@needs_ext
 @pytest.mark.parametrize("batch", [3, 100])
 def test_a_gradient_computed_in_another_dtype_is_not_kept(monkeypatch, batch):
     # float16 weights: the float32 gradient is cast and dropped; keeping its buffer would leave
@@ -114,7 +111,7 @@ def test_a_gradient_computed_in_another_dtype_is_not_kept(monkeypatch, batch):
 
 
 @needs_map
-@needs_kernels
+@needs_ext
 def test_a_gradient_passed_on_through_a_constraint_is_not_kept(monkeypatch):
     # The kernel's weight gradient is the constrained weight's, a temporary: the free
     # parameter's gradient is another tensor.

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import needs_ext
 
 from sparselinear import Connectivity, SparseLinear, _dense, _ext, autograd, kernels
 from sparselinear.errors import SparseLinearError
 from sparselinear.functional import sparse_linear
 
-HAS_EXT = _ext.available()
-needs_ext = pytest.mark.skipif(
-    not HAS_EXT, reason="compiled kernels unavailable (no C++ compiler, or disabled)"
-)
 BACKENDS = [pytest.param("extension", marks=needs_ext), "torch"]
 MODES = ["sparse", "dense", "auto"]
 

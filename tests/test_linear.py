@@ -5,17 +5,14 @@ import numpy as np
 import pytest
 import scipy.sparse
 import torch
-from conftest import DEVICES, dense_reference, random_pattern_indices
+from conftest import DEVICES, dense_reference, needs_ext, random_pattern_indices
 from torch import nn
 
-from sparselinear import Connectivity, SparseLinear, _ext, kernels
+from sparselinear import Connectivity, SparseLinear, kernels
 from sparselinear._transposed import transpose_order
 from sparselinear.autograd import FUSED_MAX_BATCH
 from sparselinear.errors import ShapeError, WiringMismatchError
 
-needs_ext = pytest.mark.skipif(
-    not _ext.available(), reason="compiled kernels unavailable (no C++ compiler, or disabled)"
-)
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
