@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from sparselinear import Connectivity, SparseLinear, _ext, kernels, memory
+from sparselinear.constraints import Sign, constrain
 from sparselinear.errors import ShapeError, SparseLinearError, SparseLinearTypeError
 from sparselinear.memory.transients import (
     TRANSPOSE_BUILD_BYTES_PER_EDGE,
@@ -281,6 +282,14 @@ def test_estimate_of_a_model_follows_the_optimizers_implementation_and_order(mon
     calls.clear()
     memory.estimate(model, batch_size=1, optimizer="adam")
     assert calls[-2][0] == [400, 20, 150] and calls[-1][0] == [600, 20, 200]  # dense: out * in
+    # a constrained bias keeps its own size in the dense equivalent; a constrained weight's free
+    # parameter takes the dense weight's
+    model[2].bias = nn.Parameter(torch.ones(10))
+    constrain(model[2], Sign(torch.ones(10)), name="bias")
+    constrain(model[0], Sign(torch.ones(400)))
+    calls.clear()
+    memory.estimate(model, batch_size=1, optimizer="adam")
+    assert calls[-1][0] == [600, 20, 200, 10]
 
 
 _ADAM = """

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from .._sources import check_shape, describe
 from ..connectivity import Connectivity, index_dtype_for
@@ -342,6 +343,14 @@ def estimate(
     )
 
 
+def _weight_parameter(layer: SparseLinear) -> torch.Tensor:
+    """The parameter the optimizer updates for the layer's weight: the weight, or the free
+    parameter of a constraint on it."""
+    if parametrize.is_parametrized(layer, "weight"):
+        return layer.parametrizations.weight.original
+    return layer.weight
+
+
 def _estimate_module(
     model: nn.Module,
     batch: int,
@@ -379,9 +388,7 @@ def _estimate_module(
         act_sum, dense_act_sum = act_sum + act, dense_act_sum + dense_act
         working = max(working, layer.sparse["working"])
         dense_working = max(dense_working, layer.dense["working"])
-        for pname, p in module.named_parameters():
-            if not pname.endswith("bias"):  # the weight, or its free parameter when constrained
-                dense_numel[id(p)] = module.out_features * module.in_features
+        dense_numel[id(_weight_parameter(module))] = module.out_features * module.in_features
     other_params = [p for p in params if id(p) not in seen]
     other_bytes = sum(p.numel() * (dtype or p.dtype).itemsize for p in other_params)
     other = {
