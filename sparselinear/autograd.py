@@ -9,7 +9,9 @@ contiguous batch vector. On CPU the compiled kernels (:mod:`sparselinear._ext`) 
 forward pass in one sweep over the rows and, for batches up to :data:`FUSED_MAX_BATCH`, both
 gradients in one fused sweep (per-thread input gradient buffers of ``in x batch``, bounded by
 :data:`~sparselinear.kernels.PRIVATE_BYTES`), else both in one sweep over the transposed pattern
-(gathering rows of the output gradient, each of which meets its edge's input there too).
+(gathering rows of the output gradient, each of which meets its edge's input there too). When
+the gathered tables of the fused sweep outgrow the cache, it runs in column blocks
+(:mod:`sparselinear._blocks`).
 Elsewhere, or when they are unavailable, torch's CSR kernels run in bounded chunks
 (:mod:`sparselinear.kernels`), the input gradient over the transposed pattern.
 
@@ -24,7 +26,7 @@ from collections.abc import Callable
 import torch
 from torch.autograd.function import once_differentiable
 
-from . import _ext, kernels
+from . import _blocks, _ext, kernels
 
 __all__ = ["SparseLinearFunction"]
 
@@ -55,6 +57,18 @@ def _compiled_forward(x, w, bias, crow, col):
     return y, x_t
 
 
+def _in_blocks(crow, col, n_in, batch, itemsize, tables):
+    """``(crow, col, run)`` for a fused backward sweep over ``tables`` gathered ``(in, batch)``
+    tables: the pattern as it is (``run`` ``None``), or in column blocks once they outgrow the
+    cache (:mod:`sparselinear._blocks`)."""
+    n_blocks = _blocks.column_blocks(n_in, crow.numel() - 1, col.numel(), batch, itemsize,
+                                     tables)
+    if n_blocks == 1:
+        return crow, col, None
+    layout = _blocks.layout(crow, col, n_in, n_blocks)
+    return layout.crow, layout.col, layout.run
+
+
 def _compiled_backward(x_t, w, grad_y, crow, col, transposed, want_gx, want_gw, recycle):
     """``(grad_w (nnz,) or None, grad_x (batch, in) or None)`` from ``grad_y (batch, out)``.
 
@@ -68,15 +82,18 @@ def _compiled_backward(x_t, w, grad_y, crow, col, transposed, want_gx, want_gw, 
         # One pass over the pattern; grad_x is summed from the threads' buffers batch-major.
         g = grad_y.t() if in_place else _ext.transposed(grad_y)
         grad_x = torch.empty(batch, n_in, dtype=x_t.dtype)
+        crow, col, run = _in_blocks(crow, col, n_in, batch, x_t.element_size(),
+                                    1 + _ext.threads())
         grad_w, _ = _ext.backward(crow, col, w, x_t, g, n_in, want_gw=want_gw, want_gx=True,
-                                  out=grad_x.t(), recycle=recycle)
+                                  out=grad_x.t(), recycle=recycle, run=run)
         return grad_w, grad_x
     # The gather form reads rows of grad_y at random: it gets an (out, batch) copy. The weight
     # gradient alone reads each row once and takes grad_y in place when the batch is narrow.
     g_t = grad_y.t() if in_place and not want_gx else _ext.transposed(grad_y)
     if not want_gx:
+        crow, col, run = _in_blocks(crow, col, n_in, batch, x_t.element_size(), 1)
         grad_w, _ = _ext.backward(crow, col, w, x_t, g_t, n_in, want_gw=True, want_gx=False,
-                                  recycle=recycle)
+                                  recycle=recycle, run=run)
         return grad_w, None
     crow_t, row_t, perm = (t.contiguous() for t in transposed())
     grad_x = torch.empty(batch, n_in, dtype=x_t.dtype) if in_place else None

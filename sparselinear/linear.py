@@ -60,7 +60,9 @@ class SparseLinear(nn.Module):
     different pattern raises :class:`~sparselinear.errors.WiringMismatchError`. The transposed
     pattern (``crow_indices_t``, ``row_indices_t``, ``transpose_perm``: ``in + 1 + 2 · nnz`` more
     indices) is built from them only when a computation needs it, on their device, and rebuilt
-    after they move or change.
+    after they move or change. So is, on CPU, a copy of the column indices in column blocks
+    (``nnz`` more indices), used by the backward pass once its tables outgrow the CPU's cache
+    (``sparselinear._blocks``).
 
     Examples::
 

@@ -42,6 +42,7 @@ __all__ = [
     "available",
     "backward",
     "backward_transposed",
+    "block_layout",
     "build_expected",
     "empty",
     "idle_bytes",
@@ -67,6 +68,7 @@ _SUFFIX = {
     (torch.float64, torch.int64): "f64_i64",
 }
 _VALUE_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+_INDEX_SUFFIX = {torch.int32: "i32", torch.int64: "i64"}
 _lib: ctypes.CDLL | None = None
 _tried = False  # set once a build attempt has finished, successful or not
 _load_lock = threading.Lock()
@@ -133,13 +135,17 @@ def _declare(lib: ctypes.CDLL) -> None:
             p, p, p, p, p, p, i64, i64, i64, i64, i64, i32
         ]
         getattr(lib, f"sl_backward_{suffix}").argtypes = [
-            p, p, p, p, p, i64, i64, p, p, i64, i64, i64, i64, i32
+            p, p, p, p, p, p, i64, i64, p, p, i64, i64, i64, i64, i64, i32
         ]
         getattr(lib, f"sl_backward_t_{suffix}").argtypes = [
             p, p, p, p, p, p, p, p, i64, i64, i64, i64, i32
         ]
         for kind in ("spmm", "backward", "backward_t"):
             getattr(lib, f"sl_{kind}_{suffix}").restype = None
+    for suffix in _INDEX_SUFFIX.values():
+        layout = getattr(lib, f"sl_block_layout_{suffix}")
+        layout.argtypes = [p, p, i64, p, i64, p, p, p, i32]
+        layout.restype = None
     for suffix in _VALUE_SUFFIX.values():
         reduce_private = getattr(lib, f"sl_reduce_private_{suffix}")
         reduce_private.argtypes = [p, i32, p, i64, i64, i64, i64, i32]
@@ -270,6 +276,12 @@ def transposed(src: torch.Tensor, dtype: torch.dtype | None = None, *,
     return out
 
 
+def _rows_and_blocks(crow: torch.Tensor) -> tuple[int, int]:
+    """``(n_rows, n_blocks)`` of a row-pointer tensor: ``(n_rows + 1,)``, or
+    ``(n_blocks, n_rows + 1)`` for a pattern in column blocks (:func:`block_layout`)."""
+    return crow.shape[-1] - 1, (crow.shape[0] if crow.dim() == 2 else 1)
+
+
 def spmm(crow: torch.Tensor, col: torch.Tensor, w: torch.Tensor, x: torch.Tensor,
          bias: torch.Tensor | None = None, *, out: torch.Tensor | None = None) -> torch.Tensor:
     """``(n_rows, B)`` product of the CSR matrix ``(crow, col, w)`` with ``x (n_cols, B)``, plus
@@ -281,6 +293,28 @@ def spmm(crow: torch.Tensor, col: torch.Tensor, w: torch.Tensor, x: torch.Tensor
     _fn("spmm", w, col)(crow.data_ptr(), col.data_ptr(), w.data_ptr(), x.data_ptr(), _ptr(bias),
                         y.data_ptr(), y.stride(0), y.stride(1), n_rows, batch, width, threads())
     return y
+
+
+def block_layout(crow: torch.Tensor, col: torch.Tensor, n_cols: int,
+                 n_blocks: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The pattern cut into ``n_blocks`` equal column ranges: ``(crow_blk, col_blk, run)``.
+
+    ``col_blk`` lists block 0's edges row by row, then block 1's, and so on;
+    ``crow_blk (n_blocks, n_rows + 1)`` holds each block's row pointers into it and
+    ``run (n_blocks, n_rows)`` the CSR position where each block's edges of each row start, so
+    that values and weight gradients stay in the CSR order. ``col`` must be sorted within each
+    row (canonical CSR): a row's edges of one block are then one run of its CSR edges.
+    """
+    n_rows = crow.numel() - 1
+    bounds = torch.tensor([b * n_cols // n_blocks for b in range(n_blocks + 1)],
+                          dtype=torch.int64)
+    crow_blk = torch.empty(n_blocks, n_rows + 1, dtype=crow.dtype)
+    col_blk = torch.empty_like(col)
+    run = torch.empty(n_blocks, n_rows, dtype=crow.dtype)
+    _kernel(f"sl_block_layout_{_INDEX_SUFFIX[col.dtype]}")(
+        crow.data_ptr(), col.data_ptr(), n_rows, bounds.data_ptr(), n_blocks,
+        crow_blk.data_ptr(), col_blk.data_ptr(), run.data_ptr(), threads())
+    return crow_blk, col_blk, run
 
 
 def _gradient_buffer(numel: int, dtype: torch.dtype, recycle: bool) -> torch.Tensor:
@@ -313,14 +347,17 @@ def backward_transposed(crow_t: torch.Tensor, row_t: torch.Tensor, perm: torch.T
 
 def backward(crow: torch.Tensor, col: torch.Tensor, w: torch.Tensor, x: torch.Tensor,
              g: torch.Tensor, n_cols: int, *, want_gw: bool, want_gx: bool,
-             out: torch.Tensor | None = None, recycle: bool = True):
+             out: torch.Tensor | None = None, recycle: bool = True,
+             run: torch.Tensor | None = None):
     """One fused pass over the forward pattern: ``(gw (nnz,) or None, gx (n_cols, B) or None)``.
 
     ``g (n_rows, B)`` may have any strides. ``gx`` is accumulated in one private
     ``(n_cols, B)`` buffer per thread, then summed into ``out`` (any strides) or a new tensor.
-    ``recycle`` as for :func:`backward_transposed`.
+    ``recycle`` as for :func:`backward_transposed`. In column blocks (each block's slices of
+    ``x`` and of the private buffers stay in cache): ``crow``, ``col`` and ``run`` from
+    :func:`block_layout`; ``w`` and ``gw`` stay in the CSR order.
     """
-    n_rows, batch = crow.numel() - 1, g.shape[1]
+    (n_rows, n_blocks), batch = _rows_and_blocks(crow), g.shape[1]
     n_threads = threads()
     gw = _gradient_buffer(col.numel(), g.dtype, recycle) if want_gw else None
     private = None
@@ -328,9 +365,9 @@ def backward(crow: torch.Tensor, col: torch.Tensor, w: torch.Tensor, x: torch.Te
         private = empty(n_threads, n_cols, batch, dtype=g.dtype)
         private.zero_()
     width = sweep_width(n_cols, batch, x.element_size(), 2 if want_gx else 1)
-    _fn("backward", w, col)(crow.data_ptr(), col.data_ptr(), w.data_ptr(), x.data_ptr(),
+    _fn("backward", w, col)(crow.data_ptr(), col.data_ptr(), _ptr(run), w.data_ptr(), x.data_ptr(),
                             g.data_ptr(), g.stride(0), g.stride(1), _ptr(gw), _ptr(private),
-                            n_rows, n_cols, batch, width, n_threads)
+                            n_rows, n_blocks, n_cols, batch, width, n_threads)
     if private is None:
         return gw, None
     if out is None and n_threads == 1:

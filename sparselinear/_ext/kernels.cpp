@@ -11,7 +11,7 @@
 //   spmm        y[r]  = sum_{k in row r} w[k] * x[col[k]]
 //   backward    gw[k] = g[r] . x[col[k]]  and  gx[col[k]] += w[k] * g[r]   (one fused pass;
 //               gx is one private (n_in, B) buffer per thread, summed by the caller; either
-//               gradient may be skipped)
+//               gradient may be skipped; optionally in column blocks, see block_layout)
 //   backward_t  gx[c] = sum_{k in column c} w[perm[k]] * g[row_t[k]]  and
 //               gw[perm[k]] = g[row_t[k]] . x[c]   (one pass over the transposed pattern)
 #include <cstdint>
@@ -251,39 +251,50 @@ inline void backward_rest(const I* __restrict col, const T* __restrict w, const 
   }
 }
 
-// The batch columns [b0, b1) of one row of the fused backward; g[r * gs_r + b * gs_b].
+// The batch columns [b0, b1) of one row of the fused backward; g[r * gs_r + b * gs_b]. The row's
+// edges are col[crow[r]:crow[r + 1]], their values and weight gradients w and gw from s0 on:
+// s0 = run[r] for a column block (see block_layout), else crow[r].
 template <typename T, typename I>
-inline void backward_row(const I* crow, const I* col, const T* w, const T* x, const T* g,
-                         int64_t gs_r, int64_t gs_b, T* gw, T* gx, int64_t r, int64_t b0,
-                         int64_t b1, int64_t nnz, int64_t B, bool want_gw, bool want_gx) {
-  const int64_t k0 = crow[r], k1 = crow[r + 1];
+inline void backward_row(const I* crow, const I* col, const I* run, const T* w, const T* x,
+                         const T* g, int64_t gs_r, int64_t gs_b, T* gw, T* gx, int64_t r,
+                         int64_t b0, int64_t b1, int64_t nnz, int64_t B, bool want_gw,
+                         bool want_gx) {
+  const int64_t k0 = crow[r], n = crow[r + 1] - k0, s0 = run ? (int64_t)run[r] : k0;
+  const I* c = col + k0;
+  const T* wr = w + s0;
+  T* gwr = gw ? gw + s0 : nullptr;
+  const int64_t limit = nnz - k0;  // prefetches stay inside col
   const T* gr = g + r * gs_r;
   int64_t b = b0;
   for (; b + 32 <= b1; b += 32)
-    backward_tile<T, I, 32>(col, w, x + b, gr + b * gs_b, gs_b, gw, gx ? gx + b : gx, k0, k1,
-                            nnz, B, b == 0, want_gw, want_gx);
+    backward_tile<T, I, 32>(c, wr, x + b, gr + b * gs_b, gs_b, gwr, gx ? gx + b : gx, 0, n,
+                            limit, B, b == 0, want_gw, want_gx);
   if (b + 16 <= b1) {
-    backward_tile<T, I, 16>(col, w, x + b, gr + b * gs_b, gs_b, gw, gx ? gx + b : gx, k0, k1,
-                            nnz, B, b == 0, want_gw, want_gx);
+    backward_tile<T, I, 16>(c, wr, x + b, gr + b * gs_b, gs_b, gwr, gx ? gx + b : gx, 0, n,
+                            limit, B, b == 0, want_gw, want_gx);
     b += 16;
   }
   if (b + 8 <= b1) {
-    backward_tile<T, I, 8>(col, w, x + b, gr + b * gs_b, gs_b, gw, gx ? gx + b : gx, k0, k1,
-                           nnz, B, b == 0, want_gw, want_gx);
+    backward_tile<T, I, 8>(c, wr, x + b, gr + b * gs_b, gs_b, gwr, gx ? gx + b : gx, 0, n,
+                           limit, B, b == 0, want_gw, want_gx);
     b += 8;
   }
   if (b < b1 || B == 0)
-    backward_rest<T, I>(col, w, x + b, gr + b * gs_b, gs_b, gw, gx ? gx + b : gx, k0, k1, B,
+    backward_rest<T, I>(c, wr, x + b, gr + b * gs_b, gs_b, gwr, gx ? gx + b : gx, 0, n, B,
                         b1 - b, b == 0, want_gw, want_gx);
 }
 
 // gx_private: (threads, n_cols, B) zeroed by the caller, or nullptr when want_gx is false.
 // Sweeps of tb batch columns each, as in spmm; gw accumulates over the sweeps.
+// Column blocks (see block_layout), so that each block's slices of x and of the private buffers
+// stay in cache: crow holds n_blocks row pointers of n_rows + 1 each, block after block, into
+// col, and run (n_blocks x n_rows) the position of each block's run of each row in w and gw,
+// which stay in the CSR order. One block: run == nullptr, w and gw in the order of col.
 template <typename T, typename I>
-void backward(const I* crow, const I* col, const T* w, const T* x, const T* g, int64_t gs_r,
-              int64_t gs_b, T* gw, T* gx_private, int64_t n_rows, int64_t n_cols, int64_t B,
-              int64_t tb, int threads) {
-  const int64_t nnz = n_rows > 0 ? (int64_t)crow[n_rows] : 0;
+void backward(const I* crow, const I* col, const I* run, const T* w, const T* x, const T* g,
+              int64_t gs_r, int64_t gs_b, T* gw, T* gx_private, int64_t n_rows,
+              int64_t n_blocks, int64_t n_cols, int64_t B, int64_t tb, int threads) {
+  const int64_t nnz = n_rows > 0 ? (int64_t)crow[n_blocks * (n_rows + 1) - 1] : 0;
   const bool want_gw = gw != nullptr, want_gx = gx_private != nullptr;
   if (tb <= 0 || B == 0) tb = B > 0 ? B : 1;
   const int64_t sweeps_end = B > 0 ? B : 1;
@@ -292,10 +303,14 @@ void backward(const I* crow, const I* col, const T* w, const T* x, const T* g, i
     T* gx = want_gx ? gx_private + (int64_t)omp_get_thread_num() * n_cols * B : nullptr;
     for (int64_t b0 = 0; b0 < sweeps_end; b0 += tb) {
       const int64_t b1 = b0 + tb < B ? b0 + tb : B;
+      for (int64_t blk = 0; blk < n_blocks; ++blk) {
+        const I* crow_b = crow + blk * (n_rows + 1);
+        const I* run_b = run ? run + blk * n_rows : nullptr;
 #pragma omp for schedule(dynamic, 64)
-      for (int64_t r = 0; r < n_rows; ++r)
-        backward_row<T, I>(crow, col, w, x, g, gs_r, gs_b, gw, gx, r, b0, b1, nnz, B, want_gw,
-                           want_gx);
+        for (int64_t r = 0; r < n_rows; ++r)
+          backward_row<T, I>(crow_b, col, run_b, w, x, g, gs_r, gs_b, gw, gx, r, b0, b1, nnz,
+                             B, want_gw, want_gx);
+      }
     }
   }
 }
@@ -517,7 +532,57 @@ void transpose(const T* __restrict src, int64_t R, int64_t C, int64_t ld_src, T*
   }
 }
 
+// Column blocks of a CSR pattern whose columns are sorted within each row: block b holds the
+// edges of columns [bounds[b], bounds[b + 1]), and each row's edges of one block are one run of
+// its CSR edges. Writes crow_blk, n_blocks row pointers of n_rows + 1 each into col_blk (block
+// 0's edges row by row, then block 1's, ...), col_blk, and run, n_blocks x n_rows CSR positions
+// of each block's run in each row (where its values and weight gradients are).
+template <typename I>
+void block_layout(const I* crow, const I* col, int64_t n_rows, const int64_t* bounds,
+                  int64_t n_blocks, I* crow_blk, I* col_blk, I* run, int threads) {
+  const int64_t stride = n_rows + 1;
+#pragma omp parallel for schedule(static, 1024) num_threads(threads)
+  for (int64_t r = 0; r < n_rows; ++r) {
+    int64_t k = crow[r];
+    const int64_t end = crow[r + 1];
+    for (int64_t b = 0; b < n_blocks; ++b) {
+      int64_t lo = k, hi = end;  // the first edge at or past the block's end column
+      while (lo < hi) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        if ((int64_t)col[mid] < bounds[b + 1]) lo = mid + 1; else hi = mid;
+      }
+      run[b * n_rows + r] = (I)k;
+      crow_blk[b * stride + r + 1] = (I)(lo - k);
+      k = lo;
+    }
+  }
+  int64_t base = 0;
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    I* cb = crow_blk + b * stride;
+    cb[0] = (I)base;
+    for (int64_t r = 0; r < n_rows; ++r) cb[r + 1] += cb[r];
+    base = cb[n_rows];
+  }
+#pragma omp parallel for schedule(static, 1024) num_threads(threads)
+  for (int64_t r = 0; r < n_rows; ++r)
+    for (int64_t b = 0; b < n_blocks; ++b) {
+      const I* cb = crow_blk + b * stride;
+      const int64_t k0 = cb[r], s = run[b * n_rows + r];
+      for (int64_t j = 0; j < (int64_t)cb[r + 1] - k0; ++j) col_blk[k0 + j] = col[s + j];
+    }
+}
+
 }  // namespace
+
+#define SL_INSTANTIATE_LAYOUT(SUFFIX, I)                                                      \
+  extern "C" void sl_block_layout_##SUFFIX(const I* crow, const I* col, int64_t n_rows,       \
+                                           const int64_t* bounds, int64_t n_blocks,           \
+                                           I* crow_blk, I* col_blk, I* run, int threads) {    \
+    block_layout<I>(crow, col, n_rows, bounds, n_blocks, crow_blk, col_blk, run, threads);    \
+  }
+
+SL_INSTANTIATE_LAYOUT(i32, int32_t)
+SL_INSTANTIATE_LAYOUT(i64, int64_t)
 
 #define SL_INSTANTIATE(SUFFIX, T, I)                                                          \
   extern "C" void sl_spmm_##SUFFIX(const I* crow, const I* col, const T* w, const T* x,       \
@@ -525,12 +590,13 @@ void transpose(const T* __restrict src, int64_t R, int64_t C, int64_t ld_src, T*
                                    int64_t n_rows, int64_t B, int64_t tb, int threads) {      \
     spmm<T, I>(crow, col, w, x, bias, y, ys_r, ys_b, n_rows, B, tb, threads);                 \
   }                                                                                           \
-  extern "C" void sl_backward_##SUFFIX(const I* crow, const I* col, const T* w, const T* x,   \
-                                       const T* g, int64_t gs_r, int64_t gs_b, T* gw,         \
-                                       T* gx_private, int64_t n_rows, int64_t n_cols,         \
-                                       int64_t B, int64_t tb, int threads) {                  \
-    backward<T, I>(crow, col, w, x, g, gs_r, gs_b, gw, gx_private, n_rows, n_cols, B, tb,     \
-                   threads);                                                                  \
+  extern "C" void sl_backward_##SUFFIX(const I* crow, const I* col, const I* run,            \
+                                       const T* w, const T* x, const T* g, int64_t gs_r,      \
+                                       int64_t gs_b, T* gw, T* gx_private, int64_t n_rows,    \
+                                       int64_t n_blocks, int64_t n_cols, int64_t B,           \
+                                       int64_t tb, int threads) {                             \
+    backward<T, I>(crow, col, run, w, x, g, gs_r, gs_b, gw, gx_private, n_rows, n_blocks,     \
+                   n_cols, B, tb, threads);                                                   \
   }
 
 #define SL_INSTANTIATE_T(SUFFIX, T, I)                                                        \
@@ -570,7 +636,7 @@ SL_INSTANTIATE_REDUCE(f64, double)
 SL_INSTANTIATE_TRANSPOSE(f32, float)
 SL_INSTANTIATE_TRANSPOSE(f64, double)
 
-extern "C" int sl_abi_version() { return 2; }
+extern "C" int sl_abi_version() { return 3; }
 
 extern "C" int sl_has_openmp() {
 #ifdef _OPENMP

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from .._blocks import layout_bytes
 from .._sources import check_shape, describe
 from ..connectivity import Connectivity, index_dtype_for
 from ..errors import ShapeError, SparseLinearTypeError
@@ -221,7 +222,8 @@ def _layer(
         "values": params * d,
         "gradients": params * d,
         "optimizer_state": spec.slots * params * d,
-        "pattern": idx * ((n_out + 1) + nnz + ((n_in + 1) + 2 * nnz if t.transposed else 0)),
+        "pattern": idx * ((n_out + 1) + nnz + ((n_in + 1) + 2 * nnz if t.transposed else 0))
+        + layout_bytes(n_out, nnz, t.column_blocks, idx),
         "activations": activations,
         "working": max(t.forward, t.backward, opt - activations, 0),
     }
@@ -300,9 +302,11 @@ def estimate(
         when the step reads it (only for ``grad_input``: always with torch's kernels, with the
         compiled ones outside their fused pass, i.e. for batches above
         ``autograd.FUSED_MAX_BATCH`` or per-thread buffers above ``kernels.PRIVATE_BYTES``; the
-        layer builds it once and keeps it), activations ``batch · (in + out) · itemsize`` and the
-        step's working memory (:mod:`sparselinear.memory.transients`). The input batch itself and
-        PyTorch's own baseline are not counted.
+        layer builds it once and keeps it), plus ``index_itemsize · (nnz + blocks · (2 · out +
+        1))`` when the compiled fused pass sweeps the pattern in column blocks (its tables
+        outgrow the cache; see ``sparselinear._blocks``), activations ``batch · (in + out) ·
+        itemsize`` and the step's working memory (:mod:`sparselinear.memory.transients`). The
+        input batch itself and PyTorch's own baseline are not counted.
 
     Examples::
 

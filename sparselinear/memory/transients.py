@@ -50,6 +50,11 @@ figures measured on torch 2.13):
   parameters at once; the fused one (``fused=True``) none. SGD, with or without
   momentum, updates in place. Other optimizers are assumed to update in place.
 
+The compiled fused backward pass sweeps the pattern in column blocks once its gathered tables
+outgrow the cache (:mod:`sparselinear._blocks`): the block layout (one index per edge and two
+per output and block) is built in the first such pass and kept, like the transposed pattern;
+:attr:`StepTransients.column_blocks` says how many. Building it needs no temporaries.
+
 With either kernels, the transposed pattern (``crow_t``, ``row_t``, ``perm``) is read only for the
 input gradient: by torch's kernels always, by the compiled ones in their gather form only;
 :attr:`StepTransients.transposed` says whether a step reads it. The layer builds it in the first
@@ -79,13 +84,16 @@ TRANSPOSE_BUILD_BYTES_PER_EDGE = 16
 
 @dataclass(frozen=True)
 class StepTransients:
-    """Bytes of temporaries alive at the peak of each phase of one training step, and whether
-    the step reads the transposed pattern (which the layer then builds once and keeps)."""
+    """Bytes of temporaries alive at the peak of each phase of one training step, whether the
+    step reads the transposed pattern (which the layer then builds once and keeps), and in how
+    many column blocks the backward pass sweeps the pattern (more than one: the block layout is
+    built once and kept, see ``sparselinear._blocks.layout_bytes``)."""
 
     forward: int
     backward: int
     optimizer: int
     transposed: bool = False
+    column_blocks: int = 1
 
 
 def _chunk_edges(nnz: int, batch: int, itemsize: int) -> int:
@@ -183,6 +191,7 @@ def _compiled_transients(
     needs_input_grad: bool,
     threads: int,
 ) -> StepTransients:
+    from .._blocks import column_blocks
     from ..autograd import FUSED_MAX_BATCH, STRIDED_MAX_BATCH
     from ..kernels import PRIVATE_BYTES
 
@@ -199,9 +208,11 @@ def _compiled_transients(
     g_copy = n_out * batch * dc  # grad_y as (out, batch)
     grad_x = g_copy if wide else 0
     gathers = False  # the input gradient over the transposed pattern
+    blocks = column_blocks(n_in, n_out, nnz, batch, dc, 1)  # the weight gradient alone
     if needs_input_grad:
         private = threads * n_in * batch * dc
         fused = batch <= FUSED_MAX_BATCH and (threads == 1 or private <= PRIVATE_BYTES)
+        blocks = column_blocks(n_in, n_out, nnz, batch, dc, 1 + threads) if fused else 1
         if fused:
             grad_x += private + n_in * batch * dc  # summed into grad_x
         else:
@@ -212,7 +223,8 @@ def _compiled_transients(
             grad_x = g_copy + max(gathered, build)
             gathers = True
     backward = grad_y_copy + grad_x + 2 * weight_copy
-    return StepTransients(forward=forward, backward=backward, optimizer=0, transposed=gathers)
+    return StepTransients(forward=forward, backward=backward, optimizer=0, transposed=gathers,
+                          column_blocks=blocks)
 
 
 def compiled_kernels_run(device_type: str, compute_dtype_name: str) -> bool:
