@@ -5,15 +5,16 @@ row of a per-thread input-gradient buffer for every edge, at random. Once those 
 the last-level cache, each edge costs a trip to memory and the time per edge doubles or more
 (measured: 7-10 ns per edge while they fit, 18-24 ns at 3e7-1e8 edges). Cutting the columns
 into blocks, each small enough for its slices of the tables to stay in cache, and sweeping the
-pattern once per block brings it back down (the 3e7 backward 330-380 ms -> 190-240 ms, 1e8
-1.5-1.8 s -> 1.0-1.3 s on the 2-core test machine).
+pattern once per block brings part of it back (on the 2-core test machine, 48 MB cache, in a full
+training step: the backward pass at 3e7 edges 368-484 ms -> 317-352 ms with 4 blocks, at 1e8
+1.54 s -> 1.36 s with 11).
 
 A sweep reads its block's column indices from a block-ordered copy of them (``col_blk``: one
 index per edge, kept beside the pattern), and the values and weight gradients in place, in the
 CSR order, through each row's run position (``run``). The copy is built on first use and kept
 for as long as the pattern's index tensors live unchanged (see :class:`DerivedCache`): it costs
 ``index_itemsize · (nnz + n_blocks · (2 · out + 1))`` bytes, which is why blocks are used only
-when the tables outgrow the cache (:data:`CACHE_BYTES`).
+when the tables outgrow the cache (``kernels.CACHE_BYTES``).
 """
 
 from __future__ import annotations
@@ -28,22 +29,17 @@ from typing import NamedTuple
 
 import torch
 
-from . import _ext
+from . import _ext, kernels
 from ._transposed import DerivedCache
 from .errors import SparseLinearError
 
-__all__ = ["CACHE_BYTES", "BlockLayout", "cache_bytes", "column_blocks", "layout", "layout_bytes"]
+__all__ = ["BlockLayout", "cache_bytes", "column_blocks", "layout", "layout_bytes"]
 
-#: Bytes of cache the fused backward's gathered tables may fill before the pattern is swept in
-#: column blocks; ``None`` reads the CPU's last-level cache size. Set it lower to trade
-#: ``index_itemsize`` bytes per edge of memory for speed at sizes between the two (at the fly
-#: workload, 27 MB of tables on a 48 MB cache, 2 blocks took the backward pass from 106-132 ms
-#: to 85-110 ms); 0 disables blocks. While it is ``None``, the environment variable
-#: ``SPARSELINEAR_CACHE_BYTES`` (a number of bytes) takes its place if set.
-CACHE_BYTES: int | None = None
-#: Each block's share of the tables: this fraction of the cache (measured best: a third).
+#: Each block's share of the tables: this fraction of the cache (at 3e7 edges, 4 blocks of a
+#: third beat 2 of two thirds and 8 of a sixth).
 _BLOCK_SHARE = 3
-#: Fewest edges per row and block, on average: shorter runs cost more than they save.
+#: Fewest edges per row and block, on average: a guard against runs too short to pay for the
+#: per-row work of a sweep (not tuned; 1e8 edges at fly's fan-in stay under it with 11 blocks).
 _MIN_RUN = 8
 _FALLBACK_CACHE = 32 << 20
 
@@ -76,10 +72,10 @@ def _detected_cache_bytes() -> int:
 
 
 def cache_bytes() -> int:
-    """:data:`CACHE_BYTES`, else ``$SPARSELINEAR_CACHE_BYTES``, else the CPU's last-level cache
-    size (32 MiB where unknown)."""
-    if CACHE_BYTES is not None:
-        return int(CACHE_BYTES)
+    """``kernels.CACHE_BYTES``, else ``$SPARSELINEAR_CACHE_BYTES``, else the CPU's last-level
+    cache size (32 MiB where unknown)."""
+    if kernels.CACHE_BYTES is not None:
+        return int(kernels.CACHE_BYTES)
     configured = _from_environment()
     return _detected_cache_bytes() if configured is None else configured
 

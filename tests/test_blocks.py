@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import needs_ext
 
-from sparselinear import Connectivity, SparseLinear, _blocks, _ext, memory
+from sparselinear import Connectivity, SparseLinear, _blocks, _ext, kernels, memory
 from sparselinear.errors import SparseLinearError
 
 
@@ -24,7 +24,7 @@ def _random_pattern(n_out, n_in, nnz, seed, index_dtype=torch.int32):
 @pytest.fixture
 def small_cache(monkeypatch):
     """Blocks for any layer whose tables pass 1 KB."""
-    monkeypatch.setattr(_blocks, "CACHE_BYTES", 1024)
+    monkeypatch.setattr(kernels, "CACHE_BYTES", 1024)
 
 
 @needs_ext
@@ -93,7 +93,7 @@ def test_no_edges_in_blocks():
 
 
 def test_policy_blocks_only_tables_that_outgrow_the_cache(monkeypatch):
-    monkeypatch.setattr(_blocks, "CACHE_BYTES", 48 << 20)
+    monkeypatch.setattr(kernels, "CACHE_BYTES", 48 << 20)
     fly = {"n_in": 138_639, "n_out": 138_639, "nnz": 15_091_983, "itemsize": 4}
     assert _blocks.column_blocks(**fly, batch=16, tables=3) == 1  # 27 MB: fits
     assert _blocks.column_blocks(**fly, batch=32, tables=3) == 4  # 53 MB: thirds of 48 MB
@@ -102,7 +102,7 @@ def test_policy_blocks_only_tables_that_outgrow_the_cache(monkeypatch):
     assert _blocks.column_blocks(**fly, batch=64, tables=9) == 13
     # a row costs at least a cache line: batch 1 counts as 16 floats
     assert _blocks.column_blocks(**fly, batch=1, tables=3) == 1
-    monkeypatch.setattr(_blocks, "CACHE_BYTES", 0)
+    monkeypatch.setattr(kernels, "CACHE_BYTES", 0)
     assert _blocks.column_blocks(**fly, batch=64, tables=9) == 1  # 0 disables blocks
     assert _blocks.column_blocks(10, 0, 0, 16, 4, 3) == 1
 
@@ -133,7 +133,7 @@ def test_layer_results_do_not_depend_on_blocks(monkeypatch):
     x = torch.randn(16, 500, requires_grad=True)
     results = []
     for cache in (0, 1024):
-        monkeypatch.setattr(_blocks, "CACHE_BYTES", cache)
+        monkeypatch.setattr(kernels, "CACHE_BYTES", cache)
         torch.manual_seed(0)
         layer = SparseLinear(500, 300, conn, mode="sparse")
         x.grad = None
@@ -173,9 +173,9 @@ def test_estimate_counts_the_layout(monkeypatch):
     conn = Connectivity.random(200, 300, density=0.2, seed=7)
     layer = SparseLinear(300, 200, conn, mode="sparse")
     kwargs = {"batch_size": 16, "optimizer": "adam", "input_requires_grad": True}
-    monkeypatch.setattr(_blocks, "CACHE_BYTES", 0)
+    monkeypatch.setattr(kernels, "CACHE_BYTES", 0)
     plain = memory.estimate(layer, **kwargs).layers[0].sparse["pattern"]
-    monkeypatch.setattr(_blocks, "CACHE_BYTES", 1024)
+    monkeypatch.setattr(kernels, "CACHE_BYTES", 1024)
     blocked = memory.estimate(layer, **kwargs).layers[0].sparse["pattern"]
     n_blocks = _blocks.column_blocks(300, 200, conn.nnz, 16, 4, 1 + torch.get_num_threads())
     assert n_blocks > 1
@@ -189,12 +189,12 @@ def test_estimate_counts_the_layout(monkeypatch):
 
 
 def test_environment_sets_the_cache_size(monkeypatch):
-    monkeypatch.setattr(_blocks, "CACHE_BYTES", None)
+    monkeypatch.setattr(kernels, "CACHE_BYTES", None)
     monkeypatch.setenv("SPARSELINEAR_CACHE_BYTES", "12345")
     assert _blocks.cache_bytes() == 12345
-    monkeypatch.setattr(_blocks, "CACHE_BYTES", 777)  # the attribute wins
+    monkeypatch.setattr(kernels, "CACHE_BYTES", 777)  # the attribute wins
     assert _blocks.cache_bytes() == 777
-    monkeypatch.setattr(_blocks, "CACHE_BYTES", None)
+    monkeypatch.setattr(kernels, "CACHE_BYTES", None)
     monkeypatch.setenv("SPARSELINEAR_CACHE_BYTES", "lots")
     with pytest.raises(SparseLinearError, match="SPARSELINEAR_CACHE_BYTES.*'lots'"):
         _blocks.cache_bytes()
