@@ -14,7 +14,10 @@ index per edge, kept beside the pattern), and the values and weight gradients in
 CSR order, through each row's run position (``run``). The copy is built on first use and kept
 for as long as the pattern's index tensors live unchanged (see :class:`DerivedCache`): it costs
 ``index_itemsize · (nnz + n_blocks · (2 · out + 1))`` bytes, which is why blocks are used only
-when the tables outgrow the cache (``kernels.CACHE_BYTES``).
+when the tables outgrow the cache (``kernels.CACHE_BYTES``); a backward pass that runs without
+blocks (a narrower batch, ``kernels.CACHE_BYTES = 0``) drops it. Like the transposed pattern,
+it follows changes to the pattern's index tensors through their version counters: writing into
+them behind autograd's back (``.data``, ``.numpy()``) leaves it stale.
 """
 
 from __future__ import annotations
@@ -33,7 +36,15 @@ from . import _ext, kernels
 from ._transposed import DerivedCache
 from .errors import SparseLinearError
 
-__all__ = ["BlockLayout", "cache_bytes", "column_blocks", "layout", "layout_bytes"]
+__all__ = [
+    "BlockLayout",
+    "backward_blocks",
+    "cache_bytes",
+    "column_blocks",
+    "forget",
+    "layout",
+    "layout_bytes",
+]
 
 #: Each block's share of the tables: this fraction of the cache (at 3e7 edges, 4 blocks of a
 #: third beat 2 of two thirds and 8 of a sixth).
@@ -95,6 +106,18 @@ def column_blocks(n_in: int, n_out: int, nnz: int, batch: int, itemsize: int,
     return max(1, min(wanted, nnz // (n_out * _MIN_RUN), 64, n_in))
 
 
+def backward_blocks(n_in: int, n_out: int, nnz: int, batch: int, itemsize: int, threads: int,
+                    input_grad: bool) -> int:
+    """Column blocks of the compiled fused backward pass: sized for the saved input and one
+    input-gradient buffer per thread (:func:`column_blocks`), so that a pattern keeps one layout
+    whether or not its input needs a gradient; without it, blocks are used only if the saved
+    input alone outgrows the cache."""
+    n_blocks = column_blocks(n_in, n_out, nnz, batch, itemsize, 1 + threads)
+    if not input_grad and column_blocks(n_in, n_out, nnz, batch, itemsize, 1) == 1:
+        return 1
+    return n_blocks
+
+
 class BlockLayout(NamedTuple):
     """The pattern in column blocks (see :func:`sparselinear._ext.block_layout`)."""
 
@@ -121,13 +144,22 @@ def _cache_for(col: torch.Tensor) -> DerivedCache[BlockLayout]:
 def layout(crow: torch.Tensor, col: torch.Tensor, n_in: int, n_blocks: int) -> BlockLayout:
     """The CSR pattern ``(crow, col)`` (contiguous, on CPU) in ``n_blocks`` column blocks, built
     once and kept while ``crow`` and ``col`` live unchanged; a different ``n_blocks`` (a batch
-    of another width) replaces it."""
+    of another width) replaces it, the old one dropped first."""
     cache = _cache_for(col)
     entry = cache.peek(crow, col)
     if entry is None or entry.n_blocks != n_blocks:
+        cache.clear()
         entry = BlockLayout(n_blocks, *_ext.block_layout(crow, col, n_in, n_blocks))
         cache.put(crow, col, entry)
     return entry
+
+
+def forget(col: torch.Tensor) -> None:
+    """Drop the layout kept for ``col``, if any (a backward pass that no longer uses blocks)."""
+    with _lock:
+        cache = _caches.get(id(col))
+    if cache is not None:
+        cache.clear()
 
 
 def layout_bytes(n_out: int, nnz: int, n_blocks: int, index_itemsize: int) -> int:

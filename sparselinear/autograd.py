@@ -57,13 +57,14 @@ def _compiled_forward(x, w, bias, crow, col):
     return y, x_t
 
 
-def _in_blocks(crow, col, n_in, batch, itemsize, tables):
-    """``(crow, col, run)`` for a fused backward sweep over ``tables`` gathered ``(in, batch)``
-    tables: the pattern as it is (``run`` ``None``), or in column blocks once they outgrow the
-    cache (:mod:`sparselinear._blocks`)."""
-    n_blocks = _blocks.column_blocks(n_in, crow.numel() - 1, col.numel(), batch, itemsize,
-                                     tables)
+def _in_blocks(crow, col, n_in, batch, itemsize, input_grad):
+    """``(crow, col, run)`` for the fused backward sweep: the pattern as it is (``run``
+    ``None``), or in column blocks once its gathered tables outgrow the cache
+    (:mod:`sparselinear._blocks`)."""
+    n_blocks = _blocks.backward_blocks(n_in, crow.numel() - 1, col.numel(), batch, itemsize,
+                                       _ext.threads(), input_grad)
     if n_blocks == 1:
+        _blocks.forget(col)
         return crow, col, None
     layout = _blocks.layout(crow, col, n_in, n_blocks)
     return layout.crow, layout.col, layout.run
@@ -82,8 +83,7 @@ def _compiled_backward(x_t, w, grad_y, crow, col, transposed, want_gx, want_gw, 
         # One pass over the pattern; grad_x is summed from the threads' buffers batch-major.
         g = grad_y.t() if in_place else _ext.transposed(grad_y)
         grad_x = torch.empty(batch, n_in, dtype=x_t.dtype)
-        crow, col, run = _in_blocks(crow, col, n_in, batch, x_t.element_size(),
-                                    1 + _ext.threads())
+        crow, col, run = _in_blocks(crow, col, n_in, batch, x_t.element_size(), True)
         grad_w, _ = _ext.backward(crow, col, w, x_t, g, n_in, want_gw=want_gw, want_gx=True,
                                   out=grad_x.t(), recycle=recycle, run=run)
         return grad_w, grad_x
@@ -91,7 +91,7 @@ def _compiled_backward(x_t, w, grad_y, crow, col, transposed, want_gx, want_gw, 
     # gradient alone reads each row once and takes grad_y in place when the batch is narrow.
     g_t = grad_y.t() if in_place and not want_gx else _ext.transposed(grad_y)
     if not want_gx:
-        crow, col, run = _in_blocks(crow, col, n_in, batch, x_t.element_size(), 1)
+        crow, col, run = _in_blocks(crow, col, n_in, batch, x_t.element_size(), False)
         grad_w, _ = _ext.backward(crow, col, w, x_t, g_t, n_in, want_gw=True, want_gx=False,
                                   recycle=recycle, run=run)
         return grad_w, None

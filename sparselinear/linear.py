@@ -61,8 +61,8 @@ class SparseLinear(nn.Module):
     pattern (``crow_indices_t``, ``row_indices_t``, ``transpose_perm``: ``in + 1 + 2 · nnz`` more
     indices) is built from them only when a computation needs it, on their device, and rebuilt
     after they move or change. So is, on CPU, a copy of the column indices in column blocks
-    (``nnz`` more indices), used by the backward pass once its tables outgrow the CPU's cache
-    (``sparselinear._blocks``).
+    (``nnz + blocks · (2 · out + 1)`` more indices), used by the backward pass once its tables
+    outgrow the CPU's cache (``kernels.CACHE_BYTES``).
 
     Examples::
 

@@ -139,6 +139,8 @@ def test_layer_results_do_not_depend_on_blocks(monkeypatch):
         x.grad = None
         layer(x).pow(2).sum().backward()
         results.append((layer.weight.grad.clone(), x.grad.clone()))
+        built = _blocks._cache_for(layer.col_indices).peek(layer.crow_indices, layer.col_indices)
+        assert (built is not None) == (cache > 0)
     # the same sums, some reduced in another order
     assert not torch.equal(results[0][1], torch.zeros_like(results[0][1]))
     torch.testing.assert_close(results[0][0], results[1][0])
@@ -162,10 +164,67 @@ def test_layout_is_built_once_rebuilt_on_change_and_freed(small_cache):
     assert _blocks._cache_for(col).peek(crow, col) is None
     layer(x).sum().backward()
     assert _blocks._cache_for(col).peek(crow, col) is not None
-    before = len(_blocks._caches)
+    key = id(col)
+    assert key in _blocks._caches
     del layer, crow, col, first
     gc.collect()
-    assert len(_blocks._caches) == before - 1  # freed with the pattern
+    assert key not in _blocks._caches  # freed with the pattern
+
+
+@needs_ext
+def test_layout_is_dropped_when_a_backward_pass_runs_without_blocks(monkeypatch):
+    layer = SparseLinear(60, 50, Connectivity.random(50, 60, density=0.3, seed=5), mode="sparse")
+    x = torch.randn(8, 60, requires_grad=True)
+    crow, col = layer.crow_indices, layer.col_indices
+    monkeypatch.setattr(kernels, "CACHE_BYTES", 1024)
+    layer(x).sum().backward()
+    assert _blocks._cache_for(col).peek(crow, col) is not None
+    monkeypatch.setattr(kernels, "CACHE_BYTES", 0)
+    layer(x).sum().backward()
+    assert _blocks._cache_for(col).peek(crow, col) is None
+
+
+@needs_ext
+def test_one_layout_with_and_without_input_gradient(small_cache):
+    layer = SparseLinear(200, 30, Connectivity.random(30, 200, density=0.3, seed=8), mode="sparse")
+    crow, col = layer.crow_indices, layer.col_indices
+    built = []
+    original = _ext.block_layout
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_ext, "block_layout", lambda *a: built.append(a[-1]) or original(*a))
+        for needs_grad in (True, False, True, False):
+            layer(torch.randn(16, 200, requires_grad=needs_grad)).sum().backward()
+    assert len(built) == 1 and built[0] > 1  # built once, reused by both kinds of pass
+    assert _blocks._cache_for(col).peek(crow, col).n_blocks == built[0]
+
+
+@needs_ext
+def test_blocks_with_batch_sweeps_and_long_runs(monkeypatch):
+    # 150 edges per row: the 8-edge groups of the AVX2 dot products run inside each block
+    crow, col = _random_pattern(13, 203, 1500, seed=9)
+    gen = torch.Generator().manual_seed(9)
+    w = torch.randn(1500, generator=gen)
+    x = torch.randn(203, 40, generator=gen)
+    g = torch.randn(13, 40, generator=gen)
+    rows = torch.repeat_interleave(torch.arange(13), crow.diff().long())
+    dense = torch.zeros(13, 203).index_put((rows, col.long()), w)
+    monkeypatch.setattr(_ext, "SWEEP_BYTES", 203 * 8 * 4 * 2)  # sweeps of 8 batch columns
+    assert _ext.sweep_width(203, 40, 4, 2) == 8
+    crow_blk, col_blk, run = _ext.block_layout(crow, col, 203, 3)
+    gw, gx = _ext.backward(crow_blk, col_blk, w, x, g, 203, want_gw=True, want_gx=True, run=run)
+    torch.testing.assert_close(gw, (g @ x.t())[rows, col.long()], rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(gx, dense.t() @ g, rtol=1e-5, atol=1e-4)
+
+
+@needs_ext
+def test_mismatched_block_arguments_are_refused():
+    crow, col = _random_pattern(9, 12, 40, seed=1)
+    crow_blk, col_blk, _ = _ext.block_layout(crow, col, 12, 2)
+    x, g = torch.randn(12, 4), torch.randn(9, 4)
+    with pytest.raises(ValueError, match="column blocks"):
+        _ext.backward(crow_blk, col_blk, torch.randn(40), x, g, 12, want_gw=True, want_gx=False)
+    with pytest.raises(ValueError, match="index dtype"):
+        _ext.block_layout(crow.long(), col, 12, 2)
 
 
 @needs_ext

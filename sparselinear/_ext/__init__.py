@@ -305,6 +305,8 @@ def block_layout(crow: torch.Tensor, col: torch.Tensor, n_cols: int,
     that values and weight gradients stay in the CSR order. ``col`` must be sorted within each
     row (canonical CSR): a row's edges of one block are then one run of its CSR edges.
     """
+    if crow.dtype != col.dtype:
+        raise ValueError(f"crow and col must share an index dtype; got {crow.dtype}, {col.dtype}")
     n_rows = crow.numel() - 1
     bounds = torch.tensor([b * n_cols // n_blocks for b in range(n_blocks + 1)],
                           dtype=torch.int64)
@@ -358,6 +360,12 @@ def backward(crow: torch.Tensor, col: torch.Tensor, w: torch.Tensor, x: torch.Te
     :func:`block_layout`; ``w`` and ``gw`` stay in the CSR order.
     """
     (n_rows, n_blocks), batch = _rows_and_blocks(crow), g.shape[1]
+    if (crow.dim() == 2) != (run is not None) or crow.dtype != col.dtype:
+        raise ValueError(
+            "a pattern in column blocks takes a 2-D crow with its run positions, and crow, col "
+            f"and run of one index dtype; got crow {tuple(crow.shape)} {crow.dtype}, col "
+            f"{col.dtype}, run {None if run is None else run.dtype}"
+        )
     n_threads = threads()
     gw = _gradient_buffer(col.numel(), g.dtype, recycle) if want_gw else None
     private = None

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from .. import _ext
 from .._blocks import layout_bytes
 from .._sources import check_shape, describe
 from ..connectivity import Connectivity, index_dtype_for
@@ -209,11 +210,11 @@ def _layer(
     activations = batch * (n_in * dc + n_out * d)  # saved input copy (in, batch) + the output
     dense_activations = batch * (n_in + n_out) * d
     cdt = compute_dtype(dtype, device)
+    compiled = compiled_kernels_run(device.type, str(cdt).removeprefix("torch."))
     t = step_transients(
         n_out=n_out, n_in=n_in, nnz=nnz, batch=batch, itemsize=d, compute_itemsize=dc,
-        index_itemsize=idx, needs_input_grad=needs_input_grad,
-        compiled=compiled_kernels_run(device.type, str(cdt).removeprefix("torch.")),
-        threads=torch.get_num_threads(),
+        index_itemsize=idx, needs_input_grad=needs_input_grad, compiled=compiled,
+        threads=_ext.threads() if compiled else torch.get_num_threads(),
     )
     opt = optimizer_transient(spec.kind, [nnz, n_bias], d, device.type, spec.implementation)
     dense_opt = optimizer_transient(spec.kind, [n_out * n_in, n_bias], d, device.type,

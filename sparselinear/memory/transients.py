@@ -53,7 +53,8 @@ figures measured on torch 2.13):
 The compiled fused backward pass sweeps the pattern in column blocks once its gathered tables
 outgrow the cache (:mod:`sparselinear._blocks`): the block layout (one index per edge and two
 per output and block) is built in the first such pass and kept, like the transposed pattern;
-:attr:`StepTransients.column_blocks` says how many. Building it needs no temporaries.
+:attr:`StepTransients.column_blocks` says how many. Building it needs no temporaries (a layout
+for another block count is dropped first).
 
 With either kernels, the transposed pattern (``crow_t``, ``row_t``, ``perm``) is read only for the
 input gradient: by torch's kernels always, by the compiled ones in their gather form only;
@@ -191,7 +192,7 @@ def _compiled_transients(
     needs_input_grad: bool,
     threads: int,
 ) -> StepTransients:
-    from .._blocks import column_blocks
+    from .._blocks import backward_blocks
     from ..autograd import FUSED_MAX_BATCH, STRIDED_MAX_BATCH
     from ..kernels import PRIVATE_BYTES
 
@@ -208,11 +209,11 @@ def _compiled_transients(
     g_copy = n_out * batch * dc  # grad_y as (out, batch)
     grad_x = g_copy if wide else 0
     gathers = False  # the input gradient over the transposed pattern
-    blocks = column_blocks(n_in, n_out, nnz, batch, dc, 1)  # the weight gradient alone
+    blocks = backward_blocks(n_in, n_out, nnz, batch, dc, threads, needs_input_grad)
     if needs_input_grad:
         private = threads * n_in * batch * dc
         fused = batch <= FUSED_MAX_BATCH and (threads == 1 or private <= PRIVATE_BYTES)
-        blocks = column_blocks(n_in, n_out, nnz, batch, dc, 1 + threads) if fused else 1
+        blocks = blocks if fused else 1
         if fused:
             grad_x += private + n_in * batch * dc  # summed into grad_x
         else:
