@@ -49,6 +49,11 @@ __all__ = [
 #: Each block's share of the tables: this fraction of the cache (at 3e7 edges, 4 blocks of a
 #: third beat 2 of two thirds and 8 of a sixth).
 _BLOCK_SHARE = 3
+#: Smallest share per block: on a CPU with a small last-level cache, many blocks of a few MB
+#: would cost more in repeated passes over the output gradient than they save (at fly on the
+#: 48 MB machine, 2-4 blocks of 7-13 MB took the backward pass from 106-132 ms to 85-105 ms,
+#: 10 blocks of 2.7 MB to 134-146 ms).
+_MIN_BLOCK_BYTES = 8 << 20
 #: Fewest edges per row and block, on average: a guard against runs too short to pay for the
 #: per-row work of a sweep (not tuned; 1e8 edges at fly's fan-in stay under it with 11 blocks).
 _MIN_RUN = 8
@@ -96,13 +101,15 @@ def column_blocks(n_in: int, n_out: int, nnz: int, batch: int, itemsize: int,
     """Column blocks for a backward sweep over ``tables`` gathered ``(in, batch)`` tables (the
     saved input, plus one input-gradient buffer per thread when the input needs a gradient):
     1 while they fit :func:`cache_bytes`, else enough for each block's slices to fill a third
-    of it, at most one per :data:`_MIN_RUN` edges of a row and at most 64."""
+    of it (at least :data:`_MIN_BLOCK_BYTES`, or the whole cache if smaller), at most one per
+    :data:`_MIN_RUN` edges of a row and at most 64."""
     limit = cache_bytes()
     row = max(64, batch * itemsize)  # a gathered row costs at least one cache line
     footprint = n_in * row * tables
     if limit <= 0 or footprint <= limit or n_out == 0:
         return 1
-    wanted = math.ceil(footprint * _BLOCK_SHARE / limit)
+    share = max(limit / _BLOCK_SHARE, min(_MIN_BLOCK_BYTES, limit))
+    wanted = math.ceil(footprint / share)
     return max(1, min(wanted, nnz // (n_out * _MIN_RUN), 64, n_in))
 
 

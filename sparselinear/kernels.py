@@ -50,13 +50,14 @@ PRIVATE_BYTES = 1 << 27
 
 #: Bytes of CPU cache the compiled fused backward pass's gathered tables (the saved input and one
 #: input-gradient buffer per thread, ``in x batch`` each) may fill before it sweeps the pattern
-#: in column blocks, each block's slices of the tables filling a third of it. The blocks need a
-#: block-ordered copy of the column indices, built on first use and kept with the pattern
-#: (``nnz + blocks · (2 · out + 1)`` indices more; counted by ``sparselinear.memory.estimate``).
-#: ``None`` (the default): ``$SPARSELINEAR_CACHE_BYTES`` if set, else the CPU's last-level
-#: cache size; 0 never uses blocks (the memory-lean choice; a copy already built is dropped by
-#: the next backward pass). Measured on the 2-core test machine (48 MB cache): the
-#: backward pass 15-30 % faster at 3e7 edges (+0.13 GB), about 12 % at 1e8 (+0.48 GB).
+#: in column blocks, each block's slices of the tables filling a third of it (8 MiB at least).
+#: The blocks need a block-ordered copy of the column indices, built on first use and kept with
+#: the pattern (``nnz + blocks · (2 · out + 1)`` indices more; counted by
+#: ``sparselinear.memory.estimate``). ``None`` (the default): ``$SPARSELINEAR_CACHE_BYTES`` if
+#: set, else the CPU's last-level cache size; 0 never uses blocks (the memory-lean choice; a
+#: copy already built is dropped by the next backward pass). Measured on the 2-core test
+#: machine (48 MB cache): the backward pass 15-30 % faster at 3e7 edges (+0.13 GB), about 12 %
+#: at 1e8 (+0.48 GB).
 CACHE_BYTES: int | None = None
 
 _BACKENDS = ("auto", "extension", "torch")

@@ -102,6 +102,9 @@ def test_policy_blocks_only_tables_that_outgrow_the_cache(monkeypatch):
     assert _blocks.column_blocks(**fly, batch=64, tables=9) == 13
     # a row costs at least a cache line: batch 1 counts as 16 floats
     assert _blocks.column_blocks(**fly, batch=1, tables=3) == 1
+    # a small cache: blocks of 8 MiB at least (27 MB of tables in 4, not 10)
+    monkeypatch.setattr(kernels, "CACHE_BYTES", 8 << 20)
+    assert _blocks.column_blocks(**fly, batch=16, tables=3) == 4
     monkeypatch.setattr(kernels, "CACHE_BYTES", 0)
     assert _blocks.column_blocks(**fly, batch=64, tables=9) == 1  # 0 disables blocks
     assert _blocks.column_blocks(10, 0, 0, 16, 4, 3) == 1
