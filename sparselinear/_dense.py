@@ -139,42 +139,43 @@ class DenseBandFunction(torch.autograd.Function):
     """``y = x Wᵀ + b`` through the dense tiles of a :class:`BandPlan`; ``x`` is 2-D and
     ``where`` is :meth:`BandPlan.positions` of the pattern.
 
-    Activations are handled transposed, ``(features, batch)``, so every tile product reads and
-    writes contiguous row ranges.
+    Activations stay batch-major, ``(batch, features)``: every tile product reads and writes a
+    column range of them in place (BLAS takes the row stride), so no transposed copies are made.
     """
 
     @staticmethod
     def forward(ctx, x, weight, bias, plan, where):
         dtype = kernels.compute_dtype(x.dtype, x.device)
-        x_t, w = x.t().to(dtype).contiguous(), weight.to(dtype)
+        x_c, w = x.to(dtype).contiguous(), weight.to(dtype)
         flat = w.new_zeros(plan.area)
         flat.index_copy_(0, where, w)
-        y_t = x_t.new_zeros(plan.n_out, x.shape[0])
+        y = x_c.new_zeros(x.shape[0], plan.n_out)
         for (r0, r1, c0, c1, _, _), tile in zip(plan.bands, plan.tiles(flat), strict=True):
-            torch.mm(tile, x_t[c0:c1], out=y_t[r0:r1])
-        y = y_t.t().to(x.dtype)
-        y = y + bias if bias is not None else y.contiguous()
-        ctx.save_for_backward(x_t, weight, flat, where)
+            y[:, r0:r1].addmm_(x_c[:, c0:c1], tile.t(), beta=0)
+        y = y.to(x.dtype)
+        if bias is not None:
+            y += bias
+        ctx.save_for_backward(x_c, weight, flat, where)
         ctx.plan, ctx.has_bias = plan, bias is not None
         return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_y):
-        x_t, weight, flat, where = ctx.saved_tensors
+        x_c, weight, flat, where = ctx.saved_tensors
         plan = ctx.plan
-        g_t = grad_y.t().to(x_t.dtype).contiguous()
+        g = grad_y.to(x_c.dtype).contiguous()
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x_t = g_t.new_zeros(x_t.shape)
+            grad_x = g.new_zeros(x_c.shape)
             for (r0, r1, c0, c1, _, _), tile in zip(plan.bands, plan.tiles(flat), strict=True):
-                grad_x_t[c0:c1].addmm_(tile.t(), g_t[r0:r1])
-            grad_x = grad_x_t.t().to(grad_y.dtype)
+                grad_x[:, c0:c1].addmm_(g[:, r0:r1], tile)
+            grad_x = grad_x.to(grad_y.dtype)
         if ctx.needs_input_grad[1]:
             grad_flat = torch.empty_like(flat)  # only the edges' entries are read back
             for (r0, r1, c0, c1, _, _), tile in zip(plan.bands, plan.tiles(grad_flat),
                                                      strict=True):
-                torch.mm(g_t[r0:r1], x_t[c0:c1].t(), out=tile)
+                torch.mm(g[:, r0:r1].t(), x_c[:, c0:c1], out=tile)
             grad_w = grad_flat.index_select(0, where).to(weight.dtype)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad_y.sum(0)
