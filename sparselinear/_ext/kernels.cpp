@@ -84,10 +84,11 @@ inline void spmm_tile(const I* __restrict col, const T* __restrict w, const T* _
 
 template <typename T, typename I>
 inline void spmm_rest(const I* __restrict col, const T* __restrict w, const T* __restrict x,
-                      T* __restrict y, int64_t ys, T bias, int64_t k0, int64_t k1, int64_t B,
-                      int64_t nb) {
+                      T* __restrict y, int64_t ys, T bias, int64_t k0, int64_t k1, int64_t nnz,
+                      int64_t B, int64_t nb) {
   T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // nb < 8
   for (int64_t k = k0; k < k1; ++k) {
+    if (k + kPrefetch < nnz) __builtin_prefetch(x + (int64_t)col[k + kPrefetch] * B);
     const T wk = w[k];
     const T* __restrict xr = x + (int64_t)col[k] * B;
     for (int64_t b = 0; b < nb; ++b) acc[b] += wk * xr[b];
@@ -118,7 +119,8 @@ inline void spmm_row(const I* crow, const I* col, const T* w, const T* x, const 
     spmm_tile<T, I, 8>(col, w, x + b, yr + b * ys_b, ys_b, br, k0, k1, nnz, B);
     b += 8;
   }
-  if (b < b1) spmm_rest<T, I>(col, w, x + b, yr + b * ys_b, ys_b, br, k0, k1, B, b1 - b);
+  if (b < b1)
+    spmm_rest<T, I>(col, w, x + b, yr + b * ys_b, ys_b, br, k0, k1, nnz, B, b1 - b);
 }
 
 // Sweeps of tb batch columns each, so that the part of x one sweep reads can stay in cache.
@@ -233,11 +235,16 @@ inline void backward_tile(const I* __restrict col, const T* __restrict w, const 
 template <typename T, typename I>
 inline void backward_rest(const I* __restrict col, const T* __restrict w, const T* __restrict x,
                           const T* __restrict g_in, int64_t gs, T* __restrict gw,
-                          T* __restrict gx, int64_t k0, int64_t k1, int64_t B, int64_t nb,
-                          bool first, bool want_gw, bool want_gx) {
+                          T* __restrict gx, int64_t k0, int64_t k1, int64_t nnz, int64_t B,
+                          int64_t nb, bool first, bool want_gw, bool want_gx) {
   T gr[8];  // nb < 8
   for (int64_t b = 0; b < nb; ++b) gr[b] = g_in[b * gs];
   for (int64_t k = k0; k < k1; ++k) {
+    if (k + kPrefetch < nnz) {
+      const int64_t ahead = (int64_t)col[k + kPrefetch] * B;
+      __builtin_prefetch(x + ahead);
+      if (want_gx) __builtin_prefetch(gx + ahead, 1);
+    }
     const int64_t c = (int64_t)col[k] * B;
     if (want_gw) {
       T dot = 0;
@@ -280,8 +287,8 @@ inline void backward_row(const I* crow, const I* col, const I* run, const T* w, 
     b += 8;
   }
   if (b < b1 || B == 0)
-    backward_rest<T, I>(c, wr, x + b, gr + b * gs_b, gs_b, gwr, gx ? gx + b : gx, 0, n, B,
-                        b1 - b, b == 0, want_gw, want_gx);
+    backward_rest<T, I>(c, wr, x + b, gr + b * gs_b, gs_b, gwr, gx ? gx + b : gx, 0, n, limit,
+                        B, b1 - b, b == 0, want_gw, want_gx);
 }
 
 // gx_private: (threads, n_cols, B) zeroed by the caller, or nullptr when want_gx is false.
