@@ -12,7 +12,7 @@ training step: the backward pass at 3e7 edges 368-484 ms -> 317-352 ms with 4 bl
 A sweep reads its block's column indices from a block-ordered copy of them (``col_blk``: one
 index per edge, kept beside the pattern), and the values and weight gradients in place, in the
 CSR order, through each row's run position (``run``). The copy is built on first use and kept
-for as long as the pattern's index tensors live unchanged (see :class:`DerivedCache`): it costs
+for as long as the pattern's index tensors live unchanged (see :class:`PatternCaches`): it costs
 ``index_itemsize · (nnz + n_blocks · (2 · out + 1))`` bytes, which is why blocks are used only
 when the tables outgrow the cache (``kernels.CACHE_BYTES``); a backward pass that runs without
 blocks (a narrower batch, ``kernels.CACHE_BYTES = 0``) drops it. Like the transposed pattern,
@@ -25,15 +25,13 @@ from __future__ import annotations
 import functools
 import math
 import os
-import threading
-import weakref
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 
 from . import _ext, kernels
-from ._transposed import DerivedCache
+from ._transposed import PatternCaches
 from .errors import SparseLinearError
 
 __all__ = [
@@ -119,10 +117,9 @@ def backward_blocks(n_in: int, n_out: int, nnz: int, batch: int, itemsize: int, 
     input-gradient buffer per thread (:func:`column_blocks`), so that a pattern keeps one layout
     whether or not its input needs a gradient; without it, blocks are used only if the saved
     input alone outgrows the cache."""
-    n_blocks = column_blocks(n_in, n_out, nnz, batch, itemsize, 1 + threads)
     if not input_grad and column_blocks(n_in, n_out, nnz, batch, itemsize, 1) == 1:
         return 1
-    return n_blocks
+    return column_blocks(n_in, n_out, nnz, batch, itemsize, 1 + threads)
 
 
 class BlockLayout(NamedTuple):
@@ -134,25 +131,14 @@ class BlockLayout(NamedTuple):
     run: torch.Tensor  # (n_blocks, out)
 
 
-_caches: dict[int, DerivedCache[BlockLayout]] = {}
-_lock = threading.Lock()
-
-
-def _cache_for(col: torch.Tensor) -> DerivedCache[BlockLayout]:
-    key = id(col)
-    with _lock:
-        cache = _caches.get(key)
-        if cache is None:
-            cache = _caches[key] = DerivedCache()
-            weakref.finalize(col, _caches.pop, key, None)  # freed with the pattern
-        return cache
+_caches: PatternCaches[BlockLayout] = PatternCaches()  # per col tensor, freed with it
 
 
 def layout(crow: torch.Tensor, col: torch.Tensor, n_in: int, n_blocks: int) -> BlockLayout:
     """The CSR pattern ``(crow, col)`` (contiguous, on CPU) in ``n_blocks`` column blocks, built
     once and kept while ``crow`` and ``col`` live unchanged; a different ``n_blocks`` (a batch
     of another width) replaces it, the old one dropped first."""
-    cache = _cache_for(col)
+    cache = _caches.for_tensor(col)
     entry = cache.peek(crow, col)
     if entry is None or entry.n_blocks != n_blocks:
         cache.clear()
@@ -163,8 +149,7 @@ def layout(crow: torch.Tensor, col: torch.Tensor, n_in: int, n_blocks: int) -> B
 
 def forget(col: torch.Tensor) -> None:
     """Drop the layout kept for ``col``, if any (a backward pass that no longer uses blocks)."""
-    with _lock:
-        cache = _caches.get(id(col))
+    cache = _caches.existing(col)
     if cache is not None:
         cache.clear()
 

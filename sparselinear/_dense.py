@@ -14,13 +14,13 @@ band area (for the device type) and the tiles fit :data:`DENSE_BUDGET_BYTES`; ``
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass, field
 
 import torch
 from torch.autograd.function import once_differentiable
 
 from . import kernels
+from ._transposed import PatternCaches
 from .errors import SparseLinearError
 
 __all__ = ["DENSE_BUDGET_BYTES", "DENSE_MIN_FILL", "MODES", "BandPlan", "check_mode", "plan_for"]
@@ -108,7 +108,7 @@ def _plan(crow: torch.Tensor, col: torch.Tensor) -> BandPlan:
     return BandPlan(bands, area, n_out)
 
 
-_cache: dict[int, tuple] = {}  # id(crow) -> (weakref to crow, version key, plan)
+_plans: PatternCaches[BandPlan] = PatternCaches()  # per crow tensor, freed with it
 
 
 def plan_for(
@@ -118,14 +118,7 @@ def plan_for(
     check_mode(mode)
     if mode == "sparse":
         return None
-    key = (col._version, crow._version, id(col))
-    entry = _cache.get(id(crow))
-    if entry is None or entry[0]() is not crow or entry[1] != key:
-        ident = id(crow)
-        ref = weakref.ref(crow, lambda _, ident=ident: _cache.pop(ident, None))
-        entry = (ref, key, _plan(crow, col))
-        _cache[ident] = entry
-    plan = entry[2]
+    plan = _plans.for_tensor(crow).get(crow, col, lambda: _plan(crow, col))
     if mode == "dense":
         return plan
     itemsize = torch.empty((), dtype=kernels.compute_dtype(dtype, device)).element_size()

@@ -10,13 +10,14 @@ costs ``in + 1 + 2 · nnz`` indices, so it is built on first use and kept in a
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 import torch
 
-__all__ = ["DerivedCache", "transpose_order"]
+__all__ = ["DerivedCache", "PatternCaches", "transpose_order"]
 
 T = TypeVar("T")
 
@@ -99,3 +100,34 @@ class DerivedCache(Generic[T]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({'empty' if self._entry is None else 'filled'})"
+
+
+class PatternCaches(Generic[T]):
+    """One :class:`DerivedCache` per live index tensor, for values derived from patterns that
+    are not owned by an object that could hold them (e.g. a pattern passed to the functional
+    form). An entry is dropped when its tensor is freed; ``key in caches`` tests ``id(tensor)``.
+    """
+
+    __slots__ = ("_caches", "_lock")
+
+    def __init__(self) -> None:
+        self._caches: dict[int, DerivedCache[T]] = {}
+        self._lock = threading.Lock()
+
+    def for_tensor(self, tensor: torch.Tensor) -> DerivedCache[T]:
+        """The cache of ``tensor``, created (empty) on first request."""
+        key = id(tensor)
+        with self._lock:
+            cache = self._caches.get(key)
+            if cache is None:
+                cache = self._caches[key] = DerivedCache()
+                weakref.finalize(tensor, self._caches.pop, key, None)
+            return cache
+
+    def existing(self, tensor: torch.Tensor) -> DerivedCache[T] | None:
+        """The cache of ``tensor`` if one was created, else ``None``; never creates."""
+        with self._lock:
+            return self._caches.get(id(tensor))
+
+    def __contains__(self, key: int) -> bool:
+        return key in self._caches

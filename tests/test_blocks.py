@@ -21,6 +21,11 @@ def _random_pattern(n_out, n_in, nnz, seed, index_dtype=torch.int32):
     return crow.to(index_dtype), col.to(index_dtype)
 
 
+def _kept(crow, col):
+    """The block layout kept for the pattern ``(crow, col)``, or ``None``."""
+    return _blocks._caches.for_tensor(col).peek(crow, col)
+
+
 @pytest.fixture
 def small_cache(monkeypatch):
     """Blocks for any layer whose tables pass 1 KB."""
@@ -127,7 +132,7 @@ def test_layer_in_blocks_matches_gradcheck_and_unblocked(small_cache, bias):
 
     assert torch.autograd.gradcheck(f, (x, *args))
     crow, col = layer.crow_indices, layer.col_indices
-    assert _blocks._cache_for(col).peek(crow, col).n_blocks > 1  # the check ran in blocks
+    assert _kept(crow, col).n_blocks > 1  # the check ran in blocks
 
 
 @needs_ext
@@ -142,7 +147,7 @@ def test_layer_results_do_not_depend_on_blocks(monkeypatch):
         x.grad = None
         layer(x).pow(2).sum().backward()
         results.append((layer.weight.grad.clone(), x.grad.clone()))
-        built = _blocks._cache_for(layer.col_indices).peek(layer.crow_indices, layer.col_indices)
+        built = _kept(layer.crow_indices, layer.col_indices)
         assert (built is not None) == (cache > 0)
     # the same sums, some reduced in another order
     assert not torch.equal(results[0][1], torch.zeros_like(results[0][1]))
@@ -158,15 +163,15 @@ def test_layout_is_built_once_rebuilt_on_change_and_freed(small_cache):
     x = torch.randn(8, 60, requires_grad=True)
     crow, col = layer.crow_indices, layer.col_indices
     layer(x).sum().backward()
-    first = _blocks._cache_for(col).peek(crow, col)
+    first = _kept(crow, col)
     assert first is not None
     layer(x).sum().backward()
-    assert _blocks._cache_for(col).peek(crow, col) is first  # kept between steps
+    assert _kept(crow, col) is first  # kept between steps
     with torch.no_grad():
         col.copy_(col)  # any in-place change of the pattern invalidates the layout
-    assert _blocks._cache_for(col).peek(crow, col) is None
+    assert _kept(crow, col) is None
     layer(x).sum().backward()
-    assert _blocks._cache_for(col).peek(crow, col) is not None
+    assert _kept(crow, col) is not None
     key = id(col)
     assert key in _blocks._caches
     del layer, crow, col, first
@@ -181,10 +186,10 @@ def test_layout_is_dropped_when_a_backward_pass_runs_without_blocks(monkeypatch)
     crow, col = layer.crow_indices, layer.col_indices
     monkeypatch.setattr(kernels, "CACHE_BYTES", 1024)
     layer(x).sum().backward()
-    assert _blocks._cache_for(col).peek(crow, col) is not None
+    assert _kept(crow, col) is not None
     monkeypatch.setattr(kernels, "CACHE_BYTES", 0)
     layer(x).sum().backward()
-    assert _blocks._cache_for(col).peek(crow, col) is None
+    assert _kept(crow, col) is None
 
 
 @needs_ext
@@ -198,7 +203,7 @@ def test_one_layout_with_and_without_input_gradient(small_cache):
         for needs_grad in (True, False, True, False):
             layer(torch.randn(16, 200, requires_grad=needs_grad)).sum().backward()
     assert len(built) == 1 and built[0] > 1  # built once, reused by both kinds of pass
-    assert _blocks._cache_for(col).peek(crow, col).n_blocks == built[0]
+    assert _kept(crow, col).n_blocks == built[0]
 
 
 @needs_ext
@@ -244,7 +249,7 @@ def test_estimate_counts_the_layout(monkeypatch):
     assert blocked - plain == _blocks.layout_bytes(200, conn.nnz, n_blocks, 4)
     # and the layout the layer builds has that size
     layer(torch.randn(16, 300, requires_grad=True)).sum().backward()
-    built = _blocks._cache_for(layer.col_indices).peek(layer.crow_indices, layer.col_indices)
+    built = _kept(layer.crow_indices, layer.col_indices)
     assert built.n_blocks == n_blocks
     size = sum(t.numel() * t.element_size() for t in (built.crow, built.col, built.run))
     assert size == _blocks.layout_bytes(200, conn.nnz, n_blocks, 4)

@@ -360,7 +360,10 @@ def backward(crow: torch.Tensor, col: torch.Tensor, w: torch.Tensor, x: torch.Te
     :func:`block_layout`; ``w`` and ``gw`` stay in the CSR order.
     """
     (n_rows, n_blocks), batch = _rows_and_blocks(crow), g.shape[1]
-    if (crow.dim() == 2) != (run is not None) or crow.dtype != col.dtype:
+    blocked = run is not None
+    if (crow.dim() == 2) != blocked or crow.dtype != col.dtype or (
+        blocked and run.dtype != crow.dtype
+    ):
         raise ValueError(
             "a pattern in column blocks takes a 2-D crow with its run positions, and crow, col "
             f"and run of one index dtype; got crow {tuple(crow.shape)} {crow.dtype}, col "
