@@ -2,25 +2,26 @@
 
 The weight holds only the values at the edges of an adjacency pattern; forward and backward run
 through sparse kernels and never allocate anything of size ``out_features x in_features``.
+
+The package is laid out by stage, each subpackage with one job: :mod:`~sparselinear.io` reads
+graphs into plain arrays, :mod:`~sparselinear.pattern` wraps them as a :class:`Connectivity`,
+:mod:`~sparselinear.datasets` loads shipped connectomes, :mod:`~sparselinear.ops` runs the
+products, :mod:`~sparselinear.nn` holds the modules, :mod:`~sparselinear.constraints` the value
+constraints, :mod:`~sparselinear.memory` estimates and measures, :mod:`~sparselinear.cli` is the
+command line.
 """
 
-from . import (
-    constraints,
-    convert,
-    datasets,
-    edgelist,
-    errors,
-    functional,
-    kernels,
-    memory,
-    patterns,
-    setops,
-    structured,
-)
-from .connectivity import Connectivity
+import sys
+
+from . import constraints, datasets, errors, functional, memory, structured
 from .errors import SparseLinearError
-from .linear import SparseLinear
-from .structured import PositiveDefiniteLinear, TriangularLinear
+from .nn import PositiveDefiniteLinear, SparseLinear, TriangularLinear
+from .ops import torch_kernels as kernels
+from .pattern import Connectivity
+
+# The kernel settings (backend, tuning constants) keep their 0.1 name: `sparselinear.kernels` is
+# the very module that holds them, so that assigning `kernels.CACHE_BYTES = 0` takes effect.
+sys.modules[__name__ + ".kernels"] = kernels
 
 __all__ = [
     "Connectivity",
@@ -29,15 +30,11 @@ __all__ = [
     "SparseLinearError",
     "TriangularLinear",
     "constraints",
-    "convert",
     "datasets",
-    "edgelist",
     "errors",
     "functional",
     "kernels",
     "memory",
-    "patterns",
-    "setops",
     "structured",
 ]
 __version__ = "0.1.0"

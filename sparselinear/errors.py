@@ -1,22 +1,38 @@
-"""Exceptions raised by sparselinear.
+"""Exceptions raised by sparselinear, and the helpers that write their messages.
 
 Every error derives from :class:`SparseLinearError` and from the matching builtin
-(:class:`ValueError` or :class:`TypeError`), so both ``except SparseLinearError`` and ordinary
-``except ValueError`` clauses catch them.
+(:class:`ValueError`, :class:`TypeError`, :class:`MemoryError` or :class:`ImportError`), so both
+``except SparseLinearError`` and ordinary ``except ValueError`` clauses catch them.
+
+Messages follow one form: what was expected, what was given (:func:`describe`: type, shape and
+dtype, never values), and how to fix it. Lists of offending items stop after
+:data:`MAX_LISTED` entries (:func:`listing`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 __all__ = [
+    "MAX_LISTED",
     "DataError",
     "DeviceMismatchError",
     "DuplicateEdgeError",
+    "InsufficientMemoryError",
+    "MissingDependencyError",
     "PatternError",
     "ShapeError",
     "SparseLinearError",
     "SparseLinearTypeError",
     "WiringMismatchError",
+    "check_choice",
+    "describe",
+    "listing",
 ]
+
+#: Offending items named in one message; the rest are counted ("and 12 more").
+MAX_LISTED = 5
 
 
 class SparseLinearError(Exception):
@@ -48,7 +64,7 @@ class WiringMismatchError(SparseLinearError, ValueError):
 
 
 class DataError(SparseLinearError, ValueError):
-    """Input data is malformed: NaN values, unknown names, unparsable fields."""
+    """Input data is malformed: NaN values, unknown names, unparsable fields, a bad option."""
 
 
 class InsufficientMemoryError(SparseLinearError, MemoryError):
@@ -57,3 +73,56 @@ class InsufficientMemoryError(SparseLinearError, MemoryError):
 
 class MissingDependencyError(SparseLinearError, ImportError):
     """An optional dependency needed for this feature is not installed."""
+
+
+def describe(obj: Any) -> str:
+    """A short description of ``obj`` for error messages: type, shape and dtype, never values.
+
+    Examples::
+
+        >>> import torch
+        >>> describe(torch.zeros(2, 3))
+        'Tensor, shape (2, 3), dtype torch.float32'
+    """
+    parts = [type(obj).__name__]
+    shape = getattr(obj, "shape", None)
+    if shape is not None:
+        parts.append(f"shape {tuple(shape)}")
+    dtype = getattr(obj, "dtype", None)
+    if dtype is not None:
+        parts.append(f"dtype {dtype}")
+    return ", ".join(parts)
+
+
+def listing(items: Iterable[Any], total: int | None = None, sep: str = ", ") -> str:
+    """The first :data:`MAX_LISTED` of ``items`` joined by ``sep``, then ``" and N more"`` when
+    ``total`` (default: the number of items) exceeds them.
+
+    Examples::
+
+        >>> listing(range(8))
+        '0, 1, 2, 3, 4 and 3 more'
+    """
+    items = list(items)
+    total = len(items) if total is None else total
+    shown = sep.join(str(item) for item in items[:MAX_LISTED])
+    return shown + (f" and {total - MAX_LISTED} more" if total > MAX_LISTED else "")
+
+
+def check_choice(value: Any, choices: Iterable[str], name: str, hint: str = "",
+                 error: type[SparseLinearError] = DataError) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise ``error`` (a ``ValueError``
+    subclass by default) naming the argument, the choices, what was given and ``hint``.
+
+    Examples::
+
+        >>> check_choice("sum", ("sum", "max"), "duplicates")
+        'sum'
+    """
+    choices = tuple(choices)
+    if not isinstance(value, str) or value not in choices:
+        raise error(
+            f"'{name}' must be one of {', '.join(map(repr, choices))}; got {value!r}."
+            + (f" {hint}" if hint else "")
+        )
+    return value

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sparselinear import _ext
+from sparselinear.ops import _ext
 
 DEVICES = [
     "cpu",

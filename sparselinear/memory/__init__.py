@@ -8,7 +8,14 @@
 """
 
 from .breakdown import StepBreakdown, step_breakdown
-from .estimate import CATEGORIES, LayerEstimate, MemoryEstimate, estimate, format_bytes
+from .estimate import (
+    BUILD_BYTES_PER_EDGE,
+    CATEGORIES,
+    LayerEstimate,
+    MemoryEstimate,
+    estimate,
+    format_bytes,
+)
 from .optimizers import OPTIMIZERS, resolve_optimizer
 from .peak import (
     InsufficientMemoryError,
@@ -23,10 +30,11 @@ from .peak import (
     track_peak,
     warm_up,
 )
-from .plot import MissingDependencyError, plot_memory_vs_density
+from .plot import MissingDependencyError, check_plot_target, plot_memory_vs_density
 from .training import TrainingRun, measure_training
 
 __all__ = [
+    "BUILD_BYTES_PER_EDGE",
     "CATEGORIES",
     "OPTIMIZERS",
     "InsufficientMemoryError",
@@ -38,6 +46,7 @@ __all__ = [
     "TrainingRun",
     "available_memory",
     "check_fits",
+    "check_plot_target",
     "current_memory",
     "estimate",
     "follow_live_memory",

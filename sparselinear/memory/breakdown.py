@@ -14,10 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._sources import describe
-from ..errors import SparseLinearTypeError
+from ..errors import SparseLinearTypeError, describe
 from .estimate import format_bytes
-from .peak import PeakTracker, _default_device
+from .peak import PeakTracker, default_device
 
 __all__ = ["SegmentPeak", "StepBreakdown", "step_breakdown"]
 
@@ -147,7 +146,7 @@ def step_breakdown(
         )
     if device is None:
         param = next(model.parameters(), None)
-        device = param.device if param is not None else _default_device()
+        device = param.device if param is not None else default_device()
     tracker = PeakTracker(device)
     segments = _Segments(tracker)
     handles = []

@@ -15,18 +15,26 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .. import _ext
-from .._blocks import layout_bytes
-from .._sources import check_shape, describe
-from ..connectivity import Connectivity, index_dtype_for
-from ..errors import ShapeError, SparseLinearTypeError
-from ..kernels import compute_dtype
-from ..linear import SparseLinear
-from ..patterns import _resolve_nnz
+from ..errors import ShapeError, SparseLinearTypeError, describe
+from ..nn.linear import SparseLinear
+from ..ops import _ext
+from ..ops.blocks import layout_bytes
+from ..ops.torch_kernels import compute_dtype
+from ..pattern.connectivity import Connectivity, index_dtype_for
+from ..pattern.generators import resolve_nnz
+from ..pattern.sources import check_shape
 from .optimizers import OptimizerSpec, resolve_optimizer
 from .transients import compiled_kernels_run, optimizer_transient, step_transients
 
-__all__ = ["CATEGORIES", "LayerEstimate", "MemoryEstimate", "estimate", "format_bytes"]
+__all__ = [
+    "BUILD_BYTES_PER_EDGE",
+    "CATEGORIES", "LayerEstimate", "MemoryEstimate", "estimate",
+    "format_bytes",
+]
+
+#: Peak of building a random pattern of a given shape and nnz, per edge (index arrays, sort,
+#: validation), beyond the pattern it becomes; see BENCHMARKS.md for the measurement.
+BUILD_BYTES_PER_EDGE = 72
 
 #: The rows of every estimate, in table order.
 CATEGORIES = ("values", "gradients", "optimizer_state", "pattern", "activations", "working")
@@ -332,7 +340,7 @@ def estimate(
                 f"in_features) with nnz= or density=; got {describe(model)}."
             )
         shape = check_shape(model, "model")
-        k = _resolve_nnz(shape[0] * shape[1], nnz, density)
+        k = resolve_nnz(shape[0] * shape[1], nnz, density)
         index_dtype = index_dtype_for(shape, k)
     else:
         shape, k, index_dtype = model.shape, model.nnz, model.index_dtype

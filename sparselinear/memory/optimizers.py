@@ -7,8 +7,7 @@ from typing import Any
 
 import torch
 
-from .._sources import describe
-from ..errors import SparseLinearTypeError
+from ..errors import SparseLinearTypeError, describe
 
 __all__ = ["OPTIMIZERS", "OptimizerSpec", "resolve_optimizer"]
 

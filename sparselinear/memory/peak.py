@@ -30,6 +30,7 @@ __all__ = [
     "available_memory",
     "check_fits",
     "current_memory",
+    "default_device",
     "follow_live_memory",
     "measure",
     "release_free_memory",
@@ -280,7 +281,7 @@ class Measurement:
         )
 
 
-def _default_device() -> torch.device:
+def default_device() -> torch.device:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
@@ -304,7 +305,7 @@ def track_peak(device: torch.device | str | None = None) -> Iterator[Measurement
         >>> m.increase > 90e6
         True
     """
-    tracker = PeakTracker(device if device is not None else _default_device())
+    tracker = PeakTracker(device if device is not None else default_device())
     m = Measurement(device=str(tracker.device), method=tracker.method)
     m.baseline = tracker.current()
     tracker.start()
@@ -339,8 +340,8 @@ def measure(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Measurement:
 def warm_up(device: torch.device | str | None = None) -> None:
     """Run one tiny training step so that the libraries loaded on first use (MKL, the sparse
     kernels, the optimizer) are already resident before a baseline is taken."""
-    from ..connectivity import Connectivity
-    from ..linear import SparseLinear
+    from ..nn.linear import SparseLinear
+    from ..pattern.connectivity import Connectivity
 
     layer = SparseLinear(64, 64, Connectivity.random(64, 64, nnz=512, seed=0), device=device)
     for opt in (torch.optim.Adam(layer.parameters()), torch.optim.SGD(layer.parameters(), 0.1)):

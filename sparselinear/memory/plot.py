@@ -11,12 +11,29 @@ from typing import Any
 
 import numpy as np
 
-from .._sources import check_shape
 from ..errors import DataError, MissingDependencyError
+from ..pattern.sources import check_shape
 from .estimate import estimate, format_bytes
 from .peak import total_memory
 
-__all__ = ["MissingDependencyError", "plot_memory_vs_density", "require_matplotlib"]
+__all__ = [
+    "MissingDependencyError",
+    "check_plot_target",
+    "plot_memory_vs_density",
+    "require_matplotlib",
+]
+
+
+def check_plot_target(path: str) -> None:
+    """Raise before any work is done if a PNG plot cannot be written to ``path``: matplotlib
+    missing (:class:`MissingDependencyError`), no such folder or not a ``.png`` name
+    (:class:`DataError`)."""
+    require_matplotlib()
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise DataError(f"Cannot write the plot to '{path}': folder '{parent}' does not exist.")
+    if not path.lower().endswith(".png"):
+        raise DataError(f"The plot is written as PNG: name it '*.png'; got '{path}'.")
 
 
 def require_matplotlib() -> Any:

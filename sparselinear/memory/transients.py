@@ -67,7 +67,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..kernels import CHUNK_BYTES
+from ..ops.torch_kernels import CHUNK_BYTES
 
 __all__ = [
     "TRANSPOSE_BUILD_BYTES_PER_EDGE",
@@ -192,9 +192,9 @@ def _compiled_transients(
     needs_input_grad: bool,
     threads: int,
 ) -> StepTransients:
-    from .._blocks import backward_blocks
-    from ..autograd import FUSED_MAX_BATCH, STRIDED_MAX_BATCH
-    from ..kernels import PRIVATE_BYTES
+    from ..ops.autograd import FUSED_MAX_BATCH, STRIDED_MAX_BATCH
+    from ..ops.blocks import backward_blocks
+    from ..ops.torch_kernels import PRIVATE_BYTES
 
     converts = d != dc
     wide = batch > STRIDED_MAX_BATCH  # the kernels work on (features, batch) copies
@@ -231,8 +231,8 @@ def _compiled_transients(
 def compiled_kernels_run(device_type: str, compute_dtype_name: str) -> bool:
     """Whether a step on ``device_type`` computing in ``compute_dtype_name`` uses the compiled
     CPU kernels under the current backend (building them once if needed)."""
-    from .. import _ext
-    from ..kernels import get_backend
+    from ..ops import _ext
+    from ..ops.torch_kernels import get_backend
 
     if device_type != "cpu" or compute_dtype_name not in ("float32", "float64"):
         return False

@@ -1,0 +1,15 @@
+"""Modules whose connectivity is a sparse pattern: :class:`SparseLinear`, its functional form,
+the structured layers (:class:`TriangularLinear`, :class:`PositiveDefiniteLinear`) and the
+conversions from dense layers, prune masks and scipy matrices."""
+
+from .functional import sparse_linear
+from .linear import SparseLinear
+from .structured import PositiveDefiniteLinear, TriangularLinear, triangular_pattern
+
+__all__ = [
+    "PositiveDefiniteLinear",
+    "SparseLinear",
+    "TriangularLinear",
+    "sparse_linear",
+    "triangular_pattern",
+]

@@ -1,0 +1,171 @@
+"""The autograd function behind every sparse linear layer.
+
+``y = x Wᵀ + b`` with ``W`` given by its nnz values and a CSR pattern. Forward and both input
+gradients are sparse x dense products; the weight gradient is computed only at the nnz positions
+(a sampled dense-dense product). Nothing of size ``out x in`` is ever allocated.
+
+Dense operands are handled transposed, ``(features, batch)``, so that each edge reads one
+contiguous batch vector. On CPU the compiled kernels (:mod:`sparselinear._ext`) compute the
+forward pass in one sweep over the rows and, for batches up to :data:`FUSED_MAX_BATCH`, both
+gradients in one fused sweep (per-thread input gradient buffers of ``in x batch``, bounded by
+:data:`~sparselinear.kernels.PRIVATE_BYTES`), else both in one sweep over the transposed pattern
+(gathering rows of the output gradient, each of which meets its edge's input there too). When
+the gathered tables of the fused sweep outgrow the cache, it runs in column blocks
+(:mod:`sparselinear._blocks`).
+Elsewhere, or when they are unavailable, torch's CSR kernels run in bounded chunks
+(:mod:`sparselinear.kernels`), the input gradient over the transposed pattern.
+
+The transposed pattern is asked for (through a callable, so that it can be built lazily and
+cached by its owner) only in the branches that read it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from . import _ext, blocks, torch_kernels
+
+__all__ = ["SparseLinearFunction"]
+
+#: A zero-argument callable returning the transposed pattern ``(crow_t, row_t, perm)``.
+Transposed = Callable[[], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+#: Widest batch for which the input gradient is scattered in the fused pass; wider batches gather
+#: it over the transposed pattern (cheaper than read-modify-writing long rows; measured).
+FUSED_MAX_BATCH = 64
+
+#: Widest batch for which the compiled kernels write the output and read the output gradient in
+#: PyTorch's ``(batch, features)`` layout in place; wider batches go through ``(features, batch)``
+#: copies (strided access to a row of many cache lines is slower than the copy; measured).
+STRIDED_MAX_BATCH = 64
+
+
+def _compiled_forward(x, w, bias, crow, col):
+    """``(y (batch, out), x_t (in, batch))``: ``x_t`` is the gathered copy saved for backward."""
+    batch = x.shape[0]
+    x_t = _ext.transposed(x, w.dtype)
+    b = None if bias is None else bias.to(w.dtype).contiguous()
+    if batch <= STRIDED_MAX_BATCH:
+        y = torch.empty(batch, crow.numel() - 1, dtype=w.dtype)
+        _ext.spmm(crow, col, w, x_t, b, out=y.t())  # written batch-major, bias included
+    else:
+        y = _ext.transposed(_ext.spmm(crow, col, w, x_t, b), hugepages=False)
+    return y, x_t
+
+
+def _in_blocks(crow, col, n_in, batch, itemsize, input_grad):
+    """``(crow, col, run)`` for the fused backward sweep: the pattern as it is (``run``
+    ``None``), or in column blocks once its gathered tables outgrow the cache
+    (:mod:`sparselinear._blocks`)."""
+    n_blocks = blocks.backward_blocks(n_in, crow.numel() - 1, col.numel(), batch, itemsize,
+                                       _ext.threads(), input_grad)
+    if n_blocks == 1:
+        blocks.forget(col)
+        return crow, col, None
+    layout = blocks.layout(crow, col, n_in, n_blocks)
+    return layout.crow, layout.col, layout.run
+
+
+def _compiled_backward(x_t, w, grad_y, crow, col, transposed, want_gx, want_gw, recycle):
+    """``(grad_w (nnz,) or None, grad_x (batch, in) or None)`` from ``grad_y (batch, out)``.
+
+    ``recycle``: whether ``grad_w`` becomes a leaf's gradient as it is (its buffer is then
+    recycled between steps) rather than a temporary (cast, or passed on to a parametrization)."""
+    n_in, batch = x_t.shape
+    private = _ext.threads() * n_in * batch * x_t.element_size()
+    fits = _ext.threads() == 1 or private <= torch_kernels.PRIVATE_BYTES
+    in_place = batch <= STRIDED_MAX_BATCH
+    if want_gx and batch <= FUSED_MAX_BATCH and fits:
+        # One pass over the pattern; grad_x is summed from the threads' buffers batch-major.
+        g = grad_y.t() if in_place else _ext.transposed(grad_y)
+        grad_x = torch.empty(batch, n_in, dtype=x_t.dtype)
+        crow, col, run = _in_blocks(crow, col, n_in, batch, x_t.element_size(), True)
+        grad_w, _ = _ext.backward(crow, col, w, x_t, g, n_in, want_gw=want_gw, want_gx=True,
+                                  out=grad_x.t(), recycle=recycle, run=run)
+        return grad_w, grad_x
+    # The gather form reads rows of grad_y at random: it gets an (out, batch) copy. The weight
+    # gradient alone reads each row once and takes grad_y in place when the batch is narrow.
+    g_t = grad_y.t() if in_place and not want_gx else _ext.transposed(grad_y)
+    if not want_gx:
+        crow, col, run = _in_blocks(crow, col, n_in, batch, x_t.element_size(), False)
+        grad_w, _ = _ext.backward(crow, col, w, x_t, g_t, n_in, want_gw=True, want_gx=False,
+                                  recycle=recycle, run=run)
+        return grad_w, None
+    crow_t, row_t, perm = (t.contiguous() for t in transposed())
+    grad_x = torch.empty(batch, n_in, dtype=x_t.dtype) if in_place else None
+    out = None if grad_x is None else grad_x.t()
+    if want_gw:
+        # Both gradients in one sweep: each gathered row of grad_y also meets its edge's input.
+        grad_w, gx_t = _ext.backward_transposed(crow_t, row_t, perm, w, x_t, g_t, out=out,
+                                                recycle=recycle)
+    else:
+        # The values in transposed order once, instead of through perm in every batch tile.
+        grad_w, gx_t = None, _ext.spmm(crow_t, row_t, w[perm], g_t, out=out)
+    if grad_x is None:
+        grad_x = _ext.transposed(gx_t, hugepages=False)
+    return grad_w, grad_x
+
+
+class SparseLinearFunction(torch.autograd.Function):
+    """``y = x Wᵀ + b`` for a 2-D ``x`` of shape ``(batch, in)``.
+
+    Inputs: ``x (batch, in)``, ``weight (nnz,)``, ``bias (out,)`` or ``None``, then the pattern:
+    ``crow (out + 1,)``, ``col (nnz,)`` and ``transposed``, a zero-argument callable returning
+    the transposed pattern ``(crow_t (in + 1,), row_t (nnz,), perm (nnz,))``, called only when the
+    backward pass reads it (e.g. ``connectivity._transposed``). Returns ``(batch, out)``. Index
+    inputs get no gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, crow, col, transposed: Transposed):
+        dtype = torch_kernels.compute_dtype(x.dtype, x.device)
+        w = weight.to(dtype).contiguous()
+        if torch_kernels.extension_enabled(w):
+            y, x_t = _compiled_forward(x, w, bias, crow.contiguous(), col.contiguous())
+            y = y.to(x.dtype)
+        else:
+            x_t = x.t().to(dtype).contiguous()  # (in, batch): each input's batch vector contiguous
+            y_t = torch_kernels.spmm(crow, col, w, x_t)  # (out, batch)
+            y = y_t.t().to(x.dtype)
+            y = y + bias if bias is not None else y.contiguous()
+        ctx.save_for_backward(x_t, weight, crow, col)
+        ctx.transposed = transposed
+        ctx.has_bias = bias is not None
+        # The weight gradient's buffer is kept between steps only when it becomes a leaf's
+        # .grad as it is: not cast, and not passed on through a constraint or a gather.
+        ctx.recycle = weight.is_leaf and weight.dtype == dtype
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_y):
+        x_t, weight, crow, col = ctx.saved_tensors
+        dtype = x_t.dtype
+        want_gx, want_gw = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_x = grad_w = grad_b = None
+        if (want_gx or want_gw) and torch_kernels.extension_enabled(x_t):
+            w = weight.to(dtype).contiguous()
+            fields = (t.contiguous() for t in (crow, col))
+            grad_w, grad_x = _compiled_backward(
+                x_t, w, grad_y.to(dtype), *fields, ctx.transposed, want_gx, want_gw,
+                recycle=ctx.recycle,
+            )
+        elif want_gx or want_gw:
+            g_t = grad_y.t().to(dtype).contiguous()  # (out, batch)
+            if want_gx:
+                crow_t, row_t, perm = ctx.transposed()
+                w_t = weight.to(dtype)[perm]  # values in the transposed pattern's order
+                grad_x = torch_kernels.spmm(crow_t, row_t, w_t, g_t).t()
+            if want_gw:
+                grad_w = torch_kernels.sddmm(crow, col, g_t, x_t)
+        if grad_x is not None:
+            grad_x = grad_x.to(grad_y.dtype)
+        if grad_w is not None:
+            grad_w = grad_w.to(weight.dtype)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad_y.sum(0)
+        return grad_x, grad_w, grad_b, None, None, None
