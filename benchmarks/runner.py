@@ -198,11 +198,12 @@ def measure(impl: str, w: Workload, pattern_path: str, s: Settings,
 
 
 def _run_child(python: str, impl: str, spec: dict, log_path: str, timeout: float,
-               s: Settings) -> dict:
+               s: Settings, repo: str = REPO) -> dict:
+    """Run one measurement in a new process; ours is imported from ``repo``."""
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
     if impl == "ours":
-        env["PYTHONPATH"] = REPO
+        env["PYTHONPATH"] = repo
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[var] = str(spec["threads"])
     cmd = [python, os.path.join(HERE, "worker.py"), json.dumps(spec)]

@@ -97,6 +97,7 @@ def sparse_linear(
         torch.Size([4, 2])
     """
     _check_inputs(input, weight, connectivity, bias)
+    connectivity.validate()  # no kernel reads indices that changed since they were checked
     lead = input.shape[:-1]
     x = input.reshape(math.prod(lead), connectivity.in_features)
     crow, col = connectivity.crow_indices(), connectivity.col_indices()

@@ -10,7 +10,14 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize, prune
 
-from ..errors import DataError, ShapeError, WiringMismatchError
+from ..errors import (
+    DataError,
+    InsufficientMemoryError,
+    PatternError,
+    ShapeError,
+    WiringMismatchError,
+    describe,
+)
 from ..io.names import check_names
 from ..ops import dense
 from ..pattern.caches import DerivedCache
@@ -110,6 +117,9 @@ class SparseLinear(nn.Module):
             connectivity = connectivity.to(device)
         self.register_buffer("crow_indices", connectivity.crow_indices())
         self.register_buffer("col_indices", connectivity.col_indices())
+        # Built on the meta device (or moved there), the buffers hold no indices: the pattern
+        # is known only once a checkpoint is loaded (`to_empty()`, then `load_state_dict()`).
+        self._pattern_pending = self.crow_indices.is_meta
         # The transposed pattern, built on first need; shared with every view that
         # `self.connectivity` returns and valid only for the buffers as they are (see DerivedCache).
         self._transpose_cache: DerivedCache = DerivedCache()
@@ -182,6 +192,12 @@ class SparseLinear(nn.Module):
                 self.bias.uniform_(-1.0, 1.0).mul_(bound.to(self.bias.dtype))
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if self._pattern_pending:
+            raise PatternError(
+                "This layer was built on the meta device, so its pattern buffers hold no "
+                "indices yet. Allocate it with `layer.to_empty(device=...)` and load a checkpoint "
+                "with `layer.load_state_dict(...)`; the checkpoint's pattern fills them."
+            )
         return sparse_linear(input, self.weight, self.connectivity, self.bias, mode=self.mode)
 
     def extra_repr(self) -> str:
@@ -206,7 +222,16 @@ class SparseLinear(nn.Module):
 
         Allocates ``out x in`` values: meant for small layers, inspection and tests.
         """
-        dense = self.weight.new_zeros(self.out_features, self.in_features)
+        size = self.out_features * self.in_features * self.weight.element_size()
+        try:
+            dense = self.weight.new_zeros(self.out_features, self.in_features)
+        except (RuntimeError, MemoryError) as exc:  # torch.OutOfMemoryError is a RuntimeError
+            raise InsufficientMemoryError(
+                f"to_dense() needs {self.out_features} x {self.in_features} values = "
+                f"{size / 2**30:,.1f} GiB of {self.weight.device} memory, which could not be "
+                "allocated. A layer this large exists only sparsely: use `to_scipy()` or "
+                "`connectivity.indices()` with `weight` instead."
+            ) from exc
         rows = self.connectivity.row_indices().to(torch.int64)
         return dense.index_put((rows, self.col_indices.to(torch.int64)), self.weight)
 
@@ -219,37 +244,81 @@ class SparseLinear(nn.Module):
         self, state_dict, prefix, local_metadata, strict, missing, unexpected, errors
     ) -> None:
         # Refuse a checkpoint made for other wiring before any weight is copied: its values would
-        # land on the wrong edges. An identical pattern loads as usual.
+        # land on the wrong edges. An identical pattern loads as usual, in the layer's index
+        # dtype (a checkpoint's int32/int64 mix is cast, so the kernels read one dtype).
+        where = f"'{prefix or 'layer'}'"
         incoming = {n: state_dict.get(prefix + n) for n in _PATTERN_BUFFERS}
         if all(t is not None for t in incoming.values()):
-            mine = (self.crow_indices, self.col_indices)
-            same = all(
-                t.shape == m.shape and torch.equal(t.cpu().to(torch.int64), m.cpu().to(torch.int64))
-                for t, m in zip(incoming.values(), mine)
-            )
-            if not same:
-                theirs = pattern_digest(
-                    (incoming["crow_indices"].numel() - 1, self.in_features),
-                    incoming["crow_indices"],
-                    incoming["col_indices"],
-                )
-                raise WiringMismatchError(
-                    f"The checkpoint for '{prefix or 'layer'}' was made for different wiring: its "
-                    f"pattern has nnz={incoming['col_indices'].numel()} and digest {theirs[:12]}, "
-                    f"this layer has nnz={self.nnz} and digest {self.connectivity.digest[:12]}. "
-                    "Build the layer with the checkpoint's pattern, e.g. "
-                    "`Connectivity.from_csr(sd['crow_indices'], sd['col_indices'], shape)`."
-                )
+            for name, t in incoming.items():
+                if not isinstance(t, torch.Tensor) or t.is_floating_point() or t.is_complex() \
+                        or t.dtype == torch.bool:
+                    raise WiringMismatchError(
+                        f"The checkpoint for {where} holds '{name}' as {describe(t)}; pattern "
+                        "indices are integer tensors. The checkpoint was edited or damaged: save "
+                        "it again with `layer.state_dict()`."
+                    )
+                state_dict[prefix + name] = t.to(self.col_indices.dtype)
+            self._check_wiring(where, state_dict[prefix + "crow_indices"],
+                               state_dict[prefix + "col_indices"])
         elif any(prefix + k in state_dict for k in _WEIGHT_KEYS):
             missing_keys = [prefix + n for n, t in incoming.items() if t is None]
             raise WiringMismatchError(
-                f"The checkpoint for '{prefix or 'layer'}' holds weights but not the pattern they "
-                f"belong to (missing {', '.join(missing_keys)}), so it cannot be checked against "
-                "this layer's wiring. Save it with `layer.state_dict()`, which carries the pattern."
+                f"The checkpoint for {where} holds weights but not the pattern they belong to "
+                f"(missing {', '.join(missing_keys)}), so it cannot be checked against this "
+                "layer's wiring. Save it with `layer.state_dict()`, which carries the pattern."
             )
+        self._check_names(where, state_dict.get(prefix + "_extra_state"))
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing, unexpected, errors
         )
+        if self._pattern_pending and not self.crow_indices.is_meta:
+            self._pattern_pending = False  # the checkpoint's pattern fills the buffers
+            self.connectivity.validate()
+
+    def _check_wiring(self, where: str, crow: torch.Tensor, col: torch.Tensor) -> None:
+        if self._pattern_pending:
+            # Built on the meta device: the layer knows its pattern's size, not its indices.
+            same = crow.shape == self.crow_indices.shape and col.shape == self.col_indices.shape
+        else:
+            same = all(
+                t.shape == m.shape and torch.equal(t.cpu().to(torch.int64), m.cpu().to(torch.int64))
+                for t, m in ((crow, self.crow_indices), (col, self.col_indices))
+            )
+        if same:
+            return
+        theirs = pattern_digest((crow.numel() - 1, self.in_features), crow, col)
+        mine = "unknown" if self._pattern_pending else self.connectivity.digest[:12]
+        raise WiringMismatchError(
+            f"The checkpoint for {where} was made for different wiring: its pattern has "
+            f"nnz={col.numel()} and digest {theirs[:12]}, this layer has nnz={self.nnz} and "
+            f"digest {mine}. Build the layer with the checkpoint's pattern, e.g. "
+            "`Connectivity.from_csr(sd['crow_indices'], sd['col_indices'], shape)`."
+        )
+
+    def _check_names(self, where: str, state: Any) -> None:
+        # Names are part of the wiring: a checkpoint for other neurons is refused even when the
+        # indices coincide. A checkpoint without names (or a layer without them) loads as is.
+        if not isinstance(state, dict):
+            return
+        for axis, mine in (("out_names", self._out_names), ("in_names", self._in_names)):
+            theirs = state.get(axis)
+            if mine is None or theirs is None or tuple(theirs) == tuple(mine):
+                continue
+            differ = [i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b]
+            first = differ[0] if differ else min(len(mine), len(theirs))
+            shown = theirs[first] if first < len(theirs) else "(none)"
+            raise WiringMismatchError(
+                f"The checkpoint for {where} was made for differently named nodes: {axis}[{first}] "
+                f"is {shown!r} there and {mine[first]!r} here. Names are part of the wiring; "
+                "load it into a layer built with the checkpoint's names, or drop them from the "
+                "checkpoint (`sd[prefix + '_extra_state'] = None`) to load the values by index."
+            )
+
+    def _apply(self, fn, recurse: bool = True):
+        module = super()._apply(fn, recurse)
+        if self.crow_indices.is_meta:
+            self._pattern_pending = True  # no indices on the meta device: load a checkpoint
+        return module
 
     # ------------------------------------------------------------------ names and conversions
     @property

@@ -30,11 +30,14 @@ from ..errors import (
 from ..io import edgelist
 from ..io.names import check_names, lookup
 from . import generators, setops
-from .caches import DerivedCache, transpose_order
-from .csr import canonical_csr
+from .caches import DerivedCache, PatternCaches, transpose_order
+from .csr import canonical_csr, check_canonical
 from .sources import Shape, check_shape, from_indices, to_coordinates
 
 __all__ = ["Connectivity", "index_dtype_for", "pattern_digest"]
+
+#: Index tensors checked by :meth:`Connectivity.validate`, per crow tensor, while unchanged.
+_validated: PatternCaches[bool] = PatternCaches()
 
 _INT32_MAX = 2**31 - 1
 
@@ -443,6 +446,29 @@ class Connectivity:
         mask = torch.zeros(self._shape, dtype=torch.bool, device=self.device)
         mask[self.row_indices().to(torch.int64), self._col.to(torch.int64)] = True
         return mask
+
+    def validate(self) -> Connectivity:
+        """Check that the index tensors still form this canonical pattern and return ``self``.
+
+        A pattern is checked when it is built, but its tensors can be written in place later
+        (a layer's ``crow_indices``/``col_indices`` buffers, ``load_state_dict(assign=True)``).
+        The kernels call this before reading them; the result is kept while the tensors are
+        unchanged (same storage and version counter), so repeated calls cost nothing.
+
+        Raises:
+            PatternError, ShapeError, SparseLinearTypeError: what is wrong, and how to rebuild.
+
+        Examples::
+
+            >>> c = Connectivity.tril(3, 3)
+            >>> c.validate() is c
+            True
+        """
+        _validated.for_tensor(self._crow).get(
+            self._crow, self._col, lambda: check_canonical(self._crow, self._col, self._shape)
+            or True
+        )
+        return self
 
     # ------------------------------------------------------------------ comparisons
     def __eq__(self, other: object) -> bool:

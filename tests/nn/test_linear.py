@@ -9,7 +9,13 @@ from conftest import DEVICES, dense_reference, needs_ext, random_pattern_indices
 from torch import nn
 
 from sparselinear import Connectivity, SparseLinear, kernels
-from sparselinear.errors import ShapeError, WiringMismatchError
+from sparselinear.errors import (
+    InsufficientMemoryError,
+    PatternError,
+    ShapeError,
+    SparseLinearError,
+    WiringMismatchError,
+)
 from sparselinear.ops.autograd import FUSED_MAX_BATCH
 from sparselinear.pattern.caches import transpose_order
 
@@ -322,3 +328,115 @@ def test_the_transposed_pattern_is_rebuilt_after_a_device_move():
         assert not holds_transposed(layer)
         step_matches_dense_reference(layer, x)
         assert layer.transpose_perm.device.type == "cpu"
+
+
+# ---------------------------------------------------------------------- indices that changed
+@pytest.mark.parametrize("assign", [False, True])
+@pytest.mark.parametrize("crow_dtype,col_dtype", [(torch.int32, torch.int64),
+                                                  (torch.int64, torch.int32)])
+def test_checkpoint_with_mixed_index_dtypes_loads_in_the_layers_dtype(assign, crow_dtype,
+                                                                      col_dtype):
+    c = Connectivity.random(40, 30, density=0.2, seed=1)
+    src = SparseLinear(30, 40, c)
+    sd = src.state_dict()
+    sd["crow_indices"] = sd["crow_indices"].to(crow_dtype)
+    sd["col_indices"] = sd["col_indices"].to(col_dtype)
+    layer = SparseLinear(30, 40, c)
+    layer.load_state_dict(sd, assign=assign)
+    assert layer.crow_indices.dtype == layer.col_indices.dtype == c.index_dtype
+    x = torch.randn(5, 30)
+    torch.testing.assert_close(layer(x), src(x))
+
+
+def test_checkpoint_with_a_float_pattern_is_refused():
+    c = Connectivity.tril(4, 4)
+    sd = SparseLinear(4, 4, c).state_dict()
+    sd["col_indices"] = sd["col_indices"].double()
+    with pytest.raises(WiringMismatchError, match="'col_indices' as Tensor.*integer"):
+        SparseLinear(4, 4, c).load_state_dict(sd)
+
+
+@pytest.mark.parametrize("change", ["col out of range", "negative col", "crow decreases",
+                                    "unsorted row", "dtype"])
+def test_indices_written_in_place_are_refused_before_any_kernel(change):
+    layer = SparseLinear(6, 5, Connectivity.random(5, 6, density=0.6, seed=0))
+    x = torch.randn(3, 6)
+    layer(x)  # checked once, then cached while unchanged
+    with torch.no_grad():
+        if change == "col out of range":
+            layer.col_indices[0] = 10**6
+        elif change == "negative col":
+            layer.col_indices[-1] = -1
+        elif change == "crow decreases":
+            layer.crow_indices[2] = layer.crow_indices[3] + 1
+        elif change == "unsorted row":
+            row = int(torch.argmax(layer.crow_indices.diff()))
+            k = int(layer.crow_indices[row])
+            a, b = int(layer.col_indices[k]), int(layer.col_indices[k + 1])
+            layer.col_indices[k], layer.col_indices[k + 1] = b, a
+        else:
+            layer.col_indices = layer.col_indices.to(torch.int64)
+    with pytest.raises(SparseLinearError, match="crow_indices|col_indices"):
+        layer(x)
+
+
+def test_a_valid_in_place_change_is_checked_and_used():
+    layer = SparseLinear(4, 3, Connectivity.diagonal(3, 4), bias=False)
+    x = torch.randn(2, 4)
+    layer(x)
+    with torch.no_grad():
+        layer.col_indices[0] = 3  # row 0 now reads input 3: still canonical
+    torch.testing.assert_close(layer(x)[:, 0], layer.weight[0] * x[:, 3])
+
+
+# ---------------------------------------------------------------------- names are wiring
+def test_checkpoint_for_differently_named_neurons_is_refused():
+    diag = Connectivity.diagonal(2, 2)
+    mine = SparseLinear(2, 2, diag.with_names(["ASHL", "ASHR"], ["ASHL", "ASHR"]))
+    other = SparseLinear(2, 2, diag.with_names(["gene1", "gene2"], ["gene1", "gene2"]))
+    before = mine.weight.detach().clone()
+    with pytest.raises(WiringMismatchError, match=r"out_names\[0\] is 'gene1' there and 'ASHL'"):
+        mine.load_state_dict(other.state_dict())
+    assert mine.out_names == ("ASHL", "ASHR")
+    assert torch.equal(mine.weight, before)  # nothing was copied
+    mine.load_state_dict(SparseLinear(2, 2, diag.with_names(["ASHL", "ASHR"])).state_dict())
+    sd = other.state_dict()
+    sd["_extra_state"] = None  # values by index, on purpose
+    mine.load_state_dict(sd)
+    assert mine.out_names == ("ASHL", "ASHR") and torch.equal(mine.weight, other.weight)
+
+
+# ---------------------------------------------------------------------- the meta device
+def test_meta_device_to_empty_then_checkpoint():
+    c = Connectivity.random(50, 40, density=0.1, seed=3)
+    trained = SparseLinear(40, 50, c)
+    layer = SparseLinear(40, 50, c, device="meta")
+    assert layer.weight.is_meta and layer.crow_indices.is_meta
+    with pytest.raises(PatternError, match="meta device"):
+        layer(torch.randn(2, 40, device="meta"))
+    layer.to_empty(device="cpu")
+    with pytest.raises(PatternError, match="meta device"):
+        layer(torch.randn(2, 40))  # to_empty alone leaves the indices unknown
+    layer.load_state_dict(trained.state_dict())
+    x = torch.randn(3, 40)
+    torch.testing.assert_close(layer(x), trained(x))
+    assert layer.connectivity == c
+
+
+def test_meta_layer_refuses_a_checkpoint_of_another_size():
+    layer = SparseLinear(40, 50, Connectivity.random(50, 40, nnz=100, seed=0), device="meta")
+    layer.to_empty(device="cpu")
+    other = SparseLinear(40, 50, Connectivity.random(50, 40, nnz=99, seed=0))
+    with pytest.raises(WiringMismatchError, match="different wiring"):
+        layer.load_state_dict(other.state_dict())
+
+
+def test_to_dense_of_a_layer_too_large_for_memory_names_the_size(monkeypatch):
+    layer = SparseLinear(300, 200, Connectivity.random(200, 300, nnz=10, seed=0))
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(torch.Tensor, "new_zeros", refuse)
+    with pytest.raises(InsufficientMemoryError, match=r"200 x 300 values = 0\.0 GiB"):
+        layer.to_dense()
