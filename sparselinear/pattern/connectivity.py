@@ -32,7 +32,7 @@ from ..io.names import check_names, lookup
 from . import generators, setops
 from .caches import DerivedCache, PatternCaches, transpose_order
 from .csr import canonical_csr, check_canonical
-from .sources import Shape, check_shape, from_indices, to_coordinates
+from .sources import Shape, as_indices, check_shape, from_indices, to_coordinates
 
 __all__ = ["Connectivity", "index_dtype_for", "pattern_digest"]
 
@@ -257,21 +257,17 @@ class Connectivity:
     @classmethod
     def from_csr(cls, crow_indices: Any, col_indices: Any, shape: Shape) -> Connectivity:
         """Build from CSR arrays (e.g. ones saved in a checkpoint); validated like any source."""
-        crow, col = (
-            t if isinstance(t, torch.Tensor) else torch.as_tensor(np.asarray(t))
-            for t in (crow_indices, col_indices)
-        )
+        crow = as_indices(crow_indices, "crow_indices")
+        col = as_indices(col_indices, "col_indices")
         n_out, n_in = check_shape(shape)
         if crow.dim() != 1 or crow.numel() != n_out + 1:
             raise ShapeError(
                 f"crow_indices must have {n_out + 1} entries for shape {shape}; "
-                f"got {describe(crow)}."
+                f"got {describe(crow_indices)}."
             )
-        if col.numel() == 0:
-            col = col.to(torch.int64)  # an empty list reads as float
-        if crow.is_floating_point() or col.is_floating_point():
-            raise SparseLinearTypeError("CSR indices must be integers.")
-        crow64 = crow.to(torch.int64)
+        if col.dim() != 1:
+            raise ShapeError(f"col_indices must be 1-D, one per edge; got {describe(col_indices)}.")
+        crow64 = crow
         counts = crow64.diff()
         if bool((counts < 0).any()) or int(crow[0]) != 0 or int(crow[-1]) != col.numel():
             raise PatternError(

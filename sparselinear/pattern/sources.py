@@ -7,13 +7,14 @@ coordinates: :class:`~sparselinear.Connectivity` does that once for every source
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import numpy as np
 import scipy.sparse
 import torch
 
-from ..errors import ShapeError, SparseLinearTypeError, describe
+from ..errors import PatternError, ShapeError, SparseLinearTypeError, describe
 
 Shape = tuple[int, int]
 
@@ -26,16 +27,53 @@ ACCEPTED = (
 
 
 def check_shape(shape: Any, name: str = "shape") -> Shape:
-    """Return ``shape`` as a pair of non-negative ints, or raise :class:`ShapeError`."""
+    """Return ``shape`` as a pair of non-negative ints, or raise :class:`ShapeError` (a
+    non-integer such as ``2.7`` is refused, not truncated)."""
     try:
-        n_out, n_in = (int(s) for s in shape)
-    except (TypeError, ValueError):
+        pair = tuple(shape)
+    except TypeError:
+        pair = ()
+    if len(pair) != 2 or not all(
+        (isinstance(v, numbers.Integral) and not isinstance(v, bool))
+        or (isinstance(v, torch.Tensor) and v.dim() == 0 and not v.is_floating_point())
+        for v in pair
+    ):
         raise ShapeError(
-            f"'{name}' must be a pair (out_features, in_features); got {shape!r}."
-        ) from None
+            f"'{name}' must be a pair of ints (out_features, in_features); got {shape!r}."
+        )
+    n_out, n_in = (int(v) for v in pair)
     if n_out < 0 or n_in < 0:
         raise ShapeError(f"'{name}' must be non-negative; got {(n_out, n_in)}.")
     return n_out, n_in
+
+
+_INT64_MAX = 2**63 - 1
+
+
+def as_indices(t: Any, name: str) -> torch.Tensor:
+    """``t`` (a tensor, array or nested list of integers of any width, signed or unsigned) as
+    an int64 tensor on its device; non-integers raise :class:`SparseLinearTypeError` and
+    unsigned values above the int64 range :class:`PatternError`, never a wrapped-around
+    negative."""
+    if not isinstance(t, torch.Tensor):
+        array = np.asarray(t)
+        if array.size == 0 and array.dtype.kind == "f":
+            array = array.astype(np.int64)  # an empty list reads as float
+        if array.dtype.kind == "u" and array.size and int(array.max()) > _INT64_MAX:
+            raise PatternError(
+                f"'{name}' holds the index {int(array.max())}, beyond the int64 range; indices "
+                "count outputs or inputs from 0."
+            )
+        if array.dtype.kind not in "iub":
+            raise SparseLinearTypeError(f"'{name}' must hold integers; got {describe(array)}.")
+        if array.dtype.kind == "b":
+            raise SparseLinearTypeError(f"'{name}' must hold integers; got {describe(array)}.")
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.int64))
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise SparseLinearTypeError(f"'{name}' must hold integers; got {describe(t)}.")
+    if t.dtype in (torch.uint16, torch.uint32, torch.uint64):
+        return as_indices(t.cpu().numpy(), name).to(t.device)
+    return t.to(torch.int64)
 
 
 def _merge_shape(inherent: Shape, requested: Shape | None, what: str) -> Shape:
@@ -90,12 +128,23 @@ def _from_torch_sparse(t: torch.Tensor, shape: Shape | None):
         raise ShapeError(f"A sparse pattern tensor must be 2-D; got {describe(t)}.")
     inherent = check_shape(t.shape)
     if t.layout == torch.sparse_coo:
+        if t.sparse_dim() != 2:
+            raise ShapeError(
+                f"A sparse COO pattern must have 2 sparse dimensions and no dense ones; got "
+                f"{t.sparse_dim()} sparse and {t.dense_dim()} dense ({describe(t)})."
+            )
         idx = t._indices() if not t.is_coalesced() else t.indices()
         rows, cols = idx[0], idx[1]
     elif t.layout == torch.sparse_csr:
         crow = t.crow_indices().to(torch.int64)
         cols = t.col_indices()
-        rows = torch.repeat_interleave(torch.arange(inherent[0], device=t.device), crow.diff())
+        counts = crow.diff()
+        if int(crow[0]) != 0 or int(crow[-1]) != cols.numel() or bool((counts < 0).any()):
+            raise PatternError(
+                f"The CSR tensor's crow_indices must start at 0, never decrease and end at "
+                f"nnz = {cols.numel()}; got an invalid CSR tensor ({describe(t)})."
+            )
+        rows = torch.repeat_interleave(torch.arange(inherent[0], device=t.device), counts)
     else:
         coo = t.to_sparse_coo().coalesce()
         rows, cols = coo.indices()
@@ -138,13 +187,16 @@ def _looks_like_a_mask(t: torch.Tensor, shape: Shape | None) -> bool:
 
 def from_indices(t: Any, shape: Shape | None) -> tuple[torch.Tensor, torch.Tensor, Shape]:
     """Coordinates of a ``(2, nnz)`` integer index array ``[output_index, input_index]``."""
+    given = t
     if not isinstance(t, torch.Tensor):
-        t = torch.as_tensor(np.asarray(t))
-    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        t = np.asarray(t)
+    if t.dtype in (torch.bool, np.bool_) or getattr(t, "is_floating_point", lambda: False)() \
+            or (isinstance(t, np.ndarray) and t.dtype.kind not in "iu"):
         raise SparseLinearTypeError(
-            f"Indices must be integers; got {describe(t)}. For a boolean mask use "
+            f"Indices must be integers; got {describe(given)}. For a boolean mask use "
             "`Connectivity(mask)`."
         )
+    t = as_indices(t, "indices")
     if t.dim() != 2 or t.shape[0] != 2:
         raise ShapeError(
             f"Integer indices must have shape (2, nnz) holding [output_index, input_index]; "
@@ -172,7 +224,10 @@ def to_coordinates(source: Any, shape: Shape | None) -> tuple[torch.Tensor, torc
             raise SparseLinearTypeError(
                 f"A pattern array must hold booleans or integers; got {describe(source)}."
             )
-        source = torch.from_numpy(np.ascontiguousarray(source))
+        if source.dtype.kind == "u" and source.dtype.itemsize == 8:
+            source = as_indices(source, "source")  # beyond int64, or not
+        else:
+            source = torch.from_numpy(np.ascontiguousarray(source))
     if isinstance(source, torch.Tensor):
         if source.layout != torch.strided:
             return _from_torch_sparse(source, shape)
