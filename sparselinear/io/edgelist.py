@@ -32,6 +32,7 @@ from ..errors import (
     SparseLinearTypeError,
     check_choice,
     describe,
+    listing,
 )
 from .names import check_names
 
@@ -324,13 +325,13 @@ def _merge_duplicates(keys, weights, table, src, dst, policy):
     if policy == "error":
         repeat = order[~first]
         where = np.searchsorted(keys, keys[~first])  # first occurrence of each repeat
-        listed = "; ".join(
-            f"{str(src[r])!r} -> {str(dst[r])!r} ({table.label(order[w])} and {table.label(r)})"
-            for r, w in zip(repeat[:MAX_LISTED], where[:MAX_LISTED], strict=True)
+        listed = listing(
+            (f"{str(src[r])!r} -> {str(dst[r])!r} ({table.label(order[w])} and {table.label(r)})"
+             for r, w in zip(repeat[:MAX_LISTED], where[:MAX_LISTED], strict=True)),
+            repeat.size, sep="; ",
         )
-        more = f" and {repeat.size - MAX_LISTED} more" if repeat.size > MAX_LISTED else ""
         raise DuplicateEdgeError(
-            f"{repeat.size} edge(s) appear more than once: {listed}{more}. Pass "
+            f"{repeat.size} edge(s) appear more than once: {listed}. Pass "
             "duplicates='sum' (add their weights), 'max' or 'first', or filter with `where=`."
         )
     starts = np.flatnonzero(first)
