@@ -1,7 +1,9 @@
 """The ``sparselinear`` command line (also ``python -m sparselinear``).
 
 * ``sparselinear profile`` — what a sparse layer costs to train, before building it; with
-  ``--measure`` also what it actually peaks at; with ``--plot`` memory against density.
+  ``--measure`` also what it actually peaks at; with ``--plot`` memory against density. The
+  layer is a ``--shape`` with ``--nnz``/``--density``, or the pattern of an ``--adjacency`` file
+  (read as in :mod:`sparselinear.cli.adjacency`).
 * ``sparselinear demo`` — a FlyWire-sized layer on this machine, then the C. elegans connectome.
 
 Errors end the command with a one-line message on stderr and a non-zero exit status.
@@ -34,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "profile",
         help="estimate (and optionally measure) the memory of training a sparse layer",
-        description="Estimate the memory of one training step of a sparse layer, beside its "
+        description="Estimate the memory of one training step of a sparse layer, beside its\n"
         "dense equivalent. Shapes are (outputs, inputs), as nn.Linear.weight.",
         epilog=ORIENTATION_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,

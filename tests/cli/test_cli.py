@@ -330,3 +330,6 @@ def test_python_dash_m(tmp_path):
     out = subprocess.run([sys.executable, "-m", "sparselinear", "profile", "--shape", "10", "10",
                           "--nnz", "5"], capture_output=True, text=True, cwd=root, timeout=120)
     assert out.returncode == 0 and "total (peak)" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "sparselinear", "--help"], capture_output=True,
+                         text=True, cwd=root, timeout=120)
+    assert out.returncode == 0 and "{profile,demo}" in out.stdout
