@@ -96,17 +96,20 @@ def describe(obj: Any) -> str:
 
 def listing(items: Iterable[Any], total: int | None = None, sep: str = ", ") -> str:
     """The first :data:`MAX_LISTED` of ``items`` joined by ``sep``, then ``" and N more"`` when
-    ``total`` (default: the number of items) exceeds them.
+    ``total`` (default: the number of items) exceeds the number shown. Pass only the first
+    items and the ``total`` when there are many.
 
     Examples::
 
         >>> listing(range(8))
         '0, 1, 2, 3, 4 and 3 more'
+        >>> listing(["(0, 1)", "(2, 2)"], total=9, sep="; ")
+        '(0, 1); (2, 2) and 7 more'
     """
     items = list(items)
-    total = len(items) if total is None else total
-    shown = sep.join(str(item) for item in items[:MAX_LISTED])
-    return shown + (f" and {total - MAX_LISTED} more" if total > MAX_LISTED else "")
+    shown = [str(item) for item in items[:MAX_LISTED]]
+    rest = (len(items) if total is None else total) - len(shown)
+    return sep.join(shown) + (f" and {rest} more" if rest > 0 else "")
 
 
 def check_choice(value: Any, choices: Iterable[str], name: str, hint: str = "",

@@ -1,7 +1,9 @@
 """The ``sparselinear`` command line (also ``python -m sparselinear``).
 
 * ``sparselinear profile`` — what a sparse layer costs to train, before building it; with
-  ``--measure`` also what it actually peaks at; with ``--plot`` memory against density.
+  ``--measure`` also what it actually peaks at; with ``--plot`` memory against density. The
+  layer is a ``--shape`` with ``--nnz``/``--density``, or the pattern of an ``--adjacency`` file
+  (read as in :mod:`sparselinear.cli.adjacency`).
 * ``sparselinear demo`` — a FlyWire-sized layer on this machine, then the C. elegans connectome.
 
 Errors end the command with a one-line message on stderr and a non-zero exit status.
@@ -17,6 +19,7 @@ from collections.abc import Sequence
 import torch
 
 from ..errors import DataError, ShapeError, SparseLinearError
+from .adjacency import ORIENTATION_HELP, add_adjacency_options, read_adjacency
 
 __all__ = ["main"]
 
@@ -33,19 +36,20 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "profile",
         help="estimate (and optionally measure) the memory of training a sparse layer",
-        description="Estimate the memory of one training step of a sparse layer, beside its "
-        "dense equivalent. Rows are outputs, columns are inputs.",
+        description="Estimate the memory of one training step of a sparse layer, beside its\n"
+        "dense equivalent. Shapes are (outputs, inputs), as nn.Linear.weight.",
+        epilog=ORIENTATION_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--shape", nargs=2, type=int, metavar=("OUT", "IN"),
                      help="layer shape (out_features in_features); with --nnz or --density")
     src.add_argument("--adjacency", metavar="FILE",
-                     help="pattern file: scipy .npz, Matrix Market .mtx or edge-list .csv")
+                     help="pattern file: an edge list (.csv, .tsv, .txt, .edges), a scipy .npz "
+                     "or a Matrix Market .mtx; see 'reading --adjacency FILE' below")
     amount = p.add_mutually_exclusive_group()
     amount.add_argument("--nnz", type=int, help="number of edges (with --shape)")
     amount.add_argument("--density", type=float, help="fraction of edges (with --shape)")
-    p.add_argument("--transpose", action="store_true",
-                   help="the file is (source, target) = (input, output): transpose it")
     p.add_argument("--batch", type=int, default=32, help="batch size (default: 32)")
     opt = p.add_mutually_exclusive_group()
     opt.add_argument("--optimizer", choices=("sgd", "momentum", "adam", "adamw"), default=None,
@@ -62,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="FILE.png", help="plot memory against density to FILE.png")
     p.add_argument("--json", action="store_true", help="print the estimate as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_adjacency_options(p)
 
     d = sub.add_parser(
         "demo",
@@ -82,7 +87,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def _profile(args: argparse.Namespace) -> int:
     from .. import memory
-    from ..io.adjacency import load_adjacency
     from ..nn.linear import SparseLinear
     from ..pattern.connectivity import Connectivity
     from ..pattern.generators import resolve_nnz
@@ -109,11 +113,10 @@ def _profile(args: argparse.Namespace) -> int:
         memory.warm_up(device if device.type == "cuda" else None)
     baseline = memory.current_memory(device)
 
-    connectivity = None
-    if args.adjacency:
+    connectivity = read_adjacency(args)
+    if connectivity is not None:
         if args.nnz is not None or args.density is not None:
             raise DataError("--nnz/--density describe a --shape; a file already has its edges.")
-        connectivity = Connectivity(load_adjacency(args.adjacency, transpose=args.transpose))
         shape, nnz = connectivity.shape, connectivity.nnz
         est = memory.estimate(connectivity, batch_size=args.batch, optimizer=optimizer,
                               dtype=dtype, bias=not args.no_bias, device=device)

@@ -13,19 +13,23 @@ import numpy as np
 import torch
 from torch.nn import functional
 
-from ..errors import MAX_LISTED, DataError, ShapeError, SparseLinearTypeError, describe
+from ..errors import (
+    MAX_LISTED,
+    DataError,
+    ShapeError,
+    SparseLinearTypeError,
+    check_choice,
+    describe,
+    listing,
+)
 from ..pattern.connectivity import Connectivity
 
 MAPS = ("softplus", "exp")
 
 
 def check_map(map: str) -> str:
-    if map not in MAPS:
-        raise DataError(
-            f"'map' must be one of {MAPS}; got {map!r}. 'softplus' grows linearly for large "
-            "values, 'exp' works in log-magnitude (multiplicative steps)."
-        )
-    return map
+    return check_choice(map, MAPS, "map", "'softplus' grows linearly for large values, 'exp' "
+                        "works in log-magnitude (multiplicative steps).")
 
 
 def tiny(dtype: torch.dtype) -> float:
@@ -120,11 +124,12 @@ def as_signs(value: Any, name: str, length: int | None, allow_zero: bool = True)
     for a in allowed:
         ok |= t == a
     if not bool(ok.all()):
-        bad = torch.nonzero(~ok).flatten()[:MAX_LISTED].tolist()
-        listed = ", ".join(f"[{i}] = {t[i].item()}" for i in bad)
+        bad = torch.nonzero(~ok).flatten()
+        listed = listing((f"[{i}] = {t[i].item()}" for i in bad[:MAX_LISTED].tolist()),
+                         bad.numel())
         zero = " or 0 (free)" if allow_zero else ""
         raise DataError(
-            f"'{name}' must hold only +1 or -1{zero}; got {int((~ok).sum())} other value(s): "
+            f"'{name}' must hold only +1 or -1{zero}; got {bad.numel()} other value(s): "
             f"{listed}. Map your labels first, e.g. `torch.where(is_inhibitory, -1, 1)`."
         )
     return t.to(torch.int8)
@@ -160,8 +165,7 @@ def describe_edges(
             row = int(torch.searchsorted(crow, torch.tensor(k), right=True)) - 1
             pos = f" (output {row}, input {int(pattern.col_indices()[k])})"
         parts.append(f"edge {k}{pos} = {values[k].item():.6g} must be {need[j]}")
-    more = f", and {where.numel() - MAX_LISTED} more" if where.numel() > MAX_LISTED else ""
-    return "; ".join(parts) + more
+    return listing(parts, where.numel(), sep="; ")
 
 
 def follow_device(constraint: torch.nn.Module, weight: Any) -> None:

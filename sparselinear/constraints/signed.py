@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import MAX_LISTED, DataError, PatternError, ShapeError, describe
+from ..errors import MAX_LISTED, DataError, PatternError, ShapeError, check_choice, describe
 from ..pattern.connectivity import Connectivity
 from . import base
 from .base import follow_device, positive, positive_inverse, tiny
@@ -256,8 +256,7 @@ class Diagonal(_SignedEdges):
         map: str = "softplus",
     ) -> None:
         pattern = base.as_pattern(connectivity, "connectivity")
-        if mode not in self.MODES:
-            raise DataError(f"'mode' must be one of {self.MODES}; got {mode!r}.")
+        check_choice(mode, self.MODES, "mode")
         if value is not None and mode != "fixed":
             raise DataError(f"'value' applies to mode='fixed' only; got mode={mode!r}.")
         diag = pattern.row_indices() == pattern.col_indices()

@@ -1,73 +1,91 @@
-"""Read an adjacency pattern from a file into plain arrays: scipy ``.npz``, Matrix Market ``.mtx``
-or an edge-list CSV (two integer columns ``output,input``; a header line and further columns are
-ignored)."""
+"""Which reader a pattern file needs, from its name, and the reading of scipy matrix files.
+
+Edge lists (:data:`EDGE_LIST_SUFFIXES`) are read by :func:`~sparselinear.io.edgelist.read_edges`
+(``Connectivity.from_edgelist``); scipy sparse ``.npz`` and Matrix Market ``.mtx`` files by
+:func:`read_matrix`, whose matrix :func:`~sparselinear.pattern.sources.scipy_coordinates` turns
+into coordinates.
+"""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
-import numpy as np
 import scipy.io
 import scipy.sparse
 
 from ..errors import DataError
 
-__all__ = ["EDGE_LIST_SUFFIXES", "load_adjacency"]
+__all__ = ["EDGE_LIST_SUFFIXES", "MATRIX_SUFFIXES", "adjacency_kind", "read_matrix"]
 
+#: Edge lists: one ``source, target[, ...]`` row per edge; each may also be gzip-compressed.
 EDGE_LIST_SUFFIXES = (".csv", ".tsv", ".txt", ".edges")
+#: scipy sparse matrices (``scipy.sparse.save_npz``) and Matrix Market files (also ``.mtx.gz``).
+MATRIX_SUFFIXES = (".npz", ".mtx")
 
 
-def _read_edge_list(path: str) -> np.ndarray:
-    with open(path) as f:
-        first = f.readline()
-    delimiter = "," if "," in first else ("\t" if "\t" in first else None)
-    tokens = first.replace(",", " ").split()
-    header = 1 if tokens and not all(t.lstrip("-").isdigit() for t in tokens[:2]) else 0
-    try:
-        edges = np.loadtxt(
-            path, delimiter=delimiter, skiprows=header, usecols=(0, 1), dtype=np.int64, ndmin=2
-        )
-    except ValueError as exc:
-        raise DataError(
-            f"Cannot parse '{path}' as an edge list: {exc}. Expected two integer columns "
-            "(output index, input index) per line, optionally after one header line."
-        ) from None
-    return edges.T
+def _suffix(path: Path) -> str:
+    """The kind suffix of ``path`` (``.csv`` for ``a.csv.gz``), lower-case; ``.gz`` only where
+    the reader decompresses it."""
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        inner = os.path.splitext(name[:-3])[1]
+        return inner if inner in (*EDGE_LIST_SUFFIXES, ".mtx") else ".gz"
+    return path.suffix.lower()
 
 
-def load_adjacency(path: str | os.PathLike, *, shape: tuple[int, int] | None = None,
-                   transpose: bool = False) -> np.ndarray | scipy.sparse.coo_array:
-    """Read a pattern from ``path``: a scipy matrix, or ``(2, nnz)`` int64 indices
-    ``[output, input]``; rows are outputs and columns inputs unless ``transpose`` (the file is
-    ``(source, target)``, i.e. ``(input, output)``). ``Connectivity(result, shape)`` wraps it.
+def adjacency_kind(path: str | os.PathLike) -> str:
+    """``"edgelist"`` or ``"matrix"``: the reader the file at ``path`` needs, from its name.
 
     Raises:
-        DataError: the file is missing, unreadable, of an unknown kind or malformed.
+        DataError: the file does not exist, or its kind is unknown.
+
+    Examples::
+
+        >>> from sparselinear.datasets import celegans_path
+        >>> adjacency_kind(celegans_path())
+        'edgelist'
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
+    path = Path(path)
+    if not path.is_file():
         raise DataError(f"Cannot read '{path}': no such file.")
-    suffix = os.path.splitext(path.lower().removesuffix(".gz"))[1]
-    if suffix not in (".npz", ".mtx", *EDGE_LIST_SUFFIXES):
+    suffix = _suffix(path)
+    if suffix in EDGE_LIST_SUFFIXES:
+        return "edgelist"
+    if suffix in MATRIX_SUFFIXES:
+        return "matrix"
+    raise DataError(
+        f"Cannot read '{path}': unknown file kind '{suffix or '(none)'}'. Use an edge list "
+        f"({', '.join(EDGE_LIST_SUFFIXES)}, optionally .gz), a scipy sparse .npz or a Matrix "
+        "Market .mtx (optionally .mtx.gz)."
+    )
+
+
+def read_matrix(path: str | os.PathLike) -> scipy.sparse.coo_array:
+    """The sparse matrix stored in a scipy ``.npz`` or Matrix Market ``.mtx`` file, as it is
+    stored: which axis holds the outputs is the caller's choice.
+
+    Raises:
+        DataError: the file is missing, of another kind, or unreadable.
+
+    Examples::
+
+        >>> import scipy.sparse, tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "a.npz")
+        >>> scipy.sparse.save_npz(path, scipy.sparse.eye(3, format="csr"))
+        >>> read_matrix(path).shape
+        (3, 3)
+    """
+    path = Path(path)
+    if adjacency_kind(path) != "matrix":
         raise DataError(
-            f"Cannot read '{path}': unknown file kind '{suffix or '(none)'}'. Use a scipy sparse "
-            f".npz, a Matrix Market .mtx or an edge list ({', '.join(EDGE_LIST_SUFFIXES)})."
+            f"Cannot read '{path}' as a matrix: expected a {' or '.join(MATRIX_SUFFIXES)} file. "
+            "Read edge lists with `read_edges` / `Connectivity.from_edgelist`."
         )
+    suffix = _suffix(path)
     try:
         if suffix == ".npz":
-            source = scipy.sparse.coo_array(scipy.sparse.load_npz(path))
-        elif suffix == ".mtx":
-            source = scipy.sparse.coo_array(scipy.io.mmread(path))
-        else:
-            source = _read_edge_list(path)
-    except DataError:
-        raise
+            return scipy.sparse.coo_array(scipy.sparse.load_npz(path))
+        return scipy.sparse.coo_array(scipy.io.mmread(path))
     except (OSError, ValueError, KeyError, EOFError) as exc:
         raise DataError(f"Cannot read '{path}' as {suffix[1:]}: {exc}") from None
-    if not isinstance(source, np.ndarray) and shape is not None:
-        source = np.stack([source.row, source.col])  # the shape may add empty rows or columns
-    if transpose:
-        source = source.T if not isinstance(source, np.ndarray) else source[::-1]
-    if isinstance(source, np.ndarray):
-        source = np.ascontiguousarray(source, dtype=np.int64)
-    return source

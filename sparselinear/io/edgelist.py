@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import csv
 import difflib
+import gzip
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,12 +32,14 @@ from ..errors import (
     SparseLinearTypeError,
     check_choice,
     describe,
+    listing,
 )
 from .names import check_names
 
 __all__ = ["Edges", "edge_rows", "networkx_edges", "read_edges"]
 
 DUPLICATES = ("error", "sum", "max", "first")
+_INTEGER = re.compile(r"[+-]?\d+")
 Column = str | int
 
 
@@ -102,8 +106,12 @@ def _detect_sep(line: str) -> str | None:
 def _read_file(path: Path, sep: str | None, header: bool, comment: str | None) -> _Table:
     if not path.is_file():
         raise DataError(f"Edge list file {str(path)!r} does not exist or is not a file.")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        text = np.array(f.read().splitlines(), dtype=str)
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    try:
+        with opener(path, "rt", newline="", encoding="utf-8-sig") as f:
+            text = np.array(f.read().splitlines(), dtype=str)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"Cannot read edge list file {str(path)!r}: {exc}") from None
     stripped = np.char.strip(text) if text.size else text
     keep = stripped != ""
     if comment:
@@ -122,6 +130,12 @@ def _read_file(path: Path, sep: str | None, header: bool, comment: str | None) -
     del lines
     if header:
         names: list[Column] = [field.strip() for field in rows[0]]
+        if all(_INTEGER.fullmatch(name) for name in names):
+            raise DataError(
+                f"{path.name}, line {numbers[0]}: the header row {rows[0]} holds only numbers: it "
+                "looks like an edge, not column names. Pass header=False (command line: "
+                "--no-header) for a file without a header row."
+            )
         rows, numbers = rows[1:], numbers[1:]
     else:
         names = list(range(len(rows[0])))
@@ -311,13 +325,13 @@ def _merge_duplicates(keys, weights, table, src, dst, policy):
     if policy == "error":
         repeat = order[~first]
         where = np.searchsorted(keys, keys[~first])  # first occurrence of each repeat
-        listed = "; ".join(
-            f"{str(src[r])!r} -> {str(dst[r])!r} ({table.label(order[w])} and {table.label(r)})"
-            for r, w in zip(repeat[:MAX_LISTED], where[:MAX_LISTED], strict=True)
+        listed = listing(
+            (f"{str(src[r])!r} -> {str(dst[r])!r} ({table.label(order[w])} and {table.label(r)})"
+             for r, w in zip(repeat[:MAX_LISTED], where[:MAX_LISTED], strict=True)),
+            repeat.size, sep="; ",
         )
-        more = f" and {repeat.size - MAX_LISTED} more" if repeat.size > MAX_LISTED else ""
         raise DuplicateEdgeError(
-            f"{repeat.size} edge(s) appear more than once: {listed}{more}. Pass "
+            f"{repeat.size} edge(s) appear more than once: {listed}. Pass "
             "duplicates='sum' (add their weights), 'max' or 'first', or filter with `where=`."
         )
     starts = np.flatnonzero(first)
@@ -351,9 +365,9 @@ def read_edges(
     ``W[target, source]``. Whitespace around names and fields is stripped.
 
     Args:
-        data: a CSV/TSV file path (with a header row unless ``header=False``), a pandas
-            DataFrame, a mapping ``{column: values}``, or a sequence of ``(source, target)`` /
-            ``(source, target, weight)`` rows.
+        data: a CSV/TSV file path (gzip-compressed if it ends in ``.gz``; with a header row
+            unless ``header=False``), a pandas DataFrame, a mapping ``{column: values}``, or a
+            sequence of ``(source, target)`` / ``(source, target, weight)`` rows.
         source, target: column name or position of the edge endpoints. Default: the first and
             the second column.
         weight: column name or position of a numeric weight, read into ``Edges.weights``.
@@ -369,7 +383,8 @@ def read_edges(
             sorted targets as outputs. Names sort as text, or as numbers when all are integers.
         duplicates: what to do with an edge listed twice: ``"error"`` (default), ``"sum"`` or
             ``"max"`` of the weights, or keep the ``"first"``.
-        header: whether a file's first row names the columns.
+        header: whether a file's first row names the columns; a first row of integers only is
+            refused as a header (it looks like an edge): pass ``header=False``.
         comment: lines of a file starting with this are skipped (``None``: none are).
 
     Returns:

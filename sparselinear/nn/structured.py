@@ -14,7 +14,15 @@ import torch
 from torch import nn
 
 from ..constraints import Diagonal, constrain
-from ..errors import MAX_LISTED, DataError, PatternError, ShapeError, describe
+from ..errors import (
+    MAX_LISTED,
+    DataError,
+    PatternError,
+    ShapeError,
+    check_choice,
+    describe,
+    listing,
+)
 from ..pattern.caches import DerivedCache
 from ..pattern.connectivity import Connectivity
 from .functional import sparse_linear
@@ -112,7 +120,8 @@ def _check_triangular(pattern: Connectivity, lower: bool, diagonal: str) -> None
     bad = cols > rows if lower else cols < rows
     if bool(bad.any()):
         where = torch.nonzero(bad).flatten()
-        listed = ", ".join(f"({int(rows[k])}, {int(cols[k])})" for k in where[:MAX_LISTED])
+        listed = listing((f"({int(rows[k])}, {int(cols[k])})" for k in where[:MAX_LISTED]),
+                         where.numel())
         side = "above" if lower else "below"
         raise PatternError(
             f"A {'lower' if lower else 'upper'} triangular pattern must have no edge {side} the "
@@ -125,7 +134,7 @@ def _check_triangular(pattern: Connectivity, lower: bool, diagonal: str) -> None
         present[rows[rows == cols]] = True
         if not bool(present.all()):
             missing = torch.nonzero(~present).flatten()
-            listed = ", ".join(str(int(i)) for i in missing[:MAX_LISTED])
+            listed = listing((int(i) for i in missing[:MAX_LISTED]), missing.numel())
             raise PatternError(
                 f"diagonal={diagonal!r} needs every diagonal entry in the pattern; "
                 f"{missing.numel()} are missing (i = {listed}). Build the pattern with "
@@ -180,8 +189,7 @@ class TriangularLinear(SparseLinear):
         dtype: torch.dtype | None = None,
     ) -> None:
         n = _check_n(n)
-        if diagonal not in _DIAGONALS:
-            raise DataError(f"'diagonal' must be one of {_DIAGONALS}; got {diagonal!r}.")
+        check_choice(diagonal, _DIAGONALS, "diagonal")
         if pattern is None:
             pattern = triangular_pattern(n, lower)
         elif not isinstance(pattern, Connectivity):

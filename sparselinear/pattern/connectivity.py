@@ -26,6 +26,7 @@ from ..errors import (
     ShapeError,
     SparseLinearTypeError,
     describe,
+    listing,
 )
 from ..io import edgelist
 from ..io.names import check_names, lookup
@@ -72,11 +73,11 @@ def _check_range(values: torch.Tensor, bound: int, what: str) -> None:
 
 def _raise_duplicates(rows: torch.Tensor, cols: torch.Tensor, repeated: torch.Tensor) -> None:
     where = torch.nonzero(repeated).flatten()
-    listed = ", ".join(f"({int(rows[i])}, {int(cols[i])})" for i in where[:MAX_LISTED].tolist())
-    more = f" and {where.numel() - MAX_LISTED} more" if where.numel() > MAX_LISTED else ""
+    listed = listing((f"({int(rows[i])}, {int(cols[i])})" for i in where[:MAX_LISTED].tolist()),
+                     where.numel())
     raise DuplicateEdgeError(
         f"The pattern lists {where.numel()} edge(s) more than once: (output, input) = "
-        f"{listed}{more}. Each edge may appear once. Merge repeats first: keep one of each with "
+        f"{listed}. Each edge may appear once. Merge repeats first: keep one of each with "
         "`torch.unique(indices, dim=1)` / `coo.coalesce()`, or add their values with scipy's "
         "`matrix.sum_duplicates()`."
     )

@@ -1,3 +1,4 @@
+import gzip
 import json
 import re
 import sys
@@ -74,30 +75,106 @@ def test_profile_optimizer_slots(capsys):
     assert d["sparse"]["optimizer_state"] == 5 * d["sparse"]["values"]
 
 
+# how each fixture file is read as the (4, 3) pattern: outputs 0..3, inputs 0..2
+READ_AS = {
+    "npz": [],
+    "mtx": [],
+    "csv": ["--source", "pre", "--target", "post", "--bipartite"],
+    "tsv": ["--no-header", "--source", "1", "--target", "0", "--bipartite"],
+}
+
+
+def shape_nnz(out):
+    layer = json.loads(out[: out.rindex("}") + 1])["layers"][0]
+    return tuple(layer["shape"]), layer["nnz"]
+
+
 @pytest.mark.parametrize("kind", ["npz", "mtx", "csv", "tsv"])
 def test_profile_adjacency_files(capsys, adjacency, kind):
-    code, out, _ = run(capsys, "profile", "--adjacency", str(adjacency[kind]), "--json")
+    code, out, _ = run(capsys, "profile", "--adjacency", str(adjacency[kind]), *READ_AS[kind],
+                       "--json")
     assert code == 0
-    d = json.loads(out[: out.rindex("}") + 1])
-    assert d["layers"][0]["shape"] == [4, 3] and d["layers"][0]["nnz"] == 5
-
-
-def test_profile_adjacency_transpose(capsys, adjacency):
-    for kind in ("csv", "npz"):
-        code, out, _ = run(capsys, "profile", "--adjacency", str(adjacency[kind]),
-                           "--transpose", "--json")
-        assert code == 0
-        assert json.loads(out[: out.rindex("}") + 1])["layers"][0]["shape"] == [3, 4]
+    assert shape_nnz(out) == ((4, 3), 5)
 
 
 @pytest.mark.parametrize("kind", ["npz", "mtx", "csv", "tsv"])
-def test_load_adjacency_edges_match(adjacency, kind):
-    from sparselinear.io.adjacency import load_adjacency
+def test_adjacency_edges_match(adjacency, kind):
+    from sparselinear.cli.adjacency import read_adjacency
+    from sparselinear.cli.profile import _parser
 
     expected = Connectivity(torch.tensor([[0, 1, 3, 3, 2], [0, 2, 1, 2, 0]]), shape=(4, 3))
-    assert Connectivity(load_adjacency(adjacency[kind])) == expected
-    assert Connectivity(load_adjacency(adjacency[kind], transpose=True)) == expected.T
-    assert Connectivity(load_adjacency(adjacency[kind], shape=(5, 3)), shape=(5, 3)).shape == (5, 3)
+    args = _parser().parse_args(["profile", "--adjacency", str(adjacency[kind]), *READ_AS[kind]])
+    assert read_adjacency(args) == expected
+
+
+def test_profile_matrix_orientation(capsys, adjacency):
+    for kind in ("npz", "mtx"):
+        for orientation, shape in (("target_source", (4, 3)), ("out_in", (4, 3)),
+                                   ("source_target", (3, 4)), ("in_out", (3, 4))):
+            code, out, _ = run(capsys, "profile", "--adjacency", str(adjacency[kind]),
+                               "--orientation", orientation, "--json")
+            assert code == 0 and shape_nnz(out) == (shape, 5)
+
+
+def test_profile_edge_list_orientation(capsys, tmp_path):
+    """An edge list is read as the API reads it: source (first column) -> target (second)."""
+    path = tmp_path / "ff.csv"
+    path.write_text("gene,protein\ng1,p1\ng2,p1\ng3,p2\n")
+    code, out, _ = run(capsys, "profile", "--adjacency", str(path), "--bipartite", "--json")
+    assert code == 0 and shape_nnz(out) == ((2, 3), 3)  # outputs = targets, inputs = sources
+    code, out, _ = run(capsys, "profile", "--adjacency", str(path), "--source", "protein",
+                       "--target", "gene", "--bipartite", "--json")
+    assert code == 0 and shape_nnz(out) == ((3, 2), 3)
+    code, out, _ = run(capsys, "profile", "--adjacency", str(path), "--json")
+    assert code == 0 and shape_nnz(out) == ((5, 5), 3)  # one node set by default
+
+
+def test_profile_celegans(capsys):
+    from sparselinear.datasets import celegans_path
+
+    code, out, err = run(capsys, "profile", "--adjacency", str(celegans_path()), "--source",
+                         "pre", "--target", "post", "--batch", "4")
+    assert code == 0, err
+    assert "batch 4" in out and "layer: 309 x 309, nnz 2,818" in out
+    # chemical synapses only, each pair once: --duplicates error does not fire
+    code, out, err = run(capsys, "profile", "--adjacency", str(celegans_path()), "--source",
+                         "pre", "--target", "post", "--where", "type=chemical", "--duplicates",
+                         "error", "--json")
+    assert code == 0, err
+    assert shape_nnz(out) == ((303, 303), 2386)
+    code, out, _ = run(capsys, "profile", "--adjacency", str(celegans_path()), "--source",
+                       "pre", "--target", "post", "--where", "type=chemical", "--where",
+                       "type=electrical", "--where", "2=chemical", "--json")
+    assert code == 0 and shape_nnz(out) == ((303, 303), 2386)  # where: OR within, AND across
+
+
+def test_profile_duplicates(capsys, tmp_path):
+    path = tmp_path / "dup.csv"
+    path.write_text("src,dst,type\na,b,x\na,b,y\nb,c,x\n")
+    for policy in ("sum", "max", "first"):
+        code, out, _ = run(capsys, "profile", "--adjacency", str(path), "--duplicates", policy,
+                           "--json")
+        assert code == 0 and shape_nnz(out) == ((3, 3), 2)
+    code, _, err = run(capsys, "profile", "--adjacency", str(path), "--duplicates", "error")
+    assert code == 1 and "1 edge(s) appear more than once: 'a' -> 'b'" in err
+
+
+def test_profile_headerless_and_gzip(capsys, tmp_path):
+    plain = tmp_path / "edges.txt"
+    plain.write_text("0 1\n1 2\n2 0\n5 0\n")
+    code, out, _ = run(capsys, "profile", "--adjacency", str(plain), "--no-header", "--json")
+    assert code == 0 and shape_nnz(out) == ((4, 4), 4)  # nodes 0, 1, 2, 5: names, not positions
+    code, _, err = run(capsys, "profile", "--adjacency", str(plain))
+    assert code == 1 and "looks like an edge" in err and "--no-header" in err
+    packed = tmp_path / "edges.csv.gz"
+    packed.write_bytes(gzip.compress(b"pre,post\na,b\nb,c\n"))
+    code, out, _ = run(capsys, "profile", "--adjacency", str(packed), "--json")
+    assert code == 0 and shape_nnz(out) == ((3, 3), 2)
+    matrix = tmp_path / "m.mtx"
+    scipy.io.mmwrite(matrix, scipy.sparse.coo_array(np.eye(3)))
+    (tmp_path / "m.mtx.gz").write_bytes(gzip.compress(matrix.read_bytes()))
+    code, out, _ = run(capsys, "profile", "--adjacency", str(tmp_path / "m.mtx.gz"), "--json")
+    assert code == 0 and shape_nnz(out) == ((3, 3), 3)
 
 
 def test_profile_measure(capsys):
@@ -152,20 +229,43 @@ def test_profile_errors(capsys, argv, match):
 
 
 def test_profile_file_errors(capsys, tmp_path, adjacency):
-    bad = tmp_path / "bad.csv"
-    bad.write_text("a,b\n1,x\n")
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("a,b\n1,2,3\n")
     unknown = tmp_path / "graph.xyz"
     unknown.write_text("1 2\n")
     broken = tmp_path / "broken.npz"
     broken.write_bytes(b"not a zip")
-    negative = tmp_path / "neg.csv"
-    negative.write_text("0,1\n-1,2\n")
-    for path, match in ((bad, "Cannot parse"), (unknown, "unknown file kind '.xyz'"),
-                        (broken, "Cannot read"), (negative, "negative output index")):
-        code, _, err = run(capsys, "profile", "--adjacency", str(path))
-        assert code == 1 and match in err, err
-    code, _, err = run(capsys, "profile", "--adjacency", str(adjacency["csv"]), "--nnz", "3")
-    assert code == 1 and "a file already has its edges" in err
+    packed = tmp_path / "bad.csv.gz"
+    packed.write_text("pre,post\na,b\n")  # not gzip data
+    celegans = ["--source", "pre", "--target", "post"]
+    cases = [
+        ([str(ragged)], "ragged.csv, line 2: 3 field(s) where the header has 2"),
+        ([str(unknown)], "unknown file kind '.xyz'"),
+        ([str(broken)], "Cannot read"),
+        ([str(packed)], "Cannot read edge list file"),
+        ([str(adjacency["csv"]), "--source", "pree"],
+         "'source' column 'pree' not found in file 'a.csv'; its columns are ['post', 'pre', "
+         "'count']. Did you mean 'pre'?"),
+        ([str(adjacency["csv"]), "--source", "7"], "'source' column 7 not found"),
+        ([str(adjacency["tsv"]), "--no-header", "--source", "pre"],
+         "its columns are [0, 1]"),
+        ([str(adjacency["csv"]), "--where", "kind=x"], "'where' column 'kind' not found"),
+        ([str(adjacency["csv"]), "--orientation", "source_target"],
+         "--orientation applies to .npz/.mtx matrices"),
+        ([str(adjacency["npz"]), *celegans, "--no-header"],
+         "--source, --target, --no-header read edge lists; "),
+        ([str(adjacency["csv"]), *celegans, "--nnz", "3"], "a file already has its edges"),
+    ]
+    for argv, match in cases:
+        code, _, err = run(capsys, "profile", "--adjacency", *argv)
+        assert code == 1, (argv, err)
+        assert err.startswith("sparselinear: error: ") and err.count("\n") == 1, err
+        assert match in err, err
+    code, _, err = run(capsys, "profile", "--shape", "3", "4", "--nnz", "2", "--source", "pre",
+                       "--orientation", "in_out")
+    assert code == 1 and "--source, --orientation describe an --adjacency file" in err
+    assert main(["profile", "--adjacency", str(adjacency["csv"]), "--where", "type"]) == 2
+    assert main(["profile", "--adjacency", str(adjacency["npz"]), "--transpose"]) == 2
 
 
 def test_missing_matplotlib(capsys, monkeypatch, tmp_path):
@@ -230,3 +330,6 @@ def test_python_dash_m(tmp_path):
     out = subprocess.run([sys.executable, "-m", "sparselinear", "profile", "--shape", "10", "10",
                           "--nnz", "5"], capture_output=True, text=True, cwd=root, timeout=120)
     assert out.returncode == 0 and "total (peak)" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "sparselinear", "--help"], capture_output=True,
+                         text=True, cwd=root, timeout=120)
+    assert out.returncode == 0 and "{profile,demo}" in out.stdout

@@ -1,3 +1,5 @@
+import gzip
+
 import numpy as np
 import pytest
 import torch
@@ -95,6 +97,26 @@ def test_headerless_file_by_position(tmp_path):
     path = write(tmp_path, "x,y,1\ny,z,2\n")
     conn, w = Connectivity.from_edgelist(path, header=False, weight=2)
     assert conn.to_edgelist(w) == [("x", "y", 1.0), ("y", "z", 2.0)]
+
+
+def test_gzip_file(tmp_path):
+    path = tmp_path / "edges.tsv.gz"
+    path.write_bytes(gzip.compress(b"pre\tpost\tn\nx\ty\t1\ny\tz\t2\n"))
+    conn, w = Connectivity.from_edgelist(path, source="pre", target="post", weight="n")
+    assert conn.to_edgelist(w) == [("x", "y", 1.0), ("y", "z", 2.0)]
+    (tmp_path / "plain.csv.gz").write_text("a,b\nx,y\n")
+    with pytest.raises(DataError, match="Cannot read edge list file .*plain.csv.gz"):
+        Connectivity.from_edgelist(tmp_path / "plain.csv.gz")
+
+
+def test_integer_first_row_is_not_a_header(tmp_path):
+    path = write(tmp_path, "0 1\n1 2\n")
+    with pytest.raises(DataError, match=r"edges.csv, line 1: the header row \['0', '1'\] holds "
+                       r"only numbers: .* Pass header=False"):
+        Connectivity.from_edgelist(path)
+    assert Connectivity.from_edgelist(path, header=False).nnz == 2
+    mixed = write(tmp_path, "0,b\nx,y\n", "mixed.csv")
+    assert Connectivity.from_edgelist(mixed, source="b", target=0).nnz == 1
 
 
 def test_dataframe_and_mapping():
