@@ -105,7 +105,18 @@ def _profile(args: argparse.Namespace) -> int:
     optimizer = args.optimizer_slots if args.optimizer_slots is not None else (
         args.optimizer or "adam")
     dtype = getattr(torch, args.dtype)
-    device = torch.device(args.device)
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        raise DataError(
+            f"'--device' must be a torch device such as cpu, cuda or cuda:1; got "
+            f"{args.device!r}."
+        ) from None
+    if device.type not in ("cpu", "cuda"):
+        raise DataError(
+            f"'--device' must be cpu or cuda (the devices the estimate models); got "
+            f"{args.device!r}."
+        )
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DataError("--device cuda was requested but CUDA is not available here.")
     if args.measure:

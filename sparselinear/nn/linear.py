@@ -192,6 +192,9 @@ class SparseLinear(nn.Module):
                 self.bias.uniform_(-1.0, 1.0).mul_(bound.to(self.bias.dtype))
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if self._pattern_pending and input.is_meta and input.shape[-1:] == (self.in_features,):
+            # shape propagation on the meta device: no indices are read
+            return input.new_empty(*input.shape[:-1], self.out_features)
         if self._pattern_pending:
             raise PatternError(
                 "This layer was built on the meta device, so its pattern buffers hold no "

@@ -333,3 +333,9 @@ def test_python_dash_m(tmp_path):
     out = subprocess.run([sys.executable, "-m", "sparselinear", "--help"], capture_output=True,
                          text=True, cwd=root, timeout=120)
     assert out.returncode == 0 and "{profile,demo}" in out.stdout
+
+
+@pytest.mark.parametrize("device", ["tpu", "meta", "not a device"])
+def test_profile_refuses_an_unknown_device_in_one_line(capsys, device):
+    code, _, err = run(capsys, "profile", "--shape", "10", "10", "--nnz", "5", "--device", device)
+    assert code == 1 and "'--device' must be" in err and "Traceback" not in err

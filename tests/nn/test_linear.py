@@ -412,8 +412,7 @@ def test_meta_device_to_empty_then_checkpoint():
     trained = SparseLinear(40, 50, c)
     layer = SparseLinear(40, 50, c, device="meta")
     assert layer.weight.is_meta and layer.crow_indices.is_meta
-    with pytest.raises(PatternError, match="meta device"):
-        layer(torch.randn(2, 40, device="meta"))
+    assert layer(torch.randn(2, 40, device="meta")).shape == (2, 50)  # shapes only
     layer.to_empty(device="cpu")
     with pytest.raises(PatternError, match="meta device"):
         layer(torch.randn(2, 40))  # to_empty alone leaves the indices unknown
@@ -440,3 +439,13 @@ def test_to_dense_of_a_layer_too_large_for_memory_names_the_size(monkeypatch):
     monkeypatch.setattr(torch.Tensor, "new_zeros", refuse)
     with pytest.raises(InsufficientMemoryError, match=r"200 x 300 values = 0\.0 GiB"):
         layer.to_dense()
+
+
+def test_meta_layer_propagates_shapes_of_meta_inputs():
+    layer = SparseLinear(40, 50, Connectivity.random(50, 40, nnz=100, seed=0), device="meta")
+    y = layer(torch.empty(7, 3, 40, device="meta"))
+    assert y.is_meta and y.shape == (7, 3, 50)
+    with pytest.raises(ShapeError, match=r"\(\.\.\., 40\)"):
+        SparseLinear(40, 50, Connectivity.random(50, 40, nnz=100, seed=0))(
+            torch.empty(7, 39, device="meta")
+        )
