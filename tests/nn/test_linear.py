@@ -10,7 +10,7 @@ from torch import nn
 
 from sparselinear import Connectivity, SparseLinear, kernels
 from sparselinear.errors import ShapeError, WiringMismatchError
-from sparselinear.ops.autograd import FUSED_MAX_BATCH
+from sparselinear.ops.policy import FUSED_MAX_BATCH
 from sparselinear.pattern.caches import transpose_order
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
