@@ -163,7 +163,7 @@ FALLBACK_CACHE_BYTES = 32 << 20
 
 #: Temporaries of building the transposed pattern, per edge, beyond the pattern it becomes: the
 #: stable sort's values and int64 indices and as much again of workspace, less ``perm`` and
-#: ``row_t``; the same for int32 and int64 indices (measured on CPU).
+#: ``row_t``; the same for int32 and int64 indices.
 TRANSPOSE_BUILD_BYTES_PER_EDGE = 16
 
 
