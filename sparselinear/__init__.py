@@ -16,11 +16,12 @@ import sys
 from . import constraints, datasets, errors, functional, memory, structured
 from .errors import SparseLinearError
 from .nn import PositiveDefiniteLinear, SparseLinear, TriangularLinear
-from .ops import torch_kernels as kernels
+from .ops import policy as kernels
 from .pattern import Connectivity
 
 # The kernel settings (backend, tuning constants) keep their 0.1 name: `sparselinear.kernels` is
-# the very module that holds them, so that assigning `kernels.CACHE_BYTES = 0` takes effect.
+# the dispatch policy module that holds them, so that assigning `kernels.CACHE_BYTES = 0` takes
+# effect.
 sys.modules[__name__ + ".kernels"] = kernels
 
 __all__ = [

@@ -17,14 +17,13 @@ from torch.nn.utils import parametrize
 
 from ..errors import ShapeError, SparseLinearTypeError, describe
 from ..nn.linear import SparseLinear
-from ..ops import _ext
-from ..ops.blocks import layout_bytes
-from ..ops.torch_kernels import compute_dtype
+from ..ops import dense as dense_bands
+from ..ops import policy
 from ..pattern.connectivity import Connectivity, index_dtype_for
 from ..pattern.generators import resolve_nnz
 from ..pattern.sources import check_shape
 from .optimizers import OptimizerSpec, resolve_optimizer
-from .transients import compiled_kernels_run, optimizer_transient, step_transients
+from .transients import optimizer_transient
 
 __all__ = [
     "BUILD_BYTES_PER_EDGE",
@@ -194,6 +193,15 @@ class MemoryEstimate:
 
 
 # ---------------------------------------------------------------------------- the arithmetic
+def _bands(crow: torch.Tensor, col: torch.Tensor, mode: str) -> tuple[int | None, int | None]:
+    """``(area, edges of the largest band)`` of the pattern's dense-band plan, or ``(None,
+    None)`` in sparse mode (no plan is made)."""
+    if policy.check_mode(mode) == "sparse":
+        return None, None
+    plan = dense_bands.plan_for(crow, col, "dense", torch.float32, crow.device)
+    return plan.area, max((k1 - k0 for *_, k0, k1 in plan.bands), default=0)
+
+
 def _layer(
     name: str,
     shape: tuple[int, int],
@@ -206,35 +214,36 @@ def _layer(
     spec: OptimizerSpec,
     device: torch.device,
     needs_input_grad: bool,
+    mode: str = "sparse",
+    bands: tuple[int | None, int | None] = (None, None),
 ) -> tuple[LayerEstimate, int, int]:
     """One layer's estimate, plus its sparse and dense activation bytes (for the working peak)."""
     n_out, n_in = shape
-    d = torch.empty((), dtype=dtype).element_size()
-    dc = torch.empty((), dtype=compute_dtype(dtype, device)).element_size()
-    idx = torch.empty((), dtype=index_dtype).element_size()
+    d = dtype.itemsize
+    idx = index_dtype.itemsize
     n_bias = n_out if bias else 0
     params = nnz + n_bias
     dense_params = n_out * n_in + n_bias
-    activations = batch * (n_in * dc + n_out * d)  # saved input copy (in, batch) + the output
-    dense_activations = batch * (n_in + n_out) * d
-    cdt = compute_dtype(dtype, device)
-    compiled = compiled_kernels_run(device.type, str(cdt).removeprefix("torch."))
-    t = step_transients(
-        n_out=n_out, n_in=n_in, nnz=nnz, batch=batch, itemsize=d, compute_itemsize=dc,
-        index_itemsize=idx, needs_input_grad=needs_input_grad, compiled=compiled,
-        threads=_ext.threads() if compiled else torch.get_num_threads(),
+    plan = policy.plan_step(
+        n_out, n_in, nnz, batch, dtype, device, mode=mode, band_area=bands[0],
+        band_edges=bands[1], needs_input_grad=needs_input_grad, index_dtype=index_dtype,
     )
+    activations = plan.saved_bytes + batch * n_out * d  # saved for backward + the output
+    dense_activations = batch * (n_in + n_out) * d
     opt = optimizer_transient(spec.kind, [nnz, n_bias], d, device.type, spec.implementation)
     dense_opt = optimizer_transient(spec.kind, [n_out * n_in, n_bias], d, device.type,
                                     spec.implementation)
+    state = spec.slots * params * d
+    # building the dense-band positions: in the first forward pass, before any gradient or
+    # optimizer state exists
+    first = plan.build_bytes - params * d - state - activations
     sparse = {
         "values": params * d,
         "gradients": params * d,
-        "optimizer_state": spec.slots * params * d,
-        "pattern": idx * ((n_out + 1) + nnz + ((n_in + 1) + 2 * nnz if t.transposed else 0))
-        + layout_bytes(n_out, nnz, t.column_blocks, idx),
+        "optimizer_state": state,
+        "pattern": idx * ((n_out + 1) + nnz) + plan.derived_bytes,
         "activations": activations,
-        "working": max(t.forward, t.backward, opt - activations, 0),
+        "working": max(plan.forward_bytes, plan.backward_bytes, opt - activations, first, 0),
     }
     dense = {
         "values": dense_params * d,
@@ -284,6 +293,7 @@ def estimate(
     bias: bool = True,
     device: torch.device | str | None = None,
     input_requires_grad: bool = False,
+    mode: str | None = None,
 ) -> MemoryEstimate:
     r"""Estimate the peak memory of one training step (forward, backward, optimizer step).
 
@@ -303,19 +313,24 @@ def estimate(
             default: the model's device, else CPU.
         input_requires_grad: whether the model's input needs a gradient. The first sparse layer
             then also computes ``grad_input``; later layers always do.
+        mode: ``"auto"``, ``"sparse"`` or ``"dense"``, as for
+            :class:`~sparselinear.SparseLinear`; default: each layer's own :attr:`mode`, and
+            ``"auto"`` for a Connectivity or a shape. With a pattern at hand (a model or a
+            Connectivity), ``"auto"`` and ``"dense"`` count the dense-band tiles of the
+            pattern's band plan where :func:`sparselinear.ops.policy.use_dense_bands` picks
+            them; for a bare shape the bands are unknown: ``"auto"`` assumes sparse kernels and
+            ``"dense"`` bands covering the whole ``out x in`` matrix.
 
     Returns:
         A :class:`MemoryEstimate`. Per layer: values and gradients ``itemsize · (nnz + out)``,
         optimizer state ``slots · itemsize · (nnz + out)``, pattern ``index_itemsize · (out + 1 +
-        nnz)`` (the CSR), plus ``index_itemsize · (in + 1 + 2 · nnz)`` for the transposed pattern
-        when the step reads it (only for ``grad_input``: always with torch's kernels, with the
-        compiled ones outside their fused pass, i.e. for batches above
-        ``autograd.FUSED_MAX_BATCH`` or per-thread buffers above ``kernels.PRIVATE_BYTES``; the
-        layer builds it once and keeps it), plus ``index_itemsize · (nnz + blocks · (2 · out +
-        1))`` when the compiled fused pass sweeps the pattern in column blocks (its tables
-        outgrow the cache; see ``sparselinear._blocks``), activations ``batch · (in + out) ·
-        itemsize`` and the step's working memory (:mod:`sparselinear.memory.transients`). The
-        input batch itself and PyTorch's own baseline are not counted.
+        nnz)`` (the CSR) plus what a step builds from it and keeps (the transposed pattern, the
+        column-block layout, the dense-band positions), activations (the output and what is
+        saved for backward: the input's ``(in, batch)`` copy, or the dense-band tiles) and the
+        step's working memory: what :func:`sparselinear.ops.policy.plan_step` says the kernels
+        that run allocate, or the optimizer step's temporaries
+        (:mod:`sparselinear.memory.transients`), whichever is larger. The input batch itself and
+        PyTorch's own baseline are not counted.
 
     Examples::
 
@@ -329,8 +344,10 @@ def estimate(
     batch = _check_batch(batch_size)
     dtype = _check_dtype(dtype)
     spec = resolve_optimizer(optimizer)
+    if mode is not None:
+        policy.check_mode(mode)
     if isinstance(model, nn.Module):
-        return _estimate_module(model, batch, spec, dtype, device, input_requires_grad)
+        return _estimate_module(model, batch, spec, dtype, device, input_requires_grad, mode)
     if nnz is not None or density is not None or not isinstance(model, Connectivity):
         if isinstance(model, Connectivity):
             raise ShapeError("Pass 'nnz'/'density' with a shape, not with a Connectivity.")
@@ -342,13 +359,15 @@ def estimate(
         shape = check_shape(model, "model")
         k = resolve_nnz(shape[0] * shape[1], nnz, density)
         index_dtype = index_dtype_for(shape, k)
+        bands = (None, None)
     else:
         shape, k, index_dtype = model.shape, model.nnz, model.index_dtype
+        bands = _bands(model.crow_indices(), model.col_indices(), mode or "auto")
     dev = torch.device(device) if device is not None else torch.device("cpu")
     dtype = dtype or torch.get_default_dtype()
     layer, _, _ = _layer(
         "layer", shape, k, bias, batch=batch, dtype=dtype, index_dtype=index_dtype, spec=spec,
-        device=dev, needs_input_grad=input_requires_grad,
+        device=dev, needs_input_grad=input_requires_grad, mode=mode or "auto", bands=bands,
     )
     return MemoryEstimate(
         batch, spec.label, spec.slots, str(dev), [layer],
@@ -371,6 +390,7 @@ def _estimate_module(
     dtype: torch.dtype | None,
     device: Any,
     input_requires_grad: bool,
+    mode: str | None,
 ) -> MemoryEstimate:
     params = list(model.parameters())
     first_param = params[0] if params else None
@@ -391,11 +411,13 @@ def _estimate_module(
         seen.update(id(p) for p in module.parameters())
         layer_dtype = dtype or module.weight.dtype
         needs_grad = input_requires_grad or module is not first_leaf
+        layer_mode = mode or module.mode
         layer, act, dense_act = _layer(
             name or type(module).__name__, (module.out_features, module.in_features),
             module.nnz, module.bias is not None, batch=batch, dtype=layer_dtype,
             index_dtype=module.col_indices.dtype, spec=spec, device=dev,
-            needs_input_grad=needs_grad,
+            needs_input_grad=needs_grad, mode=layer_mode,
+            bands=_bands(module.crow_indices, module.col_indices, layer_mode),
         )
         layers.append(layer)
         act_sum, dense_act_sum = act_sum + act, dense_act_sum + dense_act

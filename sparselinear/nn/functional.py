@@ -81,7 +81,7 @@ def sparse_linear(
         mode: ``"sparse"`` (sparse kernels), ``"dense"`` (dense tiles over the row bands the
             pattern touches, with the same parameters and results) or ``"auto"`` (dense when
             the pattern fills enough of its bands and they fit a memory budget; see
-            :mod:`sparselinear._dense`). Default: ``"auto"``.
+            :mod:`sparselinear.ops.dense`, :mod:`sparselinear.ops.policy`). Default: ``"auto"``.
 
     Shape:
         - Input: ``(*, in_features)``

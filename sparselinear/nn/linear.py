@@ -19,7 +19,7 @@ from ..errors import (
     describe,
 )
 from ..io.names import check_names
-from ..ops import dense
+from ..ops import dense, policy
 from ..pattern.caches import DerivedCache
 from ..pattern.connectivity import Connectivity, pattern_digest
 from .convert import linear_to_pattern, scipy_to_pattern
@@ -39,7 +39,7 @@ class SparseLinear(nn.Module):
     backward run through sparse kernels and never allocate anything of size
     ``out_features x in_features``; ``mode="auto"`` may instead choose dense tiles covering the
     pattern's bands when the pattern fills them densely and they fit a fixed memory budget (see
-    :mod:`sparselinear._dense`).
+    :mod:`sparselinear.ops.dense`, :mod:`sparselinear.ops.policy`).
 
     Args:
         in_features: size of each input sample.
@@ -99,7 +99,7 @@ class SparseLinear(nn.Module):
         mode: str = "auto",
     ) -> None:
         super().__init__()
-        self.mode = dense.check_mode(mode)
+        self.mode = policy.check_mode(mode)
         expected = (int(out_features), int(in_features))
         if isinstance(connectivity, Connectivity):
             if connectivity.shape != expected:

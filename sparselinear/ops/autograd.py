@@ -5,15 +5,15 @@ gradients are sparse x dense products; the weight gradient is computed only at t
 (a sampled dense-dense product). Nothing of size ``out x in`` is ever allocated.
 
 Dense operands are handled transposed, ``(features, batch)``, so that each edge reads one
-contiguous batch vector. On CPU the compiled kernels (:mod:`sparselinear._ext`) compute the
-forward pass in one sweep over the rows and, for batches up to :data:`FUSED_MAX_BATCH`, both
-gradients in one fused sweep (per-thread input gradient buffers of ``in x batch``, bounded by
-:data:`~sparselinear.kernels.PRIVATE_BYTES`), else both in one sweep over the transposed pattern
-(gathering rows of the output gradient, each of which meets its edge's input there too). When
-the gathered tables of the fused sweep outgrow the cache, it runs in column blocks
-(:mod:`sparselinear._blocks`).
-Elsewhere, or when they are unavailable, torch's CSR kernels run in bounded chunks
-(:mod:`sparselinear.kernels`), the input gradient over the transposed pattern.
+contiguous batch vector. Which kernels run is :func:`.policy.plan_step`'s decision, made once per
+forward pass and kept for its backward pass: on CPU the compiled kernels
+(:mod:`~sparselinear.ops._ext`) compute the forward pass in one sweep over the rows and both
+gradients in one fused sweep (per-thread input-gradient buffers), or in one sweep over the
+transposed pattern (gathering rows of the output gradient, each of which meets its edge's input
+there too), the fused sweep in column blocks (:mod:`~sparselinear.ops.blocks`) once its gathered
+tables outgrow the cache. Elsewhere, or when they are unavailable, torch's CSR kernels run in
+bounded chunks (:mod:`~sparselinear.ops.torch_kernels`), the input gradient over the transposed
+pattern.
 
 The transposed pattern is asked for (through a callable, so that it can be built lazily and
 cached by its owner) only in the branches that read it.
@@ -26,7 +26,7 @@ from collections.abc import Callable
 import torch
 from torch.autograd.function import once_differentiable
 
-from . import _ext, blocks, torch_kernels
+from . import _ext, blocks, policy, torch_kernels
 
 __all__ = ["SparseLinearFunction"]
 
@@ -34,22 +34,12 @@ __all__ = ["SparseLinearFunction"]
 Transposed = Callable[[], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
-#: Widest batch for which the input gradient is scattered in the fused pass; wider batches gather
-#: it over the transposed pattern (cheaper than read-modify-writing long rows; measured).
-FUSED_MAX_BATCH = 64
-
-#: Widest batch for which the compiled kernels write the output and read the output gradient in
-#: PyTorch's ``(batch, features)`` layout in place; wider batches go through ``(features, batch)``
-#: copies (strided access to a row of many cache lines is slower than the copy; measured).
-STRIDED_MAX_BATCH = 64
-
-
-def _compiled_forward(x, w, bias, crow, col):
+def _compiled_forward(plan, x, w, bias, crow, col):
     """``(y (batch, out), x_t (in, batch))``: ``x_t`` is the gathered copy saved for backward."""
     batch = x.shape[0]
     x_t = _ext.transposed(x, w.dtype)
     b = None if bias is None else bias.to(w.dtype).contiguous()
-    if batch <= STRIDED_MAX_BATCH:
+    if plan.in_place:
         y = torch.empty(batch, crow.numel() - 1, dtype=w.dtype)
         _ext.spmm(crow, col, w, x_t, b, out=y.t())  # written batch-major, bias included
     else:
@@ -57,12 +47,9 @@ def _compiled_forward(x, w, bias, crow, col):
     return y, x_t
 
 
-def _in_blocks(crow, col, n_in, batch, itemsize, input_grad):
-    """``(crow, col, run)`` for the fused backward sweep: the pattern as it is (``run``
-    ``None``), or in column blocks once its gathered tables outgrow the cache
-    (:mod:`sparselinear._blocks`)."""
-    n_blocks = blocks.backward_blocks(n_in, crow.numel() - 1, col.numel(), batch, itemsize,
-                                       _ext.threads(), input_grad)
+def _in_blocks(crow, col, n_in, n_blocks):
+    """``(crow, col, run)`` for a backward sweep: the pattern as it is (``run`` ``None``), or in
+    the plan's column blocks (:mod:`~sparselinear.ops.blocks`)."""
     if n_blocks == 1:
         blocks.forget(col)
         return crow, col, None
@@ -70,33 +57,32 @@ def _in_blocks(crow, col, n_in, batch, itemsize, input_grad):
     return layout.crow, layout.col, layout.run
 
 
-def _compiled_backward(x_t, w, grad_y, crow, col, transposed, want_gx, want_gw, recycle):
-    """``(grad_w (nnz,) or None, grad_x (batch, in) or None)`` from ``grad_y (batch, out)``.
+def _compiled_backward(plan, x_t, w, grad_y, crow, col, transposed, want_gx, want_gw, recycle):
+    """``(grad_w (nnz,) or None, grad_x (batch, in) or None)`` from ``grad_y (batch, out)``, in
+    the plan's backward form.
 
     ``recycle``: whether ``grad_w`` becomes a leaf's gradient as it is (its buffer is then
     recycled between steps) rather than a temporary (cast, or passed on to a parametrization)."""
     n_in, batch = x_t.shape
-    private = _ext.threads() * n_in * batch * x_t.element_size()
-    fits = _ext.threads() == 1 or private <= torch_kernels.PRIVATE_BYTES
-    in_place = batch <= STRIDED_MAX_BATCH
-    if want_gx and batch <= FUSED_MAX_BATCH and fits:
+    if plan.backward == "fused":
         # One pass over the pattern; grad_x is summed from the threads' buffers batch-major.
-        g = grad_y.t() if in_place else _ext.transposed(grad_y)
+        g = grad_y.t() if plan.in_place else _ext.transposed(grad_y)
         grad_x = torch.empty(batch, n_in, dtype=x_t.dtype)
-        crow, col, run = _in_blocks(crow, col, n_in, batch, x_t.element_size(), True)
+        crow, col, run = _in_blocks(crow, col, n_in, plan.column_blocks)
         grad_w, _ = _ext.backward(crow, col, w, x_t, g, n_in, want_gw=want_gw, want_gx=True,
                                   out=grad_x.t(), recycle=recycle, run=run)
         return grad_w, grad_x
     # The gather form reads rows of grad_y at random: it gets an (out, batch) copy. The weight
     # gradient alone reads each row once and takes grad_y in place when the batch is narrow.
-    g_t = grad_y.t() if in_place and not want_gx else _ext.transposed(grad_y)
-    if not want_gx:
-        crow, col, run = _in_blocks(crow, col, n_in, batch, x_t.element_size(), False)
+    if plan.backward == "weight":
+        g_t = grad_y.t() if plan.in_place else _ext.transposed(grad_y)
+        crow, col, run = _in_blocks(crow, col, n_in, plan.column_blocks)
         grad_w, _ = _ext.backward(crow, col, w, x_t, g_t, n_in, want_gw=True, want_gx=False,
                                   recycle=recycle, run=run)
         return grad_w, None
+    g_t = _ext.transposed(grad_y)
     crow_t, row_t, perm = (t.contiguous() for t in transposed())
-    grad_x = torch.empty(batch, n_in, dtype=x_t.dtype) if in_place else None
+    grad_x = torch.empty(batch, n_in, dtype=x_t.dtype) if plan.in_place else None
     out = None if grad_x is None else grad_x.t()
     if want_gw:
         # Both gradients in one sweep: each gathered row of grad_y also meets its edge's input.
@@ -122,10 +108,15 @@ class SparseLinearFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, crow, col, transposed: Transposed):
-        dtype = torch_kernels.compute_dtype(x.dtype, x.device)
+        dtype = policy.compute_dtype(x.dtype, x.device)
         w = weight.to(dtype).contiguous()
-        if torch_kernels.extension_enabled(w):
-            y, x_t = _compiled_forward(x, w, bias, crow.contiguous(), col.contiguous())
+        plan = policy.plan_step(
+            crow.numel() - 1, x.shape[1], col.numel(), x.shape[0], x.dtype, x.device,
+            needs_input_grad=ctx.needs_input_grad[0], needs_weight_grad=ctx.needs_input_grad[1],
+            index_dtype=col.dtype, compiled=policy.extension_enabled(w),
+        )
+        if plan.compiled:
+            y, x_t = _compiled_forward(plan, x, w, bias, crow.contiguous(), col.contiguous())
             y = y.to(x.dtype)
         else:
             x_t = x.t().to(dtype).contiguous()  # (in, batch): each input's batch vector contiguous
@@ -133,7 +124,7 @@ class SparseLinearFunction(torch.autograd.Function):
             y = y_t.t().to(x.dtype)
             y = y + bias if bias is not None else y.contiguous()
         ctx.save_for_backward(x_t, weight, crow, col)
-        ctx.transposed = transposed
+        ctx.transposed, ctx.plan = transposed, plan
         ctx.has_bias = bias is not None
         # The weight gradient's buffer is kept between steps only when it becomes a leaf's
         # .grad as it is: not cast, and not passed on through a constraint or a gather.
@@ -147,11 +138,11 @@ class SparseLinearFunction(torch.autograd.Function):
         dtype = x_t.dtype
         want_gx, want_gw = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_x = grad_w = grad_b = None
-        if (want_gx or want_gw) and torch_kernels.extension_enabled(x_t):
+        if (want_gx or want_gw) and ctx.plan.compiled:
             w = weight.to(dtype).contiguous()
             fields = (t.contiguous() for t in (crow, col))
             grad_w, grad_x = _compiled_backward(
-                x_t, w, grad_y.to(dtype), *fields, ctx.transposed, want_gx, want_gw,
+                ctx.plan, x_t, w, grad_y.to(dtype), *fields, ctx.transposed, want_gx, want_gw,
                 recycle=ctx.recycle,
             )
         elif want_gx or want_gw:

@@ -7,9 +7,10 @@ weight is scattered into each band's dense tile, products run on torch's dense k
 weight gradient is gathered back at the edges only: the parameters, the optimizer state and the
 results (to rounding) are the same as in sparse mode.
 
-``mode="auto"`` picks dense bands when the edges fill at least :data:`DENSE_MIN_FILL` of the
-band area (for the device type) and the tiles fit :data:`DENSE_BUDGET_BYTES`; ``"sparse"`` and
-``"dense"`` force one or the other.
+``mode="auto"`` picks dense bands when the edges fill at least ``DENSE_MIN_FILL`` of the band
+area (for the device type) and the tiles fit ``DENSE_BUDGET_BYTES``; ``"sparse"`` and
+``"dense"`` force one or the other. The choice and the band sizes are
+:mod:`~sparselinear.ops.policy`'s (:func:`~.policy.use_dense_bands`, :func:`~.policy.band_rows`).
 """
 
 from __future__ import annotations
@@ -19,29 +20,10 @@ from dataclasses import dataclass, field
 import torch
 from torch.autograd.function import once_differentiable
 
-from ..errors import SparseLinearError
 from ..pattern.caches import PatternCaches
-from . import torch_kernels
+from . import policy
 
-__all__ = ["DENSE_BUDGET_BYTES", "DENSE_MIN_FILL", "MODES", "BandPlan", "check_mode", "plan_for"]
-
-MODES = ("auto", "sparse", "dense")
-#: ``"auto"`` uses dense bands when ``nnz / band area`` reaches this fill (per device type;
-#: measured crossover of a full training step on a 2-core CPU: 0.3-0.4) ...
-DENSE_MIN_FILL = {"cpu": 0.3, "cuda": 0.05}
-#: ... and the tiles, their gradients and masks (``area x (2 x itemsize + 1)`` bytes) fit this.
-DENSE_BUDGET_BYTES = 1 << 28
-_MIN_BLOCK, _MAX_BLOCK, _BLOCKS = 128, 1024, 8
-
-
-def check_mode(mode: object) -> str:
-    """Validate a ``mode`` argument and return it."""
-    if not isinstance(mode, str) or mode not in MODES:
-        raise SparseLinearError(
-            f"'mode' must be one of {', '.join(map(repr, MODES))}; got {mode!r}. Use 'auto' to "
-            "let the layer choose dense or sparse kernels from the pattern's fill."
-        )
-    return mode
+__all__ = ["BandPlan", "plan_for"]
 
 
 @dataclass
@@ -89,7 +71,7 @@ class BandPlan:
 def _plan(crow: torch.Tensor, col: torch.Tensor) -> BandPlan:
     crow64, col64 = crow.detach().cpu().to(torch.int64), col.detach().cpu().to(torch.int64)
     n_out = crow64.numel() - 1
-    block = min(_MAX_BLOCK, max(_MIN_BLOCK, -(-n_out // _BLOCKS)))
+    block = policy.band_rows(n_out)
     nonempty = crow64.diff() > 0
     big = torch.iinfo(torch.int64).max
     first = torch.where(nonempty, col64[crow64[:-1].clamp(max=max(col64.numel() - 1, 0))]
@@ -115,17 +97,11 @@ def plan_for(
     crow: torch.Tensor, col: torch.Tensor, mode: str, dtype: torch.dtype, device: torch.device
 ) -> BandPlan | None:
     """The dense-band plan to run with, or ``None`` for sparse kernels. Cached per pattern."""
-    check_mode(mode)
+    policy.check_mode(mode)
     if mode == "sparse":
         return None
     plan = _plans.for_tensor(crow).get(crow, col, lambda: _plan(crow, col))
-    if mode == "dense":
-        return plan
-    itemsize = torch.empty((), dtype=torch_kernels.compute_dtype(dtype, device)).element_size()
-    nnz = col.numel()
-    fits = plan.area * (2 * itemsize + 1) <= DENSE_BUDGET_BYTES
-    min_fill = DENSE_MIN_FILL.get(device.type, DENSE_MIN_FILL["cuda"])
-    return plan if nnz and fits and nnz >= min_fill * plan.area else None
+    return plan if policy.use_dense_bands(mode, col.numel(), plan.area, dtype, device) else None
 
 
 class DenseBandFunction(torch.autograd.Function):
@@ -138,7 +114,7 @@ class DenseBandFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, plan, where):
-        dtype = torch_kernels.compute_dtype(x.dtype, x.device)
+        dtype = policy.compute_dtype(x.dtype, x.device)
         x_c, w = x.to(dtype).contiguous(), weight.to(dtype)
         flat = w.new_zeros(plan.area)
         flat.index_copy_(0, where, w)

@@ -11,12 +11,9 @@ from torch import nn
 from sparselinear import Connectivity, SparseLinear, kernels, memory
 from sparselinear.constraints import Sign, constrain
 from sparselinear.errors import ShapeError, SparseLinearError, SparseLinearTypeError
-from sparselinear.memory.transients import (
-    TRANSPOSE_BUILD_BYTES_PER_EDGE,
-    optimizer_transient,
-    step_transients,
-)
-from sparselinear.ops import _ext
+from sparselinear.memory.transients import optimizer_transient
+from sparselinear.ops import _ext, policy
+from sparselinear.ops.policy import TRANSPOSE_BUILD_BYTES_PER_EDGE
 
 ROOT = Path(__file__).resolve().parents[2]
 MB = 1e6
@@ -56,6 +53,14 @@ def test_estimate_bytes_per_optimizer(optimizer, slots):
 NEEDS_EXT = pytest.mark.skipif(not _ext.available(), reason="compiled kernels unavailable")
 
 
+def plan(*, itemsize=4, index_itemsize=4, compiled=False, threads=1, **kw):
+    """The policy's plan of a CPU step, by item sizes."""
+    dtype = {2: torch.float16, 4: torch.float32, 8: torch.float64}[itemsize]
+    index_dtype = {4: torch.int32, 8: torch.int64}[index_itemsize]
+    return policy.plan_step(dtype=dtype, device="cpu", index_dtype=index_dtype,
+                            compiled=compiled, threads=threads, **kw)
+
+
 @pytest.fixture
 def torch_kernels():
     with kernels.use_backend("torch"):
@@ -63,44 +68,44 @@ def torch_kernels():
 
 
 def test_working_memory_of_the_compiled_kernels_hand_computed(monkeypatch):
-    kw = dict(n_out=OUT, n_in=IN, nnz=NNZ, batch=BATCH, itemsize=4, compute_itemsize=4,
-              index_itemsize=4, compiled=True)
-    t = step_transients(needs_input_grad=False, threads=2, **kw)
-    assert t.forward == 0  # the kernel writes the output itself
-    assert t.backward == 0  # grad_y read in place; the weight gradient counts as a gradient
-    fused = step_transients(needs_input_grad=True, threads=2, **kw)
-    assert fused.backward == 2 * IN * BATCH * 4 + IN * BATCH * 4  # private buffers + their sum
-    single = step_transients(needs_input_grad=True, threads=1, **kw)
-    assert single.backward == 2 * IN * BATCH * 4
-    half = step_transients(**{**kw, "itemsize": 2}, needs_input_grad=False, threads=2)
+    kw = dict(n_out=OUT, n_in=IN, nnz=NNZ, batch=BATCH, itemsize=4, index_itemsize=4, compiled=True)
+    t = plan(needs_input_grad=False, threads=2, **kw)
+    assert t.forward_bytes == 0  # the kernel writes the output itself
+    assert t.backward_bytes == 0  # grad_y read in place; the weight gradient counts as a gradient
+    fused = plan(needs_input_grad=True, threads=2, **kw)
+    # private buffers + their sum
+    assert fused.backward_bytes == 2 * IN * BATCH * 4 + IN * BATCH * 4
+    single = plan(needs_input_grad=True, threads=1, **kw)
+    assert single.backward_bytes == 2 * IN * BATCH * 4
+    half = plan(**{**kw, "itemsize": 2}, needs_input_grad=False, threads=2)
     # the float32 result beside its cast and the weight's float32 copy; in backward the float32
     # grad_y, the weight's copy and the float32 weight gradient beside its cast
-    assert half.forward == OUT * BATCH * 4 + NNZ * 4
-    assert half.backward == OUT * BATCH * 4 + 2 * NNZ * 4
-    wide = step_transients(**{**kw, "batch": 256}, needs_input_grad=True, threads=2)
+    assert half.forward_bytes == OUT * BATCH * 4 + NNZ * 4
+    assert half.backward_bytes == OUT * BATCH * 4 + 2 * NNZ * 4
+    wide = plan(**{**kw, "batch": 256}, needs_input_grad=True, threads=2)
     # the (out, batch) copy of grad_y, grad_x gathered over the transposed pattern (with the
     # weight gradient) and its batch-major copy (more than building the pattern here)
-    assert wide.backward == OUT * 256 * 4 + 2 * IN * 256 * 4
+    assert wide.backward_bytes == OUT * 256 * 4 + 2 * IN * 256 * 4
     monkeypatch.setattr("sparselinear.kernels.PRIVATE_BYTES", 0)
-    no_private = step_transients(**kw, needs_input_grad=True, threads=2)
+    no_private = plan(**kw, needs_input_grad=True, threads=2)
     # narrow batch without private buffers: grad_x written batch-major in place, or building
     # the transposed pattern, whichever is larger
     build = TRANSPOSE_BUILD_BYTES_PER_EDGE * NNZ
-    assert no_private.backward == OUT * BATCH * 4 + max(IN * BATCH * 4, build)
-    assert wide.forward == OUT * 256 * 4  # the (out, batch) result before its transposed copy
-    only_w = step_transients(**{**kw, "batch": 256}, needs_input_grad=False, threads=2)
-    assert only_w.backward == OUT * 256 * 4
+    assert no_private.backward_bytes == OUT * BATCH * 4 + max(IN * BATCH * 4, build)
+    assert wide.forward_bytes == OUT * 256 * 4  # the (out, batch) result before its transposed copy
+    only_w = plan(**{**kw, "batch": 256}, needs_input_grad=False, threads=2)
+    assert only_w.backward_bytes == OUT * 256 * 4
 
 
 def test_working_memory_hand_computed(torch_kernels):
-    t = step_transients(n_out=OUT, n_in=IN, nnz=NNZ, batch=BATCH, itemsize=4,
-                        compute_itemsize=4, index_itemsize=4, needs_input_grad=False)
-    assert t.forward == OUT * BATCH * 4  # y_t beside the output
-    assert t.backward == OUT * BATCH * 4 + NNZ * (2 * 4 + 8)  # g_t + sddmm chunk temporaries
-    t2 = step_transients(n_out=OUT, n_in=IN, nnz=NNZ, batch=BATCH, itemsize=4,
-                         compute_itemsize=4, index_itemsize=4, needs_input_grad=True)
+    t = plan(n_out=OUT, n_in=IN, nnz=NNZ, batch=BATCH, itemsize=4,
+                        index_itemsize=4, needs_input_grad=False)
+    assert t.forward_bytes == OUT * BATCH * 4  # y_t beside the output
+    assert t.backward_bytes == OUT * BATCH * 4 + NNZ * (2 * 4 + 8)  # g_t + sddmm chunk temporaries
+    t2 = plan(n_out=OUT, n_in=IN, nnz=NNZ, batch=BATCH, itemsize=4,
+                         index_itemsize=4, needs_input_grad=True)
     # + the gathered weight copy and grad_x while sddmm runs
-    assert t2.backward == t.backward + NNZ * 4 + IN * BATCH * 4
+    assert t2.backward_bytes == t.backward_bytes + NNZ * 4 + IN * BATCH * 4
     assert optimizer_transient("adam", [NNZ, OUT], 4, "cpu") == 2 * NNZ * 4
     # the previous parameter's result is alive while the next one's are computed
     assert optimizer_transient("adam", [OUT, NNZ], 4, "cpu") == (OUT + 2 * NNZ) * 4
@@ -109,8 +114,8 @@ def test_working_memory_hand_computed(torch_kernels):
     assert optimizer_transient("adam", [NNZ, OUT], 4, "cpu", "foreach") == (NNZ + OUT) * 4
     assert optimizer_transient("adam", [NNZ, OUT], 4, "cpu", "fused") == 0
     assert optimizer_transient("adam", [NNZ, OUT], 4, "cuda", "for-loop") == 2 * NNZ * 4
-    assert small(optimizer="sgd").layers[0].sparse["working"] == t.backward
-    assert small(input_requires_grad=True).layers[0].sparse["working"] == t2.backward
+    assert small(optimizer="sgd").layers[0].sparse["working"] == t.backward_bytes
+    assert small(input_requires_grad=True).layers[0].sparse["working"] == t2.backward_bytes
 
 
 @pytest.mark.parametrize(
@@ -132,16 +137,16 @@ def test_transposed_pattern_is_counted_only_where_a_step_reads_it(
 
 
 def test_building_the_transposed_pattern_counts_once_in_the_backward_peak():
-    kw = dict(n_out=OUT, n_in=IN, nnz=10_000, itemsize=4, compute_itemsize=4, index_itemsize=4,
+    kw = dict(n_out=OUT, n_in=IN, nnz=10_000, itemsize=4, index_itemsize=4,
               needs_input_grad=True, threads=2)
-    gather = step_transients(batch=256, compiled=True, **kw)
+    gather = plan(batch=256, compiled=True, **kw)
     assert gather.transposed
     # the (out, batch) copy of grad_y and building the transposed pattern (larger than the
     # values in its order, grad_x and its copy: 4 * 10_000 + 2 * IN * 256 * 4)
-    assert gather.backward == OUT * 256 * 4 + TRANSPOSE_BUILD_BYTES_PER_EDGE * 10_000
-    fused = step_transients(batch=8, compiled=True, **kw)
-    assert not fused.transposed and fused.backward < TRANSPOSE_BUILD_BYTES_PER_EDGE * 10_000
-    assert step_transients(batch=8, compiled=False, **kw).transposed
+    assert gather.backward_bytes == OUT * 256 * 4 + TRANSPOSE_BUILD_BYTES_PER_EDGE * 10_000
+    fused = plan(batch=8, compiled=True, **kw)
+    assert not fused.transposed and fused.backward_bytes < TRANSPOSE_BUILD_BYTES_PER_EDGE * 10_000
+    assert plan(batch=8, compiled=False, **kw).transposed
 
 
 def test_estimate_dtype_and_index_dtype():
@@ -177,9 +182,9 @@ def test_estimate_of_a_model_with_other_parameters(torch_kernels):
     assert est.category("values") == VALUES + 4 * (50 + IN) + other
     # the second layer computes grad_input, the first does not
     w0, w2 = (lay.sparse["working"] for lay in est.layers)
-    t = step_transients(n_out=IN, n_in=OUT, nnz=50, batch=BATCH, itemsize=4,
-                        compute_itemsize=4, index_itemsize=4, needs_input_grad=True)
-    assert w2 == max(t.forward, t.backward)
+    t = plan(n_out=IN, n_in=OUT, nnz=50, batch=BATCH, itemsize=4,
+                        index_itemsize=4, needs_input_grad=True)
+    assert w2 == max(t.forward_bytes, t.backward_bytes)
     assert est.working == max(w0, w2)
     text = str(est)
     assert "dense equivalent" in text and "pattern buffers" in text and "other parameters" in text
@@ -442,6 +447,45 @@ def test_estimate_matches_measurement_at_small_size():
                          check=True, timeout=120).stdout
     for estimated, measured in json.loads(out.strip().splitlines()[-1]):
         assert measured == pytest.approx(estimated, rel=0.2), (estimated, measured)
+
+
+_TRIANGLE = """
+import json, sys
+sys.path.insert(0, {root!r})
+from sparselinear import Connectivity, SparseLinear, memory
+memory.follow_live_memory()
+memory.warm_up()
+results = {{}}
+for mode in {modes!r}:
+    build = lambda: SparseLinear(3000, 3000, Connectivity.tril(3000, 3000), mode=mode)
+    run = memory.measure_training(build, batch_size=64, in_features=3000, out_features=3000,
+                                  optimizer="adam", steps=3, progress=False)
+    results[mode] = run.measurement.increase
+    del run
+print(json.dumps(results))
+"""
+
+
+@pytest.fixture(scope="module")
+def triangle_peaks():
+    """Measured peak above baseline of three Adam steps of a ``tril(3000)`` layer at batch 64,
+    per mode, in a fresh process (the pattern built after the baseline)."""
+    code = _TRIANGLE.format(root=str(ROOT), modes=("auto", "sparse", "dense"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=180).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("mode", ["auto", "sparse", "dense"])
+def test_estimate_follows_the_mode_of_a_triangle(triangle_peaks, mode):
+    # auto runs dense bands here: their tiles, the tiles' gradient and the edges' positions
+    # cost about 45 MB more than the sparse kernels' temporaries
+    layer = SparseLinear(3000, 3000, Connectivity.tril(3000, 3000), mode=mode)
+    estimated = memory.estimate(layer, batch_size=64, optimizer="adam").total
+    assert triangle_peaks[mode] == pytest.approx(estimated, rel=0.15), (estimated, triangle_peaks)
+    sparse = memory.estimate(layer, batch_size=64, optimizer="adam", mode="sparse").total
+    if mode != "sparse":
+        assert estimated > sparse + 30 * MB
 
 
 # ---------------------------------------------------------------------------- plot

@@ -16,7 +16,7 @@ from sparselinear.errors import (
     SparseLinearError,
     WiringMismatchError,
 )
-from sparselinear.ops.autograd import FUSED_MAX_BATCH
+from sparselinear.ops.policy import FUSED_MAX_BATCH
 from sparselinear.pattern.caches import transpose_order
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

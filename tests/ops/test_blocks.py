@@ -9,8 +9,8 @@ import torch
 from conftest import needs_ext
 
 from sparselinear import Connectivity, SparseLinear, kernels, memory
-from sparselinear.errors import SparseLinearError
-from sparselinear.ops import _ext
+from sparselinear.errors import DataError
+from sparselinear.ops import _ext, policy
 from sparselinear.ops import blocks as _blocks
 
 
@@ -102,23 +102,23 @@ def test_no_edges_in_blocks():
 def test_policy_blocks_only_tables_that_outgrow_the_cache(monkeypatch):
     monkeypatch.setattr(kernels, "CACHE_BYTES", 48 << 20)
     fly = {"n_in": 138_639, "n_out": 138_639, "nnz": 15_091_983, "itemsize": 4}
-    assert _blocks.column_blocks(**fly, batch=16, tables=3) == 1  # 27 MB: fits
-    assert _blocks.column_blocks(**fly, batch=32, tables=3) == 4  # 53 MB: thirds of 48 MB
-    assert _blocks.column_blocks(**fly, batch=16, tables=1) == 1
+    assert policy.column_blocks(**fly, batch=16, tables=3) == 1  # 27 MB: fits
+    assert policy.column_blocks(**fly, batch=32, tables=3) == 4  # 53 MB: thirds of 48 MB
+    assert policy.column_blocks(**fly, batch=16, tables=1) == 1
     # rows 8 edges long at most per block: 109 edges per row allow 13
-    assert _blocks.column_blocks(**fly, batch=64, tables=9) == 13
+    assert policy.column_blocks(**fly, batch=64, tables=9) == 13
     # a row costs at least a cache line: batch 1 counts as 16 floats
-    assert _blocks.column_blocks(**fly, batch=1, tables=3) == 1
+    assert policy.column_blocks(**fly, batch=1, tables=3) == 1
     # a small cache: blocks of 8 MiB at least (27 MB of tables in 4, not 10)
     monkeypatch.setattr(kernels, "CACHE_BYTES", 8 << 20)
-    assert _blocks.column_blocks(**fly, batch=16, tables=3) == 4
+    assert policy.column_blocks(**fly, batch=16, tables=3) == 4
     monkeypatch.setattr(kernels, "CACHE_BYTES", 0)
-    assert _blocks.column_blocks(**fly, batch=64, tables=9) == 1  # 0 disables blocks
-    assert _blocks.column_blocks(10, 0, 0, 16, 4, 3) == 1
+    assert policy.column_blocks(**fly, batch=64, tables=9) == 1  # 0 disables blocks
+    assert policy.column_blocks(10, 0, 0, 16, 4, 3) == 1
 
 
 def test_detected_cache_size_is_plausible():
-    assert (256 << 10) <= _blocks._detected_cache_bytes() <= (4 << 30)
+    assert (256 << 10) <= policy._detected_cache_bytes() <= (4 << 30)
 
 
 @needs_ext
@@ -246,26 +246,26 @@ def test_estimate_counts_the_layout(monkeypatch):
     plain = memory.estimate(layer, **kwargs).layers[0].sparse["pattern"]
     monkeypatch.setattr(kernels, "CACHE_BYTES", 1024)
     blocked = memory.estimate(layer, **kwargs).layers[0].sparse["pattern"]
-    n_blocks = _blocks.column_blocks(300, 200, conn.nnz, 16, 4, 1 + torch.get_num_threads())
+    n_blocks = policy.column_blocks(300, 200, conn.nnz, 16, 4, 1 + torch.get_num_threads())
     assert n_blocks > 1
-    assert blocked - plain == _blocks.layout_bytes(200, conn.nnz, n_blocks, 4)
+    assert blocked - plain == policy.layout_bytes(200, conn.nnz, n_blocks, 4)
     # and the layout the layer builds has that size
     layer(torch.randn(16, 300, requires_grad=True)).sum().backward()
     built = _kept(layer.crow_indices, layer.col_indices)
     assert built.n_blocks == n_blocks
     size = sum(t.numel() * t.element_size() for t in (built.crow, built.col, built.run))
-    assert size == _blocks.layout_bytes(200, conn.nnz, n_blocks, 4)
+    assert size == policy.layout_bytes(200, conn.nnz, n_blocks, 4)
 
 
 def test_environment_sets_the_cache_size(monkeypatch):
     monkeypatch.setattr(kernels, "CACHE_BYTES", None)
     monkeypatch.setenv("SPARSELINEAR_CACHE_BYTES", "12345")
-    assert _blocks.cache_bytes() == 12345
+    assert policy.cache_bytes() == 12345
     monkeypatch.setattr(kernels, "CACHE_BYTES", 777)  # the attribute wins
-    assert _blocks.cache_bytes() == 777
+    assert policy.cache_bytes() == 777
     monkeypatch.setattr(kernels, "CACHE_BYTES", None)
     monkeypatch.setenv("SPARSELINEAR_CACHE_BYTES", "lots")
-    with pytest.raises(SparseLinearError, match="SPARSELINEAR_CACHE_BYTES.*'lots'"):
-        _blocks.cache_bytes()
+    with pytest.raises(DataError, match="SPARSELINEAR_CACHE_BYTES.*'lots'"):
+        policy.cache_bytes()
     monkeypatch.delenv("SPARSELINEAR_CACHE_BYTES")
-    assert _blocks.cache_bytes() == _blocks._detected_cache_bytes()
+    assert policy.cache_bytes() == policy._detected_cache_bytes()
