@@ -13,6 +13,7 @@ otherwise be called with the wrong arguments.
 from __future__ import annotations
 
 import ctypes
+import operator
 import re
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,13 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "transpose": tuple(VALUE_SUFFIXES.values()),
 }
 
+_NAMES = {kernel: tuple(name for name, _ in params) for kernel, params in SIGNATURES.items()}
+_NAME_SETS = {kernel: frozenset(names) for kernel, names in _NAMES.items()}
+_IN_ORDER = {kernel: operator.itemgetter(*names) for kernel, names in _NAMES.items()}
+_POINTERS = {  # whether each parameter is a pointer, in order
+    kernel: tuple(ctype is PTR for _, ctype in params) for kernel, params in SIGNATURES.items()
+}
+
 #: Functions without arguments that return an ``int``.
 _QUERIES = ("sl_abi_version", "sl_has_openmp")
 _ABI_DEFINE = re.compile(r"^#define\s+SL_ABI_VERSION\s+(\d+)\s*$", re.MULTILINE)
@@ -160,11 +168,6 @@ def open_library(path: Path) -> ctypes.CDLL:
     return lib
 
 
-def _c_value(value: Any) -> Any:
-    """A tensor's data pointer; anything else (an int, ``None`` for a null pointer) as is."""
-    return value.data_ptr() if isinstance(value, torch.Tensor) else value
-
-
 def call(lib: ctypes.CDLL, kernel: str, suffix: str, **args: Any) -> None:
     """Call ``kernel``'s ``suffix`` variant with ``args`` named as in :data:`SIGNATURES`
     (tensors are passed by their data pointer, ``None`` as a null pointer).
@@ -172,9 +175,8 @@ def call(lib: ctypes.CDLL, kernel: str, suffix: str, **args: Any) -> None:
     Raises :class:`~sparselinear.errors.SparseLinearTypeError` unless the names are exactly the
     table's: ctypes itself would accept surplus arguments of a C function silently.
     """
-    params = SIGNATURES[kernel]
-    names = [name for name, _ in params]
-    if args.keys() != set(names):
+    if args.keys() != _NAME_SETS[kernel]:
+        names = _NAMES[kernel]
         missing = [name for name in names if name not in args]
         unexpected = [name for name in args if name not in names]
         raise SparseLinearTypeError(
@@ -183,4 +185,8 @@ def call(lib: ctypes.CDLL, kernel: str, suffix: str, **args: Any) -> None:
             f"unexpected {unexpected or 'none'}. Pass every argument of the signature table "
             "by name."
         )
-    getattr(lib, symbol(kernel, suffix))(*(_c_value(args[name]) for name in names))
+    values = _IN_ORDER[kernel](args)
+    getattr(lib, symbol(kernel, suffix))(*[
+        value.data_ptr() if pointer and value is not None else value
+        for value, pointer in zip(values, _POINTERS[kernel])
+    ])
