@@ -243,13 +243,14 @@ def fresh_ext(monkeypatch, tmp_path):
     """The extension module with its load state reset and a private build folder."""
     monkeypatch.setattr(_ext, "_lib", None)
     monkeypatch.setattr(_ext, "_tried", False)
+    monkeypatch.setattr(_ext, "_openmp", False)
     monkeypatch.setenv("SPARSELINEAR_BUILD_DIR", str(tmp_path))
     monkeypatch.delenv("SPARSELINEAR_DISABLE_EXTENSION", raising=False)
     return _ext
 
 
 def test_missing_compiler_warns_and_falls_back(fresh_ext, monkeypatch):
-    monkeypatch.setattr(fresh_ext, "_compiler", lambda: None)
+    monkeypatch.setattr(fresh_ext.build, "find_compiler", lambda: None)
     assert not fresh_ext.build_expected()  # the test command then accepts the fallback
     with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler found"):
         assert not fresh_ext.available()
@@ -265,7 +266,7 @@ def test_failing_compiler_warns_with_its_output(fresh_ext, monkeypatch, tmp_path
     fake = tmp_path / "broken-c++"
     fake.write_text("#!/bin/sh\necho 'fatal: broken compiler' >&2\nexit 1\n")
     fake.chmod(0o755)
-    monkeypatch.setattr(fresh_ext, "_compiler", lambda: str(fake))
+    monkeypatch.setattr(fresh_ext.build, "find_compiler", lambda: str(fake))
     with pytest.warns(RuntimeWarning, match="(?s)could not build.*broken compiler"):
         assert fresh_ext.load() is None
     assert not list(tmp_path.rglob("*.so"))
@@ -282,7 +283,7 @@ def test_builds_into_the_build_dir_and_reuses_it(fresh_ext, tmp_path):
 
 
 def test_disabled_by_environment(fresh_ext, monkeypatch):
-    monkeypatch.setattr(fresh_ext, "_compiler", lambda: "/usr/bin/c++")
+    monkeypatch.setattr(fresh_ext.build, "find_compiler", lambda: "/usr/bin/c++")
     assert fresh_ext.build_expected()
     monkeypatch.setenv("SPARSELINEAR_DISABLE_EXTENSION", "1")
     assert fresh_ext.load() is None and not fresh_ext.available()

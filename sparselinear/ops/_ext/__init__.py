@@ -1,12 +1,14 @@
 """The optional C++/OpenMP CPU kernels, compiled on first use and loaded with :mod:`ctypes`.
 
 The source (``kernels.cpp``) has a plain C interface and needs no PyTorch headers, so building
-it takes a few seconds with any C++ compiler and no network. The shared library is cached under
-``$SPARSELINEAR_BUILD_DIR`` (default ``~/.cache/sparselinear``) in a folder named after a hash
-of the source, the compiler and the flags, so a change to any of them rebuilds.
+it takes a few seconds with any C++ compiler and no network. :mod:`.build` compiles and caches
+it (under ``$SPARSELINEAR_BUILD_DIR``, else ``$XDG_CACHE_HOME/sparselinear``, else
+``~/.cache/sparselinear``, in a folder keyed by the source, the compiler and its version, and the
+flags), :mod:`.bindings` loads it and holds the signature of every kernel; this module keeps the
+loaded library and wraps each kernel for tensors.
 
 Set ``SPARSELINEAR_DISABLE_EXTENSION=1`` to never build or load it. Without a working compiler
-the library warns once and the pure-PyTorch kernels run instead.
+or a usable build folder the library warns once and the pure-PyTorch kernels run instead.
 
 Every function here takes CPU tensors that the caller has already made contiguous, of one
 floating dtype (float32 or float64) and one index dtype (int32 or int64).
@@ -15,18 +17,14 @@ floating dtype (float32 or float64) and one index dtype (int32 or int64).
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import platform
-import shutil
-import subprocess
-import tempfile
 import threading
 import warnings
-from pathlib import Path
 
 import torch
 
+from ...errors import MissingDependencyError, PatternError
+from . import bindings, build
 from .buffers import (
     HUGEPAGE_MAX_ROW_BYTES,
     HUGEPAGE_MIN_BYTES,
@@ -39,6 +37,7 @@ from .buffers import (
 __all__ = [
     "HUGEPAGE_MAX_ROW_BYTES",
     "HUGEPAGE_MIN_BYTES",
+    "SWEEP_BYTES",
     "available",
     "backward",
     "backward_transposed",
@@ -55,109 +54,31 @@ __all__ = [
     "transposed",
 ]
 
-_SOURCE = Path(__file__).with_name("kernels.cpp")
-_FLAG_SETS = (
-    ["-O3", "-march=native", "-fopenmp"],
-    ["-O3", "-fopenmp"],
-    ["-O3"],
-)
-_SUFFIX = {
-    (torch.float32, torch.int32): "f32_i32",
-    (torch.float32, torch.int64): "f32_i64",
-    (torch.float64, torch.int32): "f64_i32",
-    (torch.float64, torch.int64): "f64_i64",
-}
-_VALUE_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
-_INDEX_SUFFIX = {torch.int32: "i32", torch.int64: "i64"}
 _lib: ctypes.CDLL | None = None
 _tried = False  # set once a build attempt has finished, successful or not
 _load_lock = threading.Lock()
 _openmp = False
+_FALLBACK = "using the slower pure-PyTorch CPU kernels"
 
 
 def _disabled() -> bool:
     return os.environ.get("SPARSELINEAR_DISABLE_EXTENSION", "").strip() not in ("", "0")
 
 
-def _build_dir() -> Path:
-    root = os.environ.get("SPARSELINEAR_BUILD_DIR")
-    return Path(root) if root else Path.home() / ".cache" / "sparselinear"
-
-
-def _compiler() -> str | None:
-    for name in (os.environ.get("CXX"), "c++", "g++", "clang++"):
-        if name and shutil.which(name):
-            return shutil.which(name)
-    return None
-
-
-def _compile(compiler: str, flags: list[str], target: Path) -> str | None:
-    """Compile the source into ``target`` atomically; return the error text on failure."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-    os.close(fd)
-    cmd = [compiler, *flags, "-fPIC", "-shared", "-std=c++17", str(_SOURCE), "-o", tmp]
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    except (OSError, subprocess.SubprocessError) as exc:
-        os.unlink(tmp)
-        return str(exc)
-    if done.returncode != 0:
-        os.unlink(tmp)
-        return done.stderr.strip()[-2000:] or f"exit status {done.returncode}"
-    os.replace(tmp, target)  # atomic: concurrent builders never see a half-written library
-    return None
-
-
-def _cpu_model() -> bytes:
-    """What ``-march=native`` depends on: the CPU's model name and feature flags."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return platform.processor().encode()
-    wanted = [ln for ln in lines if ln.startswith(("model name", "flags", "Features"))]
-    return "\n".join(dict.fromkeys(wanted)).encode()
-
-
-def _library_path(compiler: str, flags: list[str]) -> Path:
-    key = hashlib.sha256()
-    for part in (_SOURCE.read_bytes(), compiler.encode(), " ".join(flags).encode(),
-                 platform.machine().encode(), _cpu_model()):
-        key.update(part)
-        key.update(b"\0")
-    return _build_dir() / key.hexdigest()[:16] / "sparselinear_kernels.so"
-
-
-def _declare(lib: ctypes.CDLL) -> None:
-    p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-    for suffix in _SUFFIX.values():
-        getattr(lib, f"sl_spmm_{suffix}").argtypes = [
-            p, p, p, p, p, p, i64, i64, i64, i64, i64, i32
-        ]
-        getattr(lib, f"sl_backward_{suffix}").argtypes = [
-            p, p, p, p, p, p, i64, i64, p, p, i64, i64, i64, i64, i64, i32
-        ]
-        getattr(lib, f"sl_backward_t_{suffix}").argtypes = [
-            p, p, p, p, p, p, p, p, i64, i64, i64, i64, i32
-        ]
-        for kind in ("spmm", "backward", "backward_t"):
-            getattr(lib, f"sl_{kind}_{suffix}").restype = None
-    for suffix in _INDEX_SUFFIX.values():
-        layout = getattr(lib, f"sl_block_layout_{suffix}")
-        layout.argtypes = [p, p, i64, p, i64, p, p, p, i32]
-        layout.restype = None
-    for suffix in _VALUE_SUFFIX.values():
-        reduce_private = getattr(lib, f"sl_reduce_private_{suffix}")
-        reduce_private.argtypes = [p, i32, p, i64, i64, i64, i64, i32]
-        transpose = getattr(lib, f"sl_transpose_{suffix}")
-        transpose.argtypes = [p, i64, i64, i64, p, i64, i32]
-        reduce_private.restype = transpose.restype = None
+def _reset_for_tests() -> None:
+    """Forget the loaded library, so that the next :func:`load` builds and loads again (for
+    tests: patching ``_lib``, ``_tried`` and ``_openmp`` with ``monkeypatch`` instead puts the
+    loaded library back afterwards)."""
+    global _lib, _tried, _openmp
+    with _load_lock:
+        _lib, _tried, _openmp = None, False, False
 
 
 def load() -> ctypes.CDLL | None:
     """The compiled kernels, building them on first call; ``None`` if disabled or unbuildable
     (with a one-time warning saying why in the latter case). Thread-safe: a thread arriving
-    while another builds waits for the result."""
+    while another builds waits for the result. Never raises for a failed build: the caller
+    falls back to the PyTorch kernels."""
     global _tried
     if _disabled():
         return None
@@ -165,45 +86,45 @@ def load() -> ctypes.CDLL | None:
         return _lib
     with _load_lock:
         if not _tried:
-            _build_and_load()
-            _tried = True
+            try:
+                _build_and_load()
+            finally:
+                _tried = True
     return _lib
 
 
-def _build_and_load() -> ctypes.CDLL | None:
+def _warn(message: str) -> None:
+    warnings.warn(f"sparselinear: {message}", RuntimeWarning, stacklevel=4)
+
+
+def _build_and_load() -> None:
+    """Build and load the first flag set that works, or warn once why none does."""
     global _lib, _openmp
-    compiler = _compiler()
+    compiler = build.find_compiler()
     if compiler is None:
-        warnings.warn(
-            "sparselinear: no C++ compiler found (tried $CXX, c++, g++, clang++); using the "
-            "slower pure-PyTorch CPU kernels. Install g++ to enable the fast kernels.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        return None
-    errors = []
-    for flags in _FLAG_SETS:
-        path = _library_path(compiler, flags)
-        if not path.exists():
-            error = _compile(compiler, flags, path)
-            if error is not None:
-                errors.append(f"{' '.join(flags)}: {error}")
-                continue
+        _warn(f"no C++ compiler found (tried $CXX, c++, g++, clang++); {_FALLBACK}. Install g++ "
+              "to enable the fast kernels.")
+        return
+    version = build.compiler_version(compiler)
+    problems, refused = [], []
+    for flags in build.FLAG_SETS:
         try:
-            lib = ctypes.CDLL(str(path))
-        except OSError as exc:
-            errors.append(f"{' '.join(flags)}: {exc}")
+            lib = bindings.open_library(build.build(compiler, version, flags))
+        except build.BuildDirError as exc:
+            _warn(f"could not build the C++ kernels, {_FALLBACK}: {exc}.")
+            return
+        except (build.BuildError, bindings.LoadError) as exc:
+            problems.append(f"{' '.join(flags)}: {exc}")
+            if isinstance(exc, bindings.AbiMismatchError):
+                refused.append(problems[-1])
             continue
-        _declare(lib)
         _lib, _openmp = lib, bool(lib.sl_has_openmp())
-        return _lib
-    warnings.warn(
-        "sparselinear: could not build the C++ kernels; using the slower pure-PyTorch CPU "
-        "kernels. Compiler output:\n" + "\n".join(errors),
-        RuntimeWarning,
-        stacklevel=3,
-    )
-    return None
+        if refused:  # a stale library is worth a word even when another flag set works
+            _warn("refused a stale build of the C++ kernels and used the next flag set:\n"
+                  + "\n".join(refused))
+        return
+    _warn(f"could not build the C++ kernels with {compiler}, {_FALLBACK}. Compiler output:\n"
+          + "\n".join(problems))
 
 
 def available() -> bool:
@@ -214,7 +135,7 @@ def available() -> bool:
 def build_expected() -> bool:
     """Whether the kernels should build here: a C++ compiler is found and they are not disabled
     (``SPARSELINEAR_DISABLE_EXTENSION``). The test command checks that they then did."""
-    return not _disabled() and _compiler() is not None
+    return not _disabled() and build.find_compiler() is not None
 
 
 def threads() -> int:
@@ -239,24 +160,21 @@ def sweep_width(n_cols: int, batch: int, itemsize: int, operands: int = 1) -> in
     return batch
 
 
-def _kernel(name: str):
+def _library() -> ctypes.CDLL:
     lib = load()
     if lib is None:
-        raise RuntimeError("the sparselinear C++ kernels are not available")
-    return getattr(lib, name)
+        raise MissingDependencyError(
+            "expected the compiled C++ kernels to be loaded; they are not available (disabled "
+            "by SPARSELINEAR_DISABLE_EXTENSION, or they could not be built: see the earlier "
+            "warning). Check `sparselinear.ops._ext.available()` first, or use the PyTorch "
+            "kernels (`kernels.set_backend('torch')`)."
+        )
+    return lib
 
 
-def _fn(kind: str, values: torch.Tensor, index: torch.Tensor):
-    return _kernel(f"sl_{kind}_{_SUFFIX[(values.dtype, index.dtype)]}")
-
-
-def _value_fn(kind: str, dtype: torch.dtype):
-    """The kernel ``kind`` for values of ``dtype`` (kernels that take no index array)."""
-    return _kernel(f"sl_{kind}_{_VALUE_SUFFIX[dtype]}")
-
-
-def _ptr(t: torch.Tensor | None) -> int | None:
-    return None if t is None else t.data_ptr()
+def _call(kernel: str, suffix: str, **args) -> None:
+    """Run ``kernel``'s ``suffix`` variant with ``args`` named as in the signature table."""
+    bindings.call(_library(), kernel, suffix, **args)
 
 
 def transposed(src: torch.Tensor, dtype: torch.dtype | None = None, *,
@@ -268,11 +186,11 @@ def transposed(src: torch.Tensor, dtype: torch.dtype | None = None, *,
     dtype = src.dtype if dtype is None else dtype
     rows, cols = src.shape
     out = empty(cols, rows, dtype=dtype) if hugepages else torch.empty(cols, rows, dtype=dtype)
-    fast = src.dtype == dtype and dtype in _VALUE_SUFFIX and src.stride(1) == 1
+    fast = src.dtype == dtype and dtype in bindings.VALUE_SUFFIXES and src.stride(1) == 1
     if not fast or load() is None:
         return out.copy_(src.t())
-    _value_fn("transpose", dtype)(src.data_ptr(), rows, cols, src.stride(0), out.data_ptr(), rows,
-                                  threads())
+    _call("transpose", bindings.VALUE_SUFFIXES[dtype], src=src, R=rows, C=cols,
+          ld_src=src.stride(0), dst=out, ld_dst=rows, threads=threads())
     return out
 
 
@@ -290,8 +208,9 @@ def spmm(crow: torch.Tensor, col: torch.Tensor, w: torch.Tensor, x: torch.Tensor
     n_rows, batch = crow.numel() - 1, x.shape[1]
     y = torch.empty(n_rows, batch, dtype=x.dtype) if out is None else out
     width = sweep_width(x.shape[0], batch, x.element_size())
-    _fn("spmm", w, col)(crow.data_ptr(), col.data_ptr(), w.data_ptr(), x.data_ptr(), _ptr(bias),
-                        y.data_ptr(), y.stride(0), y.stride(1), n_rows, batch, width, threads())
+    _call("spmm", bindings.PAIR_SUFFIXES[(w.dtype, col.dtype)], crow=crow, col=col, w=w, x=x,
+          bias=bias, y=y, ys_r=y.stride(0), ys_b=y.stride(1), n_rows=n_rows, B=batch, tb=width,
+          threads=threads())
     return y
 
 
@@ -306,16 +225,19 @@ def block_layout(crow: torch.Tensor, col: torch.Tensor, n_cols: int,
     row (canonical CSR): a row's edges of one block are then one run of its CSR edges.
     """
     if crow.dtype != col.dtype:
-        raise ValueError(f"crow and col must share an index dtype; got {crow.dtype}, {col.dtype}")
+        raise PatternError(
+            f"expected crow and col of one index dtype; given {crow.dtype} and {col.dtype}. "
+            "Convert both to torch.int32 or both to torch.int64."
+        )
     n_rows = crow.numel() - 1
     bounds = torch.tensor([b * n_cols // n_blocks for b in range(n_blocks + 1)],
                           dtype=torch.int64)
     crow_blk = torch.empty(n_blocks, n_rows + 1, dtype=crow.dtype)
     col_blk = torch.empty_like(col)
     run = torch.empty(n_blocks, n_rows, dtype=crow.dtype)
-    _kernel(f"sl_block_layout_{_INDEX_SUFFIX[col.dtype]}")(
-        crow.data_ptr(), col.data_ptr(), n_rows, bounds.data_ptr(), n_blocks,
-        crow_blk.data_ptr(), col_blk.data_ptr(), run.data_ptr(), threads())
+    _call("block_layout", bindings.INDEX_SUFFIXES[col.dtype], crow=crow, col=col,
+          n_rows=n_rows, bounds=bounds, n_blocks=n_blocks, crow_blk=crow_blk, col_blk=col_blk,
+          run=run, threads=threads())
     return crow_blk, col_blk, run
 
 
@@ -340,10 +262,9 @@ def backward_transposed(crow_t: torch.Tensor, row_t: torch.Tensor, perm: torch.T
     n_cols, batch = crow_t.numel() - 1, g.shape[1]
     gw = _gradient_buffer(row_t.numel(), g.dtype, recycle)
     gx = torch.empty(n_cols, batch, dtype=g.dtype) if out is None else out
-    _fn("backward_t", w, row_t)(crow_t.data_ptr(), row_t.data_ptr(), perm.data_ptr(),
-                                w.data_ptr(), x.data_ptr(), g.data_ptr(), gw.data_ptr(),
-                                gx.data_ptr(), gx.stride(0), gx.stride(1), n_cols, batch,
-                                threads())
+    _call("backward_t", bindings.PAIR_SUFFIXES[(w.dtype, row_t.dtype)], crow_t=crow_t,
+          row_t=row_t, perm=perm, w=w, x=x, g=g, gw=gw, gx=gx, gs_c=gx.stride(0),
+          gs_b=gx.stride(1), n_cols=n_cols, B=batch, threads=threads())
     return gw, gx
 
 
@@ -364,10 +285,12 @@ def backward(crow: torch.Tensor, col: torch.Tensor, w: torch.Tensor, x: torch.Te
     if (crow.dim() == 2) != blocked or crow.dtype != col.dtype or (
         blocked and run.dtype != crow.dtype
     ):
-        raise ValueError(
-            "a pattern in column blocks takes a 2-D crow with its run positions, and crow, col "
-            f"and run of one index dtype; got crow {tuple(crow.shape)} {crow.dtype}, col "
-            f"{col.dtype}, run {None if run is None else run.dtype}"
+        raise PatternError(
+            "expected a 1-D crow without run positions, or a pattern in column blocks (a 2-D "
+            "crow with its run positions), and crow, col and run of one index dtype; given "
+            f"crow {tuple(crow.shape)} {crow.dtype}, col {col.dtype}, run "
+            f"{None if run is None else run.dtype}. Pass the three tensors of block_layout "
+            "together, or none of them."
         )
     n_threads = threads()
     gw = _gradient_buffer(col.numel(), g.dtype, recycle) if want_gw else None
@@ -376,14 +299,15 @@ def backward(crow: torch.Tensor, col: torch.Tensor, w: torch.Tensor, x: torch.Te
         private = empty(n_threads, n_cols, batch, dtype=g.dtype)
         private.zero_()
     width = sweep_width(n_cols, batch, x.element_size(), 2 if want_gx else 1)
-    _fn("backward", w, col)(crow.data_ptr(), col.data_ptr(), _ptr(run), w.data_ptr(), x.data_ptr(),
-                            g.data_ptr(), g.stride(0), g.stride(1), _ptr(gw), _ptr(private),
-                            n_rows, n_blocks, n_cols, batch, width, n_threads)
+    _call("backward", bindings.PAIR_SUFFIXES[(w.dtype, col.dtype)], crow=crow, col=col, run=run,
+          w=w, x=x, g=g, gs_r=g.stride(0), gs_b=g.stride(1), gw=gw, gx_private=private,
+          n_rows=n_rows, n_blocks=n_blocks, n_cols=n_cols, B=batch, tb=width, threads=n_threads)
     if private is None:
         return gw, None
     if out is None and n_threads == 1:
         return gw, private[0]
     gx = torch.empty(n_cols, batch, dtype=g.dtype) if out is None else out
-    _value_fn("reduce_private", g.dtype)(private.data_ptr(), n_threads, gx.data_ptr(),
-                                         gx.stride(0), gx.stride(1), n_cols, batch, threads())
+    _call("reduce_private", bindings.VALUE_SUFFIXES[g.dtype], priv=private, n_private=n_threads,
+          out=gx, os_c=gx.stride(0), os_b=gx.stride(1), n_cols=n_cols, B=batch,
+          threads=threads())
     return gw, gx

@@ -4,9 +4,9 @@
 // reads or updates one contiguous run of B values. Operands read or written once per row (the
 // output y, the output gradient g of the fused backward) take strides, so that the caller can
 // pass PyTorch's (batch, features) tensors without a transposed copy. The batch is processed in
-// tiles of compile-time width (64, 32, 16, 8 values, then a remainder), so the accumulators of a
-// row stay in registers while the row's edges stream past. The gradients of wide batches are
-// computed over the transposed pattern.
+// tiles of compile-time width (64, 32, 16, 8 values, then a remainder; see for_each_tile), so
+// the accumulators of a row stay in registers while the row's edges stream past. The gradients
+// of wide batches are computed over the transposed pattern.
 //
 //   spmm        y[r]  = sum_{k in row r} w[k] * x[col[k]]
 //   backward    gw[k] = g[r] . x[col[k]]  and  gx[col[k]] += w[k] * g[r]   (one fused pass;
@@ -16,6 +16,11 @@
 //               gw[perm[k]] = g[row_t[k]] . x[c]   (one pass over the transposed pattern)
 #include <cstdint>
 #include <type_traits>
+
+// Bumped whenever an exported signature changes; the Python bindings read it from this file and
+// refuse a library that reports another (sl_abi_version).
+#define SL_ABI_VERSION 4
+
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #endif
@@ -23,6 +28,18 @@
 #include <omp.h>
 #else
 inline int omp_get_thread_num() { return 0; }
+#endif
+
+// The tile ladder (for_each_tile) and the tile lambdas handed to it are inlined before the
+// optimiser weighs the tile functions themselves, which it then sees as direct calls from the
+// row function (as when the ladder was written out in each row function). The lambdas capture
+// by value for the same reason: captures by reference change the inlining of the tiles.
+#if defined(__GNUC__)
+#define SL_INLINE inline __attribute__((always_inline))
+#define SL_INLINE_LAMBDA __attribute__((always_inline))
+#else
+#define SL_INLINE inline
+#define SL_INLINE_LAMBDA
 #endif
 
 namespace {
@@ -40,6 +57,28 @@ inline void prefetch_run(const T* p) {
 template <typename T, int W>
 constexpr int unroll() {
   return W * (int)sizeof(T) <= 64 ? 4 : (W * (int)sizeof(T) <= 128 ? 2 : 1);
+}
+
+// One tile each of W, W / 2, ... down to 8 columns where it fits in [b, b1), advancing b.
+template <int W, typename Tile>
+SL_INLINE void halving_tiles(int64_t& b, int64_t b1, Tile& tile) {
+  if constexpr (W >= 8) {
+    if (b + W <= b1) {
+      tile(std::integral_constant<int, W>{}, b);
+      b += W;
+    }
+    halving_tiles<W / 2>(b, b1, tile);
+  }
+}
+
+// The batch columns [b, b1) in tiles of compile-time width: as many of Widest as fit, then at
+// most one each of the halving widths down to 8, calling tile(std::integral_constant<int, W>{},
+// column) for each. Returns the first column not covered (fewer than 8 remain).
+template <int Widest, typename Tile>
+SL_INLINE int64_t for_each_tile(int64_t b, int64_t b1, Tile&& tile) {
+  for (; b + Widest <= b1; b += Widest) tile(std::integral_constant<int, Widest>{}, b);
+  halving_tiles<Widest / 2>(b, b1, tile);
+  return b;
 }
 
 // Writes acc (+ bias) to y[b * ys], b < n.
@@ -104,21 +143,11 @@ inline void spmm_row(const I* crow, const I* col, const T* w, const T* x, const 
   const int64_t k0 = crow[r], k1 = crow[r + 1];
   const T br = bias ? bias[r] : T(0);
   T* yr = y + r * ys_r;
-  int64_t b = b0;
-  for (; b + 64 <= b1; b += 64)
-    spmm_tile<T, I, 64>(col, w, x + b, yr + b * ys_b, ys_b, br, k0, k1, nnz, B);
-  if (b + 32 <= b1) {
-    spmm_tile<T, I, 32>(col, w, x + b, yr + b * ys_b, ys_b, br, k0, k1, nnz, B);
-    b += 32;
-  }
-  if (b + 16 <= b1) {
-    spmm_tile<T, I, 16>(col, w, x + b, yr + b * ys_b, ys_b, br, k0, k1, nnz, B);
-    b += 16;
-  }
-  if (b + 8 <= b1) {
-    spmm_tile<T, I, 8>(col, w, x + b, yr + b * ys_b, ys_b, br, k0, k1, nnz, B);
-    b += 8;
-  }
+  auto tile = [=](auto width, int64_t bt) SL_INLINE_LAMBDA {
+    spmm_tile<T, I, decltype(width)::value>(col, w, x + bt, yr + bt * ys_b, ys_b, br, k0, k1,
+                                            nnz, B);
+  };
+  const int64_t b = for_each_tile<64>(b0, b1, tile);
   if (b < b1)
     spmm_rest<T, I>(col, w, x + b, yr + b * ys_b, ys_b, br, k0, k1, nnz, B, b1 - b);
 }
@@ -272,20 +301,12 @@ inline void backward_row(const I* crow, const I* col, const I* run, const T* w, 
   T* gwr = gw ? gw + s0 : nullptr;
   const int64_t limit = nnz - k0;  // prefetches stay inside col
   const T* gr = g + r * gs_r;
-  int64_t b = b0;
-  for (; b + 32 <= b1; b += 32)
-    backward_tile<T, I, 32>(c, wr, x + b, gr + b * gs_b, gs_b, gwr, gx ? gx + b : gx, 0, n,
-                            limit, B, b == 0, want_gw, want_gx);
-  if (b + 16 <= b1) {
-    backward_tile<T, I, 16>(c, wr, x + b, gr + b * gs_b, gs_b, gwr, gx ? gx + b : gx, 0, n,
-                            limit, B, b == 0, want_gw, want_gx);
-    b += 16;
-  }
-  if (b + 8 <= b1) {
-    backward_tile<T, I, 8>(c, wr, x + b, gr + b * gs_b, gs_b, gwr, gx ? gx + b : gx, 0, n,
-                           limit, B, b == 0, want_gw, want_gx);
-    b += 8;
-  }
+  auto tile = [=](auto width, int64_t bt) SL_INLINE_LAMBDA {
+    backward_tile<T, I, decltype(width)::value>(c, wr, x + bt, gr + bt * gs_b, gs_b, gwr,
+                                                gx ? gx + bt : gx, 0, n, limit, B, bt == 0,
+                                                want_gw, want_gx);
+  };
+  const int64_t b = for_each_tile<32>(b0, b1, tile);
   if (b < b1 || B == 0)
     backward_rest<T, I>(c, wr, x + b, gr + b * gs_b, gs_b, gwr, gx ? gx + b : gx, 0, n, limit,
                         B, b1 - b, b == 0, want_gw, want_gx);
@@ -444,20 +465,12 @@ void backward_t(const I* crow_t, const I* row_t, const I* perm, const T* w, cons
       const I* row = row_t + k0;
       const int64_t limit = nnz - k0;  // prefetches stay inside row_t
       for (int64_t k = 0; k < n; ++k) wc[k] = w[perm[k0 + k]];
-      int64_t b = 0;
-      for (; b + 32 <= B; b += 32)
-        backward_t_tile<T, I, 32>(row, wc, g + b, xc + b, gxc + b * gs_b, gs_b, dots, n, limit,
-                                  B, b == 0, first_chunk);
-      if (b + 16 <= B) {
-        backward_t_tile<T, I, 16>(row, wc, g + b, xc + b, gxc + b * gs_b, gs_b, dots, n, limit,
-                                  B, b == 0, first_chunk);
-        b += 16;
-      }
-      if (b + 8 <= B) {
-        backward_t_tile<T, I, 8>(row, wc, g + b, xc + b, gxc + b * gs_b, gs_b, dots, n, limit, B,
-                                 b == 0, first_chunk);
-        b += 8;
-      }
+      auto tile = [=, &wc, &dots](auto width, int64_t bt) SL_INLINE_LAMBDA {
+        backward_t_tile<T, I, decltype(width)::value>(row, wc, g + bt, xc + bt, gxc + bt * gs_b,
+                                                      gs_b, dots, n, limit, B, bt == 0,
+                                                      first_chunk);
+      };
+      const int64_t b = for_each_tile<32>(0, B, tile);
       if (b < B)
         backward_t_rest<T, I>(row, wc, g + b, xc + b, gxc + b * gs_b, gs_b, dots, n, B, B - b,
                               b == 0, first_chunk);
@@ -643,7 +656,7 @@ SL_INSTANTIATE_REDUCE(f64, double)
 SL_INSTANTIATE_TRANSPOSE(f32, float)
 SL_INSTANTIATE_TRANSPOSE(f64, double)
 
-extern "C" int sl_abi_version() { return 3; }
+extern "C" int sl_abi_version() { return SL_ABI_VERSION; }
 
 extern "C" int sl_has_openmp() {
 #ifdef _OPENMP
