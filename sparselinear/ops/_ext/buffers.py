@@ -8,8 +8,7 @@ Large buffers are mapped on their own (anonymous ``mmap``) instead of coming fro
 * :func:`recycled_empty` gives weight-gradient buffers whose memory is kept when the tensor is
   freed (``optimizer.zero_grad()``) and handed to the next request of the same size (the next
   backward pass), as PyTorch's CUDA caching allocator does. Memory fresh from the OS costs a page
-  fault and a page clear for every 4 KB on first touch, about 20 ms per 60 MB per step on the
-  2-core test machine; a recycled buffer costs none. :func:`release_idle` returns the kept
+  fault and a page clear for every 4 KB on first touch; a recycled buffer costs none. :func:`release_idle` returns the kept
   memory; at most :data:`RECYCLE_IDLE_BYTES` of it is kept. Like any tensor over memory it
   does not own, such a gradient cannot be resized in place (``resize_``); every other tensor
   operation works on it.
@@ -29,10 +28,10 @@ __all__ = ["empty", "idle_bytes", "recycled_empty", "release_idle"]
 #: Tables of at least this many bytes whose rows (the last dimension: one batch vector) take at
 #: most :data:`HUGEPAGE_MAX_ROW_BYTES` are mapped on their own on 2 MB transparent huge pages.
 #: The kernels gather such rows at random, which on 4 KB pages misses the TLB once the table
-#: passes a few MB (measured: ~20 % of the forward pass at the fly workload, batch 16).
+#: passes a few MB (the figures: BENCHMARKS.md, "Tuning constants").
 HUGEPAGE_MIN_BYTES = 4 << 20
 #: Wider rows amortise a TLB miss over more bytes, and faulting in fresh huge pages every step
-#: then costs more than it saves (measured: ~10 % of a step at the mid workload, batch 256).
+#: then costs more than it saves.
 HUGEPAGE_MAX_ROW_BYTES = 256
 _HUGEPAGE = 2 << 20
 
