@@ -102,9 +102,12 @@ def sparse_linear(
     x = input.reshape(math.prod(lead), connectivity.in_features)
     crow, col = connectivity.crow_indices(), connectivity.col_indices()
     plan = dense.plan_for(crow, col, mode, input.dtype, input.device)
-    if plan is not None:
+    # Dense tiles would multiply their zeros into a non-finite input (0 x inf is NaN) and spread
+    # it to outputs not wired to it: such an input takes the sparse kernels.
+    if plan is not None and bool(torch.isfinite(x).all()):
         where = plan.positions(crow, col)
-        y = dense.DenseBandFunction.apply(x, weight, bias, plan, where)
+        y = dense.DenseBandFunction.apply(x, weight, bias, plan, where, crow, col,
+                                          connectivity.transposed_csr)
     else:
         y = SparseLinearFunction.apply(x, weight, bias, crow, col, connectivity.transposed_csr)
     return y.reshape(*lead, connectivity.out_features)

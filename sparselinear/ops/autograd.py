@@ -17,6 +17,12 @@ pattern.
 
 The transposed pattern is asked for (through a callable, so that it can be built lazily and
 cached by its owner) only in the branches that read it.
+
+Double backward (gradient penalties, Hessian-vector products, MAML): the gradients of a sparse
+product are sparse products on the same pattern — ``grad_x = grad_y W`` over the transposed
+pattern, ``grad_w = SDDMM(grad_y, x)`` at the edges — so a backward pass asked to build a graph
+(``create_graph=True``) computes them with differentiable functions of their own
+(:func:`sparse_gradients`, :class:`SampledProductFunction`), to any order.
 """
 
 from __future__ import annotations
@@ -24,11 +30,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from . import _ext, blocks, policy, torch_kernels
 
-__all__ = ["SparseLinearFunction"]
+__all__ = ["SampledProductFunction", "SparseLinearFunction", "sparse_gradients"]
 
 #: A zero-argument callable returning the transposed pattern ``(crow_t, row_t, perm)``.
 Transposed = Callable[[], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
@@ -123,7 +128,9 @@ class SparseLinearFunction(torch.autograd.Function):
             y_t = torch_kernels.spmm(crow, col, w, x_t)  # (out, batch)
             y = y_t.t().to(x.dtype)
             y = y + bias if bias is not None else y.contiguous()
-        ctx.save_for_backward(x_t, weight, crow, col)
+        # The input itself (not its gathered copy) for a backward pass that builds a graph: the
+        # weight gradient depends on it. It is alive anyway when it requires a gradient.
+        ctx.save_for_backward(x_t, weight, crow, col, x if x.requires_grad else None)
         ctx.transposed, ctx.plan = transposed, plan
         ctx.has_bias = bias is not None
         # The weight gradient's buffer is kept between steps only when it becomes a leaf's
@@ -132,9 +139,12 @@ class SparseLinearFunction(torch.autograd.Function):
         return y
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_y):
-        x_t, weight, crow, col = ctx.saved_tensors
+        x_t, weight, crow, col, x = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: gradients that can be differentiated
+            x = x_t.t().to(grad_y.dtype) if x is None else x
+            return (*sparse_gradients(grad_y, x, weight, crow, col, ctx.transposed,
+                                      ctx.needs_input_grad[:3], ctx.has_bias), None, None, None)
         dtype = x_t.dtype
         want_gx, want_gw = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_x = grad_w = grad_b = None
@@ -160,3 +170,66 @@ class SparseLinearFunction(torch.autograd.Function):
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad_y.sum(0)
         return grad_x, grad_w, grad_b, None, None, None
+
+
+def _reversed(crow: torch.Tensor, col: torch.Tensor, perm: torch.Tensor) -> Transposed:
+    """The transposed pattern of a transposed pattern ``(crow_t, row_t, perm)``: the forward
+    pattern, with the inverse permutation (built when asked for)."""
+
+    def build() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        inverse = torch.empty_like(perm)
+        inverse[perm.to(torch.int64)] = torch.arange(perm.numel(), dtype=perm.dtype,
+                                                      device=perm.device)
+        return crow, col, inverse
+
+    return build
+
+
+def sparse_gradients(grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
+                     crow: torch.Tensor, col: torch.Tensor, transposed: Transposed,
+                     needs: tuple[bool, bool, bool], has_bias: bool = True):
+    """``(grad_x, grad_w, grad_b)`` of ``y = x Wᵀ + b`` for ``grad_y (batch, out)``, each
+    ``None`` unless ``needs`` asks for it, computed with differentiable sparse products:
+    ``grad_x`` is ``grad_y`` times ``W`` over the transposed pattern and ``grad_w`` the sampled
+    product of ``grad_y`` and ``x`` at the edges. Under ``torch.no_grad()`` they are plain
+    results (the dense-band function uses them where its dense tiles cannot serve)."""
+    grad_x = grad_w = grad_b = None
+    if needs[0]:
+        crow_t, row_t, perm = transposed()
+        grad_x = SparseLinearFunction.apply(grad_y, weight[perm.to(torch.int64)], None, crow_t,
+                                            row_t, _reversed(crow, col, perm))
+    if needs[1]:
+        grad_w = SampledProductFunction.apply(grad_y, x, crow, col, transposed)
+    if has_bias and needs[2]:
+        grad_b = grad_y.sum(0)
+    return grad_x, grad_w, grad_b
+
+
+class SampledProductFunction(torch.autograd.Function):
+    """``out[k] = g[:, row_k] · x[:, col_k]`` at the edges ``k`` of a CSR pattern, for
+    ``g (batch, out)`` and ``x (batch, in)``: the weight gradient of a sparse linear layer, as a
+    differentiable function of the output gradient and the input. Its own gradients are sparse
+    products on the same pattern. Inputs after ``x``: ``crow``, ``col`` and ``transposed`` as for
+    :class:`SparseLinearFunction`. Returns ``(nnz,)`` in ``g``'s dtype."""
+
+    @staticmethod
+    def forward(ctx, g, x, crow, col, transposed: Transposed):
+        dtype = policy.compute_dtype(g.dtype, g.device)
+        g_t = g.t().to(dtype).contiguous()
+        x_t = x.t().to(dtype).contiguous()
+        out = torch_kernels.sddmm(crow, col, g_t, x_t)
+        ctx.save_for_backward(g, x, crow, col)
+        ctx.transposed = transposed
+        return out.to(g.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        g, x, crow, col = ctx.saved_tensors
+        grad_g = grad_x = None
+        if ctx.needs_input_grad[0]:  # d/dg[b, r] = sum over row r of grad_out[k] x[b, col_k]
+            grad_g = SparseLinearFunction.apply(x, grad_out, None, crow, col, ctx.transposed)
+        if ctx.needs_input_grad[1]:  # d/dx[b, c] = sum over column c of grad_out[k] g[b, row_k]
+            crow_t, row_t, perm = ctx.transposed()
+            grad_x = SparseLinearFunction.apply(g, grad_out[perm.to(torch.int64)], None, crow_t,
+                                                row_t, _reversed(crow, col, perm))
+        return grad_g, grad_x, None, None, None

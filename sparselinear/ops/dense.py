@@ -18,10 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from ..pattern.caches import PatternCaches
 from . import policy
+from .autograd import sparse_gradients
 
 __all__ = ["BandPlan", "plan_for"]
 
@@ -110,10 +110,17 @@ class DenseBandFunction(torch.autograd.Function):
 
     Activations stay batch-major, ``(batch, features)``: every tile product reads and writes a
     column range of them in place (BLAS takes the row stride), so no transposed copies are made.
+
+    The zeros of the tiles must not multiply a non-finite value into an output that is not wired
+    to it (``0 x inf`` is NaN): :func:`~sparselinear.nn.functional.sparse_linear` sends a
+    non-finite input to the sparse kernels, and a non-finite output gradient, like a backward
+    pass that builds a graph (double backward), takes the sparse products of
+    :func:`~.autograd.sparse_gradients` on the pattern ``crow, col, transposed`` (the trailing
+    inputs, as for :class:`~.autograd.SparseLinearFunction`).
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, plan, where):
+    def forward(ctx, x, weight, bias, plan, where, crow, col, transposed):
         dtype = policy.compute_dtype(x.dtype, x.device)
         x_c, w = x.to(dtype).contiguous(), weight.to(dtype)
         flat = w.new_zeros(plan.area)
@@ -124,14 +131,18 @@ class DenseBandFunction(torch.autograd.Function):
         y = y.to(x.dtype)
         if bias is not None:
             y += bias
-        ctx.save_for_backward(x_c, weight, flat, where)
-        ctx.plan, ctx.has_bias = plan, bias is not None
+        ctx.save_for_backward(x_c, weight, flat, where, crow, col, x if x.requires_grad else None)
+        ctx.plan, ctx.has_bias, ctx.transposed = plan, bias is not None, transposed
         return y
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_y):
-        x_c, weight, flat, where = ctx.saved_tensors
+        x_c, weight, flat, where, crow, col, x = ctx.saved_tensors
+        if torch.is_grad_enabled() or not bool(torch.isfinite(grad_y).all()):
+            x = x_c.to(grad_y.dtype) if x is None else x
+            grads = sparse_gradients(grad_y, x, weight, crow, col, ctx.transposed,
+                                     ctx.needs_input_grad[:3], ctx.has_bias)
+            return (*grads, None, None, None, None, None)
         plan = ctx.plan
         g = grad_y.to(x_c.dtype).contiguous()
         grad_x = grad_w = grad_b = None
@@ -148,4 +159,4 @@ class DenseBandFunction(torch.autograd.Function):
             grad_w = grad_flat.index_select(0, where).to(weight.dtype)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad_y.sum(0)
-        return grad_x, grad_w, grad_b, None, None
+        return grad_x, grad_w, grad_b, None, None, None, None, None

@@ -430,6 +430,7 @@ def plan_step(
     index_dtype: torch.dtype = torch.int64,
     compiled: bool | None = None,
     threads: int | None = None,
+    deterministic: bool | None = None,
 ) -> StepPlan:
     """Plan one training step of a sparse layer: kernels, backward form, column blocks and the
     bytes it allocates (see the module docstring for what is counted).
@@ -451,6 +452,10 @@ def plan_step(
             what the backend switch gives (without raising).
         threads: threads of the kernels; default: :func:`kernel_threads` for the compiled
             kernels, ``torch.get_num_threads()`` otherwise.
+        deterministic: plan only kernels whose results are the same bit for bit from run to
+            run; default: ``torch.are_deterministic_algorithms_enabled()``. With several threads
+            the fused backward sweep sums per-thread buffers whose share of the rows varies, so
+            the input gradient is then gathered over the transposed pattern instead.
     """
     device = torch.device(device)
     check_mode(mode)
@@ -468,9 +473,11 @@ def plan_step(
         compiled = _compiled(ct, device, strict=False)
     if threads is None:
         threads = _ext.threads() if compiled else torch.get_num_threads()
+    if deterministic is None:
+        deterministic = torch.are_deterministic_algorithms_enabled()
     if compiled:
         return _compiled_plan(n_out, n_in, nnz, batch, d, dc, idx, needs_input_grad,
-                              needs_weight_grad, threads)
+                              needs_weight_grad, threads, deterministic)
     return _torch_plan(n_out, n_in, nnz, batch, d, dc, idx, needs_input_grad,
                        needs_weight_grad, threads)
 
@@ -497,7 +504,8 @@ def _dense_plan(n_out, n_in, nnz, batch, d, dc, idx, area, edges, want_gx, want_
                     threads, saved, forward, backward, 8 * nnz, build)
 
 
-def _compiled_plan(n_out, n_in, nnz, batch, d, dc, idx, want_gx, want_gw, threads) -> StepPlan:
+def _compiled_plan(n_out, n_in, nnz, batch, d, dc, idx, want_gx, want_gw, threads,
+                   deterministic=False) -> StepPlan:
     converts = d != dc
     in_place = batch <= STRIDED_MAX_BATCH
     wide = not in_place  # the kernels work on (features, batch) copies
@@ -507,7 +515,7 @@ def _compiled_plan(n_out, n_in, nnz, batch, d, dc, idx, want_gx, want_gw, thread
     grad_y_copy = n_out * batch * dc if converts else 0
     g_copy = n_out * batch * dc  # grad_y as (out, batch)
     private = threads * n_in * batch * dc
-    fits = threads == 1 or private <= PRIVATE_BYTES
+    fits = threads == 1 or (private <= PRIVATE_BYTES and not deterministic)
     blocks = 1
     if not (want_gx or want_gw):
         form, grad_x = "none", 0

@@ -121,3 +121,64 @@ def test_layer_matches_dense_float64_long(case):
 @given(cases().filter(lambda c: c["backend"] == "extension" and c["mode"] == "sparse"))
 def test_compiled_kernels_match_dense_float64(case):
     check_against_dense(case)
+
+
+@st.composite
+def small_cases(draw):
+    return {"n_out": draw(st.integers(0, 8)), "n_in": draw(st.integers(0, 8)),
+            "density": draw(st.sampled_from([0.0, 0.3, 1.0])),
+            "batch": draw(st.sampled_from([0, 1, 3])), "seed": draw(st.integers(0, 2**16)),
+            "mode": draw(st.sampled_from(["auto", "sparse", "dense"])),
+            "backend": draw(st.sampled_from(BACKENDS))}
+
+
+def check_double_backward(case) -> None:
+    """Second derivatives through the input and weight gradients (create_graph) against the
+    same computation on a float64 dense weight."""
+    g = torch.Generator().manual_seed(case["seed"])
+    n_out, n_in = case["n_out"], case["n_in"]
+    conn = Connectivity(torch.rand(n_out, n_in, generator=g) < case["density"])
+    rows, cols = conn.indices().to(torch.int64)
+    x0 = torch.randn(case["batch"], n_in, generator=g, dtype=torch.float64)
+    w0 = torch.randn(conn.nnz, generator=g, dtype=torch.float64)
+    v = torch.randn(case["batch"], n_in, generator=g, dtype=torch.float64)
+    u = torch.randn(conn.nnz, generator=g, dtype=torch.float64)
+
+    def second(product):
+        x, w = x0.clone().requires_grad_(True), w0.clone().requires_grad_(True)
+        loss = torch.sin(product(x, w)).pow(2).sum()
+        gx, gw = torch.autograd.grad(loss, (x, w), create_graph=True)
+        mixed = (gx * v).sum() + (gw * u).sum()
+        return torch.autograd.grad(mixed, (x, w), allow_unused=True)
+
+    def sparse(x, w):
+        layer = SparseLinear(n_in, n_out, conn, bias=False, dtype=torch.float64,
+                             mode=case["mode"])
+        del layer.weight
+        layer.weight = w
+        return layer(x)
+
+    def dense(x, w):
+        return x @ torch.zeros(n_out, n_in, dtype=torch.float64).index_put((rows, cols), w).t()
+
+    with kernels.use_backend(case["backend"]):
+        got = second(sparse)
+    expected = second(dense)
+    for a, b in zip(got, expected, strict=True):
+        if b is None:
+            continue
+        assert a is not None
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
+@QUICK
+@given(small_cases())
+def test_double_backward_matches_dense_float64(case):
+    check_double_backward(case)
+
+
+@pytest.mark.fuzz
+@LONG
+@given(small_cases())
+def test_double_backward_matches_dense_float64_long(case):
+    check_double_backward(case)

@@ -8,8 +8,9 @@ Large buffers are mapped on their own (anonymous ``mmap``) instead of coming fro
 * :func:`recycled_empty` gives weight-gradient buffers whose memory is kept when the tensor is
   freed (``optimizer.zero_grad()``) and handed to the next request of the same size (the next
   backward pass), as PyTorch's CUDA caching allocator does. Memory fresh from the OS costs a page
-  fault and a page clear for every 4 KB on first touch; a recycled buffer costs none. :func:`release_idle` returns the kept
-  memory; at most :data:`RECYCLE_IDLE_BYTES` of it is kept. Like any tensor over memory it
+  fault and a page clear for every 4 KB on first touch; a recycled buffer costs none.
+  :func:`release_idle` returns the kept memory; at most :data:`RECYCLE_IDLE_BYTES` of it is
+  kept. Like any tensor over memory it
   does not own, such a gradient cannot be resized in place (``resize_``); every other tensor
   operation works on it.
 """
