@@ -132,7 +132,7 @@ def _split(lines: list[str], numbers: np.ndarray, sep: str | None, name: str) ->
     """The fields of each line; a quoted field may not run past the end of its line."""
     if sep is None:
         return [line.split() for line in lines]
-    reader = csv.reader(lines, delimiter=sep)
+    reader = csv.reader(lines, delimiter=sep, strict=True)
     rows: list[list[str]] = []
     try:
         rows.extend(reader)

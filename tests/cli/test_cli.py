@@ -333,3 +333,25 @@ def test_python_dash_m(tmp_path):
     out = subprocess.run([sys.executable, "-m", "sparselinear", "--help"], capture_output=True,
                          text=True, cwd=root, timeout=120)
     assert out.returncode == 0 and "{profile,demo}" in out.stdout
+
+
+@pytest.mark.parametrize("text", ["\ufeff0,1\n1,2\n", "+0 +1\n1 2\n", "0.0,1.0\n1,2\n",
+                                  "a,b\nb,c\n"])
+def test_profile_first_line_is_never_eaten(capsys, tmp_path, text):
+    path = tmp_path / "edges.csv"
+    path.write_bytes(text.encode())
+    code, _, err = run(capsys, "profile", "--adjacency", str(path))
+    assert code == 1 and "edges.csv, line 1: the header row" in err and "--no-header" in err
+    code, out, _ = run(capsys, "profile", "--adjacency", str(path), "--no-header", "--json")
+    assert code == 0 and shape_nnz(out)[1] == 2
+
+
+def test_profile_where_typo_and_unicode_column(capsys, adjacency):
+    from sparselinear.datasets import celegans_path
+
+    code, _, err = run(capsys, "profile", "--adjacency", str(celegans_path()), "--source", "pre",
+                       "--target", "post", "--where", "type=Chemical")
+    assert code == 1 and "'where' selects 'Chemical' in column 'type'" in err
+    assert "'chemical', 'electrical'" in err and "Did you mean 'chemical'?" in err
+    code, _, err = run(capsys, "profile", "--adjacency", str(adjacency["csv"]), "--source", "²")
+    assert code == 1 and "'source' column '²' not found" in err
