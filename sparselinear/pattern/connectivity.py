@@ -591,11 +591,10 @@ class Connectivity:
         included) and weights by passing the names of each side, or ``range(n)`` for a side
         without names::
 
-            Connectivity.from_edgelist(
-                rows, weight=2,
-                out_names=c.out_names or range(c.out_features),
-                in_names=c.in_names or range(c.in_features),
-            )
+            out = c.out_names if c.out_names is not None else range(c.out_features)
+            inp = c.in_names if c.in_names is not None else range(c.in_features)
+            back, weights = Connectivity.from_edgelist(rows, weight=2, out_names=out,
+                                                       in_names=inp)
 
         Examples::
 
