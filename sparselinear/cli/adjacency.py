@@ -37,7 +37,7 @@ _EDGE_LIST_OPTIONS = ("source", "target", "no_header", "where", "duplicates", "b
 
 def _column(text: str) -> str | int:
     """A column name, or a 0-based position when ``text`` is a plain number."""
-    return int(text) if text.isdigit() else text
+    return int(text) if text.isascii() and text.isdigit() else text
 
 
 def _condition(text: str) -> tuple[str | int, str]:

@@ -12,14 +12,11 @@ For a connectome, ``source`` is the presynaptic and ``target`` the postsynaptic 
 
 from __future__ import annotations
 
-import csv
 import difflib
-import gzip
-import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -35,24 +32,25 @@ from ..errors import (
     listing,
 )
 from .names import check_names
+from .table import Column, Table, check_header, distinct, is_number, read_table
 
 __all__ = ["Edges", "edge_rows", "networkx_edges", "read_edges"]
 
 DUPLICATES = ("error", "sum", "max", "first")
-_INTEGER = re.compile(r"[+-]?\d+")
-Column = str | int
+_DIGITS = re.compile(r"[0-9]+")
 
 
 @dataclass(frozen=True)
 class Edges:
     """An edge list read into index arrays: edge ``k`` feeds input ``cols[k]`` into output
     ``rows[k]`` (int64 tensors, sorted by ``(row, col)``, no repeats), the node names of each
-    side, and the weights (``None`` unless a weight column was read)."""
+    side (a ``range(n)`` for a side without names), and the weights (``None`` unless a weight
+    column was read)."""
 
     rows: torch.Tensor
     cols: torch.Tensor
-    out_names: tuple
-    in_names: tuple
+    out_names: tuple | range
+    in_names: tuple | range
     weights: torch.Tensor | None = None
 
     @property
@@ -61,183 +59,54 @@ class Edges:
         return len(self.out_names), len(self.in_names)
 
 
-@dataclass
-class _Table:
-    """Columns of strings (or raw values), the label of each row, and where they came from."""
-
-    names: list[Column]
-    columns: list[np.ndarray]
-    numbers: np.ndarray  # line number (files) or row position (other sources) of each row
-    unit: str  # "file.csv, line" or "row"
-    origin: str
-
-    def label(self, i: int) -> str:
-        return f"{self.unit} {int(self.numbers[i])}"
-
-    def column(self, ref: Column, role: str) -> np.ndarray:
-        if isinstance(ref, str) and ref in self.names:
-            return self.columns[self.names.index(ref)]
-        if isinstance(ref, int) and not isinstance(ref, bool) and 0 <= ref < len(self.columns):
-            return self.columns[ref]
-        if not isinstance(ref, (str, int)) or isinstance(ref, bool):
-            raise SparseLinearTypeError(
-                f"'{role}' must be a column name (str) or position (int); got {describe(ref)}."
-            )
-        close = difflib.get_close_matches(str(ref), [str(n) for n in self.names], n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise DataError(
-            f"'{role}' column {ref!r} not found in {self.origin}; its columns are "
-            f"{self.names}.{hint}"
-        )
-
-    def subset(self, keep: np.ndarray) -> _Table:
-        columns = [c[keep] for c in self.columns]
-        return _Table(self.names, columns, self.numbers[keep], self.unit, self.origin)
-
-
-# ---------------------------------------------------------------------- reading the sources
-def _detect_sep(line: str) -> str | None:
-    for sep in ("\t", ",", ";"):
-        if sep in line:
-            return sep
-    return None  # runs of whitespace
-
-
-def _read_file(path: Path, sep: str | None, header: bool, comment: str | None) -> _Table:
-    if not path.is_file():
-        raise DataError(f"Edge list file {str(path)!r} does not exist or is not a file.")
-    opener = gzip.open if path.suffix.lower() == ".gz" else open
-    try:
-        with opener(path, "rt", newline="", encoding="utf-8-sig") as f:
-            text = np.array(f.read().splitlines(), dtype=str)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"Cannot read edge list file {str(path)!r}: {exc}") from None
-    stripped = np.char.strip(text) if text.size else text
-    keep = stripped != ""
-    if comment:
-        keep &= ~np.char.startswith(stripped, comment)
-    numbers = np.flatnonzero(keep) + 1
-    if numbers.size == 0:
-        raise DataError(f"Edge list file {str(path)!r} holds no rows.")
-    lines = text[keep].tolist()
-    del text, stripped, keep
-    if sep is None:
-        sep = _detect_sep(lines[0])
-    if sep is None:
-        rows = [line.split() for line in lines]
-    else:
-        rows = list(csv.reader(lines, delimiter=sep))
-    del lines
-    if header:
-        names: list[Column] = [field.strip() for field in rows[0]]
-        if all(_INTEGER.fullmatch(name) for name in names):
-            raise DataError(
-                f"{path.name}, line {numbers[0]}: the header row {rows[0]} holds only numbers: it "
-                "looks like an edge, not column names. Pass header=False (command line: "
-                "--no-header) for a file without a header row."
-            )
-        rows, numbers = rows[1:], numbers[1:]
-    else:
-        names = list(range(len(rows[0])))
-    width = len(names)
-    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
-    bad = np.flatnonzero(lengths != width)
-    if bad.size:
-        i = int(bad[0])
-        raise DataError(
-            f"{path.name}, line {numbers[i]}: {lengths[i]} field(s) where the "
-            f"{'header has' if header else 'first row has'} {width}. Check the separator "
-            f"(sep={sep!r}) and quoting."
-        )
-    table = np.empty((len(rows), width), dtype=object)
-    table[:] = rows
-    del rows
-    columns = [table[:, j] for j in range(width)]
-    return _Table(names, columns, numbers, f"{path.name}, line", f"file {path.name!r}")
-
-
-def _read_frame(frame: Any) -> _Table:
-    names = list(frame.columns)
-    columns = [frame[name].to_numpy(dtype=object) for name in names]
-    numbers = np.arange(len(frame), dtype=np.int64)
-    return _Table(names, columns, numbers, "DataFrame row (position)", "the DataFrame")
-
-
-def _read_mapping(data: Mapping) -> _Table:
-    names = list(data.keys())
-    columns = [np.asarray(list(data[n]), dtype=object) for n in names]
-    lengths = {len(c) for c in columns}
-    if len(lengths) > 1:
-        raise DataError(
-            f"The columns have different lengths: "
-            f"{ {str(n): len(c) for n, c in zip(names, columns, strict=True)} }."
-        )
-    n = columns[0].size if columns else 0
-    return _Table(names, columns, np.arange(n, dtype=np.int64), "row", "the mapping")
-
-
-def _read_rows(data: Sequence) -> _Table:
-    rows = [tuple(r) if isinstance(r, (Sequence, np.ndarray)) and not isinstance(r, str) else r
-            for r in data]
-    bad = next((i for i, r in enumerate(rows) if not isinstance(r, tuple)), None)
-    if bad is not None:
-        raise SparseLinearTypeError(
-            f"Each edge must be a (source, target[, weight]) tuple; row {bad} is "
-            f"{describe(rows[bad])}."
-        )
-    width = len(rows[0]) if rows else 2
-    bad = next((i for i, r in enumerate(rows) if len(r) != width), None)
-    if bad is not None:
-        raise DataError(f"row {bad} has {len(rows[bad])} field(s) where row 0 has {width}.")
-    columns = [np.array([r[j] for r in rows], dtype=object) for j in range(width)]
-    numbers = np.arange(len(rows), dtype=np.int64)
-    return _Table(list(range(width)), columns, numbers, "row", "the edge list")
-
-
-def _read(data: Any, sep: str | None, header: bool, comment: str | None) -> _Table:
-    if isinstance(data, (str, os.PathLike)):
-        return _read_file(Path(data), sep, header, comment)
-    if type(data).__module__.startswith("pandas") and hasattr(data, "columns"):
-        return _read_frame(data)
-    if isinstance(data, Mapping):
-        return _read_mapping(data)
-    if isinstance(data, (Sequence, np.ndarray)) and not isinstance(data, (bytes, str)):
-        return _read_rows(data)
-    raise SparseLinearTypeError(
-        f"'data' must be a CSV/TSV path, a pandas DataFrame, a mapping of columns or a sequence "
-        f"of (source, target[, weight]) rows; got {describe(data)}."
-    )
-
-
 # ---------------------------------------------------------------------- parsing the columns
 def _strings(values: np.ndarray) -> np.ndarray:
     return np.char.strip(values.astype(str)) if values.size else np.zeros(0, dtype=str)
 
 
-def _names_of(values: np.ndarray, table: _Table, role: str) -> np.ndarray:
-    missing = np.equal(values, None) | (values != values)  # None or NaN (pandas missing)
+def _is_missing(value: Any) -> bool:
+    """``None``, NaN, ``pandas.NA`` / ``NaT``: a cell without a value."""
+    if value is None:
+        return True
+    try:
+        return bool(value != value)
+    except (TypeError, ValueError):  # pandas.NA refuses bool()
+        return True
+
+
+def _names_of(values: np.ndarray, table: Table, role: str) -> np.ndarray:
+    missing = np.frompyfunc(_is_missing, 1, 1)(values).astype(bool) if values.size else values
+    if missing.any():
+        i = int(np.argmax(missing))
+        raise DataError(f"{table.label(i)}: empty {role} name (a missing value, "
+                        f"{values[i]!r}). Every edge needs both endpoints.")
     text = _strings(values)
-    empty = missing | (text == "")
+    empty = text == ""
     if empty.any():
         i = int(np.argmax(empty))
         raise DataError(f"{table.label(i)}: empty {role} name. Every edge needs both endpoints.")
     return text
 
 
-def _weights_of(values: np.ndarray, table: _Table, column: Column) -> np.ndarray:
+def _not_number(value: Any) -> bool:
+    """Text that is not a decimal number, or a value ``float()`` refuses."""
+    if isinstance(value, str):
+        return not is_number(value)
     try:
-        out = np.array(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        out = None
-    if out is None:
-        for i, v in enumerate(values):
-            try:
-                float(v)
-            except (TypeError, ValueError):
-                raise DataError(
-                    f"{table.label(i)}: weight column {column!r} holds {v!r}, which is not a "
-                    "number."
-                ) from None
+        float(value)
+    except (TypeError, ValueError, OverflowError):
+        return True
+    return False
+
+
+def _weights_of(values: np.ndarray, table: Table, column: Column) -> np.ndarray:
+    """The weights as float64; fields that are not numbers, or not finite, raise."""
+    bad = np.frompyfunc(_not_number, 1, 1)(values).astype(bool) if values.size else values
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataError(f"{table.label(i)}: weight column {column!r} holds {values[i]!r}, which "
+                        "is not a number.")
+    out = np.fromiter((float(v) for v in values), dtype=np.float64, count=values.size)
     bad = ~np.isfinite(out)
     if bad.any():
         i = int(np.argmax(bad))
@@ -246,7 +115,41 @@ def _weights_of(values: np.ndarray, table: _Table, column: Column) -> np.ndarray
     return out
 
 
-def _filter(table: _Table, where: Mapping | None) -> _Table:
+def _in_dtype(weights: np.ndarray, dtype: torch.dtype, where: Callable[[int], str]) -> torch.Tensor:
+    """``weights`` cast to ``dtype``; a weight that overflows it raises, named by ``where(i)``."""
+    out = torch.from_numpy(weights).to(dtype)
+    bad = ~torch.isfinite(out)
+    if bool(bad.any()):
+        i = int(torch.argmax(bad.to(torch.uint8)))
+        value = float(weights[i])
+        if not np.isfinite(value):
+            raise DataError(f"{where(i)}: weight {value!r} is not a finite number.")
+        raise DataError(
+            f"{where(i)}: weight {value!r} overflows {dtype} (largest finite value "
+            f"{torch.finfo(dtype).max:.4g}); weights are checked in the default dtype they are "
+            "stored in. Scale the weights down, or read them with "
+            "torch.set_default_dtype(torch.float64)."
+        )
+    return out
+
+
+def _numeric(text: np.ndarray) -> list[Decimal | None]:
+    """Each text's exact value if it reads as a number, else ``None``."""
+    return [Decimal(t) if is_number(t) else None for t in text.tolist()]
+
+
+def _matches(text: np.ndarray, values: list, wanted: Any) -> np.ndarray:
+    """Which of the distinct ``text`` (``values``: their numbers) equal ``wanted``: the same
+    text, or numbers of the same value (``5`` selects ``'5'`` and ``'5.0'``)."""
+    key = str(wanted).strip()
+    hit = text == key
+    if is_number(key):
+        number = Decimal(key)
+        hit |= np.array([v is not None and v == number for v in values], dtype=bool)
+    return hit
+
+
+def _filter(table: Table, where: Mapping | None) -> Table:
     if where is None:
         return table
     if not isinstance(where, Mapping):
@@ -254,21 +157,53 @@ def _filter(table: _Table, where: Mapping | None) -> _Table:
             f"'where' must be a mapping {{column: value or list of values}}, e.g. "
             f"{{'type': 'chemical'}}; got {describe(where)}."
         )
-    keep = np.ones(table.numbers.size, dtype=bool)
+    keep = np.ones(table.size, dtype=bool)
     for ref, wanted in where.items():
-        values = _strings(table.column(ref, "where"))
-        wanted = [wanted] if isinstance(wanted, str) or not isinstance(wanted, Sequence) else wanted
-        keep &= np.isin(values, [str(w).strip() for w in wanted])
+        keep &= _condition(table, ref, wanted)
+    if where and not keep.any():
+        raise DataError(
+            f"No row of {table.origin} matches every condition of where={dict(where)!r}; each "
+            "matches rows on its own. Conditions on different columns must all hold."
+        )
     return table.subset(keep)
 
 
-def _index(values: np.ndarray, names: tuple[str, ...], table: _Table, role: str) -> np.ndarray:
-    """Position of each value in ``names``, vectorised; unknown names raise with their row."""
-    ordered = np.array(names, dtype=str) if names else np.zeros(0, dtype=str)
-    order = np.argsort(ordered, kind="stable")
-    pos = np.searchsorted(ordered[order], values) if values.size else np.zeros(0, np.int64)
+def _condition(table: Table, ref: Column, wanted: Any) -> np.ndarray:
+    """Rows whose column ``ref`` holds one of ``wanted``; a value no row holds raises."""
+    text, inverse = np.unique(_strings(table.column(ref, "where")), return_inverse=True)
+    wanted = [wanted] if isinstance(wanted, str) or not isinstance(wanted, Iterable) else wanted
+    wanted = list(wanted)
+    if not wanted:
+        raise DataError(f"'where' gives no value for column {ref!r}; give one value or a list.")
+    numbers, hit = _numeric(text), np.zeros(text.size, dtype=bool)
+    for value in wanted:
+        found = _matches(text, numbers, value)
+        if not found.any():
+            close = difflib.get_close_matches(str(value).strip(), text.tolist(), n=1)
+            close = close or [t for t in text.tolist() if t.lower() == str(value).strip().lower()]
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise DataError(
+                f"'where' selects {value!r} in column {ref!r}, but no row of {table.origin} "
+                f"holds it; the column has {distinct(text)}.{hint}"
+            )
+        hit |= found
+    return hit[inverse.reshape(-1)]
+
+
+def _index(values: np.ndarray, names: tuple[str, ...], table: Table, role: str) -> np.ndarray:
+    """Position of each value in ``names`` (compared without surrounding whitespace, as the
+    values are read), vectorised; unknown names raise with their row."""
+    keys = np.char.strip(np.array(names, dtype=str)) if names else np.zeros(0, dtype=str)
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    same = np.flatnonzero(ordered[1:] == ordered[:-1])
+    if same.size:
+        pair = [names[order[same[0]]], names[order[same[0] + 1]]]
+        raise DataError(f"The {role} names {pair[0]!r} and {pair[1]!r} differ only in "
+                        "surrounding whitespace, which the edge list reader strips.")
+    pos = np.searchsorted(ordered, values) if values.size else np.zeros(0, np.int64)
     found = pos < ordered.size
-    found[found] = ordered[order][pos[found]] == values[found]
+    found[found] = ordered[pos[found]] == values[found]
     if not found.all():
         i = int(np.argmin(found))
         name = str(values[i])
@@ -279,38 +214,67 @@ def _index(values: np.ndarray, names: tuple[str, ...], table: _Table, role: str)
     return order[pos].astype(np.int64) if values.size else np.zeros(0, np.int64)
 
 
+def _positions(values: np.ndarray, nodes: range, table: Table, role: str) -> np.ndarray:
+    """``values`` read as positions ``0 .. len(nodes) - 1`` (``nodes=range(n)``: unnamed)."""
+    text, inverse = np.unique(values, return_inverse=True)
+    ok = [_DIGITS.fullmatch(t) is not None and int(t) < len(nodes) for t in text.tolist()]
+    if not all(ok):
+        i = int(np.flatnonzero(~np.array(ok)[inverse.reshape(-1)])[0])
+        raise DataError(
+            f"{table.label(i)}: {role} {str(values[i])!r} is not a position 0..{len(nodes) - 1}; "
+            f"with {role} names range({len(nodes)}) nodes are integer positions."
+        )
+    return np.array([int(t) for t in text.tolist()], dtype=np.int64)[inverse.reshape(-1)]
+
+
 def _factorize(values: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
-    """Distinct names, sorted (numerically when all are non-negative integers), and the index
-    of each value among them."""
+    """Distinct names, sorted (numerically when all are non-negative ASCII integers, of any
+    size), and the index of each value among them."""
     names, codes = np.unique(values, return_inverse=True)
-    if names.size and np.char.isdigit(names).all():
-        order = np.argsort(names.astype(object).astype(int), kind="stable")
+    if names.size and all(_DIGITS.fullmatch(n) for n in names.tolist()):
+        digits = np.char.lstrip(names, "0")
+        order = np.lexsort((names, digits, np.char.str_len(digits)))
         rank = np.empty_like(order)
         rank[order] = np.arange(order.size)
         names, codes = names[order], rank[codes]
     return tuple(names.tolist()), codes.astype(np.int64).reshape(-1)
 
 
+def _given(names: Any, role: str) -> tuple[str, ...] | range:
+    """Names given for one side, checked; ``range(n)`` stands for ``n`` unnamed positions."""
+    if isinstance(names, range):
+        if names.start != 0 or names.step != 1:
+            raise DataError(f"'{role}' as a range must be range(n), positions 0..n-1; got "
+                            f"{names!r}.")
+        return names
+    return check_names(names, len(names) if hasattr(names, "__len__") else -1, role)
+
+
+def _side(values, given, table, role):
+    if isinstance(given, range):
+        return given, _positions(values, given, table, role)
+    return given, _index(values, given, table, role)
+
+
 def _resolve(src, dst, table, nodes, in_names, out_names, shared):
-    """Node names of each side and the (row, col) index of every edge."""
+    """Node names of each side (``range(n)`` where unnamed) and the (row, col) index of every
+    edge."""
     if nodes is not None:
         if in_names is not None or out_names is not None:
             raise DataError("Pass either 'nodes' (one list for both sides) or "
                             "'in_names'/'out_names', not both.")
-        in_names = out_names = check_names(nodes, len(nodes), "nodes")
+        in_names = out_names = _given(nodes, "nodes")
     elif in_names is None and out_names is None and shared:
         names, codes = _factorize(np.concatenate([src, dst]))
         return names, names, codes[src.size:], codes[: src.size]
     if out_names is None:
         out_names, rows = _factorize(dst)
     else:
-        out_names = check_names(out_names, len(out_names), "out_names")
-        rows = _index(dst, out_names, table, "target")
+        out_names, rows = _side(dst, _given(out_names, "out_names"), table, "target")
     if in_names is None:
         in_names, cols = _factorize(src)
     else:
-        in_names = check_names(in_names, len(in_names), "in_names")
-        cols = _index(src, in_names, table, "source")
+        in_names, cols = _side(src, _given(in_names, "in_names"), table, "source")
     return out_names, in_names, rows, cols
 
 
@@ -374,18 +338,39 @@ def read_edges(
         sep: field separator of a file. Default: detected from the header line (tab, comma or
             semicolon, else runs of whitespace).
         where: keep only rows whose columns hold the given value(s), e.g.
-            ``{"type": "chemical"}`` or ``{"type": ["chemical", "electrical"]}``.
+            ``{"type": "chemical"}`` or ``{"type": ["chemical", "electrical"]}`` (values of
+            one column are alternatives, different columns must all match). A value matches a
+            cell with the same text (whitespace stripped), or, when both read as numbers, the
+            same value: ``5``, ``5.0`` and ``"5"`` all select cells ``"5"``, ``"5.0"``, ``5``.
+            A value that no row holds raises (naming the column's distinct values), and so
+            do conditions that no row meets together: a filter never empties the pattern.
         nodes: the node names, used for both inputs and outputs (an ``N x N`` pattern, e.g. a
-            recurrent layer); names in the data that are not listed raise an error.
-        in_names, out_names: node names of each side, for a bipartite (feed-forward) pattern.
+            recurrent layer), in this order, nodes without edges included; names in the data
+            that are not listed raise an error. ``range(n)``: the data holds integer positions
+            ``0 .. n-1`` and the pattern has no names (what :meth:`Connectivity.to_edgelist
+            <sparselinear.Connectivity.to_edgelist>` writes for an unnamed pattern).
+        in_names, out_names: node names of each side, for a bipartite (feed-forward) pattern;
+            ``range(n)`` as for ``nodes``. Given names are matched without their surrounding
+            whitespace, as the data is read, and kept as given.
         shared_nodes: when no names are given: ``True`` (default) uses the sorted union of all
             names on both sides (``N x N``); ``False`` uses the sorted sources as inputs and the
             sorted targets as outputs. Names sort as text, or as numbers when all are integers.
         duplicates: what to do with an edge listed twice: ``"error"`` (default), ``"sum"`` or
             ``"max"`` of the weights, or keep the ``"first"``.
-        header: whether a file's first row names the columns; a first row of integers only is
-            refused as a header (it looks like an edge): pass ``header=False``.
+        header: whether a file's first row names the columns. No edge vanishes into the
+            header: unless a column is selected by one of its names (which proves it a
+            header), a first row that reads as an edge raises and asks for ``header=False``:
+            one whose fields are all numbers (``0,1``, ``+1 -2``, ``0.0,1.0``), whose weight
+            field (``weight`` by position) is a number, or whose source/target field names a
+            node of the edges below. A file with a header and no edge raises too.
         comment: lines of a file starting with this are skipped (``None``: none are).
+
+    Files are UTF-8 text; a byte-order mark at the start of the file (or of a line, as in
+    concatenated files) is removed, so it never joins the first name nor hides a row. Blank
+    lines and comments are skipped; every other line is one edge (a quoted field may not run
+    past its line). Weights must be finite numbers (ASCII decimal text in files) and finite in
+    the default dtype they are stored in: ``1e39`` overflows float32 and raises, naming its
+    line, as does a sum of repeats (``duplicates="sum"``) that overflows.
 
     Returns:
         :class:`Edges` of shape ``(len(out_names), len(in_names))``; ``weights`` (when
@@ -403,21 +388,27 @@ def read_edges(
     """
     check_choice(duplicates, DUPLICATES, "duplicates",
                  "'sum' or 'max' merges the weights of a repeated edge, 'first' keeps one.")
-    table = _filter(_read(data, sep, header, comment), where)
+    table = read_table(data, sep, header, comment)
+    check_header(table, source, target, weight, where)
+    table = _filter(table, where)
     src = _names_of(table.column(0 if source is None else source, "source"), table, "source")
     dst = _names_of(table.column(1 if target is None else target, "target"), table, "target")
-    weights = None
+    weights, dtype = None, torch.get_default_dtype()
     if weight is not None:
         weights = _weights_of(table.column(weight, "weight"), table, weight)
+        _in_dtype(weights, dtype, table.label)  # each weight fits the dtype it is stored in
     out_names, in_names, rows, cols = _resolve(
         src, dst, table, nodes, in_names, out_names, shared_nodes
     )
-    keep, weights = _merge_duplicates(
+    keep, merged = _merge_duplicates(
         rows * len(in_names) + cols, weights, table, src, dst, duplicates
     )
-    values = None if weights is None else torch.from_numpy(weights).to(torch.get_default_dtype())
+    if merged is not None:  # a sum of repeats may overflow where each weight fits
+        merged = _in_dtype(merged, dtype, lambda i: (
+            f"{table.label(keep[i])}: the repeats of edge {str(src[keep[i]])!r} -> "
+            f"{str(dst[keep[i]])!r} merged with duplicates={duplicates!r}"))
     return Edges(torch.from_numpy(rows[keep]), torch.from_numpy(cols[keep]), out_names, in_names,
-                 values)
+                 merged)
 
 
 def networkx_edges(
@@ -461,8 +452,10 @@ def networkx_edges(
     order = torch.argsort(keys)
     values = None
     if weight is not None:
-        values = torch.from_numpy(np.asarray(adj.data, dtype=np.float64))[order]
-        values = values.to(torch.get_default_dtype())
+        data = np.asarray(adj.data, dtype=np.float64)[order.numpy()]
+        values = _in_dtype(data, torch.get_default_dtype(), lambda i: (
+            f"graph edge {nodelist[int(indices[1, order[i]])]!r} -> "
+            f"{nodelist[int(indices[0, order[i]])]!r}"))
     return Edges(indices[0, order], indices[1, order], names, names, values)
 
 

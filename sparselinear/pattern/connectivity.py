@@ -576,19 +576,42 @@ class Connectivity:
         cls, edges: edgelist.Edges
     ) -> Connectivity | tuple[Connectivity, torch.Tensor]:
         conn = cls._from_coordinates(edges.rows, edges.cols, edges.shape)
-        conn = conn.with_names(edges.out_names, edges.in_names)
+        out_names, in_names = (None if isinstance(n, range) else n
+                               for n in (edges.out_names, edges.in_names))
+        conn = conn.with_names(out_names, in_names)
         return conn if edges.weights is None else (conn, edges.weights)
 
     def to_edgelist(self, values: torch.Tensor | None = None) -> list[tuple[Any, ...]]:
         """``(source, target)`` or ``(source, target, weight)`` rows, one per edge in weight
         order: sources are inputs and targets outputs, named when the pattern has names (else
-        indices). They read back with :meth:`from_edgelist` (``weight=2``).
+        integer positions).
+
+        The rows hold edges only: the shape and the node order travel in the names. Read
+        them back into the same pattern (shape, node order and nodes without edges
+        included) and weights by passing the names of each side, or ``range(n)`` for a side
+        without names::
+
+            out = c.out_names if c.out_names is not None else range(c.out_features)
+            inp = c.in_names if c.in_names is not None else range(c.in_features)
+            back, weights = Connectivity.from_edgelist(rows, weight=2, out_names=out,
+                                                       in_names=inp)
 
         Examples::
 
-            >>> c = Connectivity.from_edgelist([("a", "b"), ("b", "c")])
-            >>> c.to_edgelist(torch.tensor([0.5, -1.0]))
-            [('a', 'b', 0.5), ('b', 'c', -1.0)]
+            >>> c = Connectivity.from_edgelist([("a", "b"), ("b", "c")], nodes=["c", "b", "a", "z"])
+            >>> rows = c.to_edgelist(torch.tensor([0.5, -1.0]))
+            >>> rows
+            [('b', 'c', 0.5), ('a', 'b', -1.0)]
+            >>> back, w = Connectivity.from_edgelist(rows, weight=2, out_names=c.out_names,
+            ...                                      in_names=c.in_names)
+            >>> back == c, back.in_names, w.tolist()
+            (True, ('c', 'b', 'a', 'z'), [0.5, -1.0])
+            >>> d = Connectivity.diagonal(3, 2)
+            >>> rows = d.to_edgelist()
+            >>> rows
+            [(0, 0), (1, 1)]
+            >>> Connectivity.from_edgelist(rows, out_names=range(3), in_names=range(2)) == d
+            True
         """
         rows, cols = self.indices()
         return edgelist.edge_rows(rows, cols, self._out_names, self._in_names, values)

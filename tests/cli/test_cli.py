@@ -339,3 +339,25 @@ def test_python_dash_m(tmp_path):
 def test_profile_refuses_an_unknown_device_in_one_line(capsys, device):
     code, _, err = run(capsys, "profile", "--shape", "10", "10", "--nnz", "5", "--device", device)
     assert code == 1 and "'--device' must be" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("text", ["\ufeff0,1\n1,2\n", "+0 +1\n1 2\n", "0.0,1.0\n1,2\n",
+                                  "a,b\nb,c\n"])
+def test_profile_first_line_is_never_eaten(capsys, tmp_path, text):
+    path = tmp_path / "edges.csv"
+    path.write_bytes(text.encode())
+    code, _, err = run(capsys, "profile", "--adjacency", str(path))
+    assert code == 1 and "edges.csv, line 1: the header row" in err and "--no-header" in err
+    code, out, _ = run(capsys, "profile", "--adjacency", str(path), "--no-header", "--json")
+    assert code == 0 and shape_nnz(out)[1] == 2
+
+
+def test_profile_where_typo_and_unicode_column(capsys, adjacency):
+    from sparselinear.datasets import celegans_path
+
+    code, _, err = run(capsys, "profile", "--adjacency", str(celegans_path()), "--source", "pre",
+                       "--target", "post", "--where", "type=Chemical")
+    assert code == 1 and "'where' selects 'Chemical' in column 'type'" in err
+    assert "'chemical', 'electrical'" in err and "Did you mean 'chemical'?" in err
+    code, _, err = run(capsys, "profile", "--adjacency", str(adjacency["csv"]), "--source", "²")
+    assert code == 1 and "'source' column '²' not found" in err

@@ -1,0 +1,313 @@
+"""Tabular sources of an edge list read into columns: delimited text files (optionally gzip),
+pandas DataFrames, mappings of columns and sequences of rows; and the check that a file's header
+row is not an edge.
+
+Every row keeps a label (``"edges.csv, line 7"`` or ``"row 3"``) for the error messages of the
+edge-list reader (:mod:`sparselinear.io.edgelist`).
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import gzip
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import MAX_LISTED, DataError, SparseLinearTypeError, describe, listing
+
+__all__ = ["NUMBER", "Table", "check_header", "distinct", "is_number", "read_table", "rows_text"]
+
+Column = str | int
+#: A decimal number as written in a text file: optional sign, digits with an optional point and
+#: exponent, or ``nan`` / ``inf`` / ``infinity`` (any case). ASCII only: ``'²'`` is no number.
+NUMBER = re.compile(
+    r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf(?:inity)?|nan)", re.IGNORECASE
+)
+_BOM = "\ufeff"
+
+
+def is_number(text: str) -> bool:
+    """Whether ``text`` (surrounding whitespace ignored) reads as a number in a text file.
+
+    Examples::
+
+        >>> [is_number(t) for t in ("12", " -0.5e3 ", "+1", "NaN", "1_000", "²", "x1")]
+        [True, True, True, True, False, False, False]
+    """
+    return NUMBER.fullmatch(text.strip()) is not None
+
+
+@dataclass
+class Table:
+    """Columns of strings (files) or raw values, the number of each row and where they came
+    from. ``header_line`` is the line of a file's header row (``None``: no header was read);
+    ``any_column`` marks an empty sequence of rows, where any column position is empty."""
+
+    names: list[Column]
+    columns: list[np.ndarray]
+    numbers: np.ndarray  # line number (files) or row position (other sources) of each row
+    unit: str  # "file.csv, line" or "row"
+    origin: str
+    header_line: int | None = None
+    any_column: bool = False
+
+    def label(self, i: int) -> str:
+        """``"edges.csv, line 7"`` / ``"row 3"``: where row ``i`` came from."""
+        return f"{self.unit} {int(self.numbers[i])}"
+
+    @property
+    def size(self) -> int:
+        """The number of rows."""
+        return int(self.numbers.size)
+
+    def column(self, ref: Column, role: str) -> np.ndarray:
+        """The values of column ``ref`` (a header name or a 0-based position)."""
+        if not isinstance(ref, (str, int)) or isinstance(ref, bool):
+            raise SparseLinearTypeError(
+                f"'{role}' must be a column name (str) or position (int); got {describe(ref)}."
+            )
+        if isinstance(ref, str) and ref in self.names:
+            return self.columns[self.names.index(ref)]
+        if isinstance(ref, int) and 0 <= ref < len(self.columns):
+            return self.columns[ref]
+        if isinstance(ref, int) and ref >= 0 and self.any_column:
+            return np.zeros(0, dtype=object)
+        close = difflib.get_close_matches(str(ref), [str(n) for n in self.names], n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise DataError(
+            f"'{role}' column {ref!r} not found in {self.origin}; its columns are "
+            f"{self.names}.{hint}"
+        )
+
+    def subset(self, keep: np.ndarray) -> Table:
+        """The rows where ``keep`` is true."""
+        columns = [c[keep] for c in self.columns]
+        return Table(self.names, columns, self.numbers[keep], self.unit, self.origin,
+                     self.header_line, self.any_column)
+
+
+# ---------------------------------------------------------------------- text files
+def _decode(path: Path) -> str:
+    """The text of the file: UTF-8, universal newlines, a byte-order mark at the start of the
+    file or of any line (concatenated files) removed; NUL characters refused."""
+    if not path.is_file():
+        raise DataError(f"Edge list file {str(path)!r} does not exist or is not a file.")
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    try:
+        with opener(path, "rt", newline=None, encoding="utf-8-sig") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        raise DataError(f"Cannot read edge list file {str(path)!r}: {exc}. Edge lists are "
+                        "UTF-8 text files (optionally gzip-compressed, ending in .gz).") from None
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise DataError(f"{path.name}, line {line}: a NUL character; edge lists are UTF-8 text "
+                        "(is it UTF-16 or binary? Save it as UTF-8 text).")
+    return text.lstrip(_BOM).replace("\n" + _BOM, "\n")
+
+
+def _kept_lines(text: str, comment: str | None) -> tuple[list[str], np.ndarray]:
+    """The lines that are neither blank nor comments, and their 1-based line numbers."""
+    lines = text.split("\n")
+    numbers = [i + 1 for i, line in enumerate(lines)
+               if line.strip() and not (comment and line.strip().startswith(comment))]
+    return [lines[i - 1] for i in numbers], np.asarray(numbers, dtype=np.int64)
+
+
+def _detect_sep(line: str) -> str | None:
+    for sep in ("\t", ",", ";"):
+        if sep in line:
+            return sep
+    return None  # runs of whitespace
+
+
+def _split(lines: list[str], numbers: np.ndarray, sep: str | None, name: str) -> list[list[str]]:
+    """The fields of each line; a quoted field may not run past the end of its line."""
+    if sep is None:
+        return [line.split() for line in lines]
+    reader = csv.reader(lines, delimiter=sep, strict=True)
+    rows: list[list[str]] = []
+    try:
+        rows.extend(reader)
+    except csv.Error as exc:
+        raise DataError(f"{name}, line {numbers[min(reader.line_num, len(lines)) - 1]}: {exc}. "
+                        "Check the quoting.") from None
+    if reader.line_num != len(rows):
+        reader = csv.reader(lines, delimiter=sep)
+        i = next(i for i, _ in enumerate(reader) if reader.line_num != i + 1)
+        raise DataError(f"{name}, line {numbers[i]}: a quoted field is not closed on its line. "
+                        "Every edge is one line; check the quotes (\").")
+    return rows
+
+
+def _check_options(sep: Any, comment: Any) -> None:
+    if sep is not None and (not isinstance(sep, str) or len(sep) != 1 or sep in "\"\r\n"):
+        raise DataError(f"'sep' must be one character such as ',' or '\\t' (None: detected); "
+                        f"got {sep!r}.")
+    if comment is not None and (not isinstance(comment, str) or not comment.strip()):
+        raise DataError(f"'comment' must be a non-blank string such as '#', or None; got "
+                        f"{comment!r}.")
+
+
+def _read_file(path: Path, sep: str | None, header: bool, comment: str | None) -> Table:
+    _check_options(sep, comment)
+    lines, numbers = _kept_lines(_decode(path), comment)
+    if numbers.size == 0:
+        raise DataError(f"Edge list file {str(path)!r} holds no rows.")
+    sep = _detect_sep(lines[0]) if sep is None else sep
+    rows = _split(lines, numbers, sep, path.name)
+    del lines
+    names: list[Column] = list(range(len(rows[0])))
+    header_line = None
+    if header:
+        names = [field.strip() for field in rows[0]]
+        header_line, rows, numbers = int(numbers[0]), rows[1:], numbers[1:]
+        if not rows:
+            raise DataError(
+                f"{path.name}: line {header_line} {rows_text(names)} is read as the header row "
+                "and no edge follows it. If it is an edge, pass header=False (command line: "
+                "--no-header)."
+            )
+    width = len(names)
+    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    bad = np.flatnonzero(lengths != width)
+    if bad.size:
+        i = int(bad[0])
+        raise DataError(
+            f"{path.name}, line {numbers[i]}: {lengths[i]} field(s) where the "
+            f"{'header has' if header else 'first row has'} {width}. Check the separator "
+            f"(sep={sep!r}) and quoting."
+        )
+    table = np.empty((len(rows), width), dtype=object)
+    table[:] = rows
+    del rows
+    columns = [table[:, j] for j in range(width)]
+    return Table(names, columns, numbers, f"{path.name}, line", f"file {path.name!r}",
+                 header_line)
+
+
+def rows_text(fields: Sequence[Any]) -> str:
+    """The fields of a row as a list for a message: ``['0', '1']``."""
+    return str([str(f) for f in fields])
+
+
+# ---------------------------------------------------------------------- other sources
+def _read_frame(frame: Any) -> Table:
+    names = list(frame.columns)
+    columns = [frame[name].to_numpy(dtype=object) for name in names]
+    numbers = np.arange(len(frame), dtype=np.int64)
+    return Table(names, columns, numbers, "DataFrame row (position)", "the DataFrame")
+
+
+def _read_mapping(data: Mapping) -> Table:
+    names = list(data.keys())
+    bad = next((n for n in names if isinstance(data[n], (str, bytes))
+                or not isinstance(data[n], (Iterable, np.ndarray))), None)
+    if bad is not None:
+        raise SparseLinearTypeError(
+            f"Each column of the mapping must be a sequence of values; column {bad!r} is "
+            f"{describe(data[bad])}."
+        )
+    columns = [np.asarray([*data[n], None], dtype=object)[:-1] for n in names]
+    lengths = {len(c) for c in columns}
+    if len(lengths) > 1:
+        raise DataError(
+            f"The columns have different lengths: "
+            f"{ {str(n): len(c) for n, c in zip(names, columns, strict=True)} }."
+        )
+    n = columns[0].size if columns else 0
+    return Table(names, columns, np.arange(n, dtype=np.int64), "row", "the mapping")
+
+
+def _read_rows(data: Sequence | np.ndarray) -> Table:
+    rows = [tuple(r) if isinstance(r, (Sequence, np.ndarray)) and not isinstance(r, str) else r
+            for r in data]
+    bad = next((i for i, r in enumerate(rows) if not isinstance(r, tuple)), None)
+    if bad is not None:
+        raise SparseLinearTypeError(
+            f"Each edge must be a (source, target[, weight]) tuple; row {bad} is "
+            f"{describe(rows[bad])}."
+        )
+    width = len(rows[0]) if rows else 0
+    bad = next((i for i, r in enumerate(rows) if len(r) != width), None)
+    if bad is not None:
+        raise DataError(f"row {bad} has {len(rows[bad])} field(s) where row 0 has {width}.")
+    columns = []
+    for j in range(width):
+        column = np.empty(len(rows), dtype=object)
+        column[:] = [r[j] for r in rows]
+        columns.append(column)
+    numbers = np.arange(len(rows), dtype=np.int64)
+    return Table(list(range(width)), columns, numbers, "row", "the edge list", None, not rows)
+
+
+def read_table(data: Any, sep: str | None, header: bool, comment: str | None) -> Table:
+    """Read ``data`` (a file path, a DataFrame, a mapping of columns or a sequence of rows)
+    into a :class:`Table`; ``sep``, ``header`` and ``comment`` apply to files."""
+    if isinstance(data, (str, os.PathLike)):
+        return _read_file(Path(data), sep, header, comment)
+    if type(data).__module__.startswith("pandas") and hasattr(data, "columns"):
+        return _read_frame(data)
+    if isinstance(data, Mapping):
+        return _read_mapping(data)
+    if isinstance(data, (Sequence, np.ndarray)) and not isinstance(data, (bytes, str)):
+        return _read_rows(data)
+    raise SparseLinearTypeError(
+        f"'data' must be a CSV/TSV path, a pandas DataFrame, a mapping of columns or a sequence "
+        f"of (source, target[, weight]) rows; got {describe(data)}."
+    )
+
+
+# ---------------------------------------------------------------------- is the header an edge?
+def _edge_like(table: Table, source: Any, target: Any, weight: Any) -> str | None:
+    """Why the header row reads as an edge (``None``: it does not), for columns chosen by
+    position: all its fields are numbers, its weight field is a number, or its source/target
+    field names a node of the edges below it."""
+    names = [str(n) for n in table.names]
+    if all(is_number(n) for n in names):
+        return "holds only numbers"
+    if isinstance(weight, int) and 0 <= weight < len(names) and is_number(names[weight]):
+        return f"has the number {names[weight]!r} in the weight column {weight}"
+    ends = [0 if source is None else source, 1 if target is None else target]
+    positions = [p for p in ends if isinstance(p, int) and 0 <= p < len(names)]
+    nodes = [np.char.strip(table.columns[p].astype(str)) for p in positions]
+    for p in positions:
+        found = [np.flatnonzero(column == names[p]) for column in nodes]
+        first = min((int(f[0]) for f in found if f.size), default=None)
+        if first is not None:
+            return f"names node {names[p]!r}, a node of the edge on line {table.numbers[first]}"
+    return None
+
+
+def check_header(table: Table, source: Any, target: Any, weight: Any, where: Any) -> None:
+    """Refuse a file's header row that reads as an edge, unless a column was selected by one
+    of its names (which proves it a header): no row may vanish into the header silently."""
+    if table.header_line is None:
+        return
+    refs = [source, target, weight, *(where.keys() if isinstance(where, Mapping) else ())]
+    if any(isinstance(r, str) and r in table.names for r in refs):
+        return
+    reason = _edge_like(table, source, target, weight)
+    if reason is not None:
+        unit = table.unit.rsplit(",", 1)[0]
+        raise DataError(
+            f"{unit}, line {table.header_line}: the header row {rows_text(table.names)} "
+            f"{reason}: it looks like an edge, not column names, and reading it as the header "
+            "would drop it. Pass header=False (command line: --no-header) for a file without a "
+            "header row, or select the columns by their header names (e.g. "
+            f"source={str(table.names[0])!r}) if it is one."
+        )
+
+
+def distinct(values: np.ndarray) -> str:
+    """The distinct values of a column, for a message: ``"2 distinct values: 'a', 'b'"``."""
+    uniq = np.unique(values) if values.size else values
+    shown = listing((repr(str(v)) for v in uniq[:MAX_LISTED]), total=uniq.size)
+    return f"{uniq.size} distinct value(s): {shown}"
