@@ -7,24 +7,19 @@ import math
 import torch
 
 from ..errors import DeviceMismatchError, ShapeError, SparseLinearTypeError, describe
-from ..ops import dense
-from ..ops.autograd import SparseLinearFunction
+from ..ops.library import LinearFunction, autocast_dtype
+from ..ops.policy import check_mode, compute_dtype
 from ..pattern.connectivity import Connectivity
 
-__all__ = ["sparse_linear"]
+__all__ = ["sparse_linear", "sparse_linear_csr"]
 
 
 def _check_inputs(
-    input: torch.Tensor, weight: torch.Tensor, connectivity: Connectivity, bias: torch.Tensor | None
+    input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, n_out: int, n_in: int,
+    nnz: int, pattern_device: torch.device,
 ) -> None:
     if not isinstance(input, torch.Tensor):
         raise SparseLinearTypeError(f"'input' must be a torch.Tensor; got {describe(input)}.")
-    if not isinstance(connectivity, Connectivity):
-        raise SparseLinearTypeError(
-            f"'connectivity' must be a Connectivity; got {describe(connectivity)}. "
-            "Wrap your pattern with `Connectivity(...)`."
-        )
-    n_out, n_in = connectivity.shape
     if not input.is_floating_point():
         raise SparseLinearTypeError(
             f"'input' must be a floating-point tensor; got {describe(input)}. Convert it, e.g. "
@@ -35,10 +30,9 @@ def _check_inputs(
             f"'input' must have shape (..., {n_in}) (in_features = {n_in}); got last dimension "
             f"{input.shape[-1] if input.dim() else 'none'} ({describe(input)})."
         )
-    if weight.dim() != 1 or weight.numel() != connectivity.nnz:
+    if weight.dim() != 1 or weight.numel() != nnz:
         raise ShapeError(
-            f"'weight' must have shape ({connectivity.nnz},), one value per edge; got "
-            f"{describe(weight)}."
+            f"'weight' must have shape ({nnz},), one value per edge; got {describe(weight)}."
         )
     if bias is not None and (bias.dim() != 1 or bias.numel() != n_out):
         raise ShapeError(f"'bias' must have shape ({n_out},); got {describe(bias)}.")
@@ -48,11 +42,7 @@ def _check_inputs(
                 f"'input' has dtype {input.dtype} but '{name}' has dtype {t.dtype}. Cast one "
                 f"of them, e.g. `layer.to({input.dtype})` or `input.to({t.dtype})`."
             )
-    devices = {
-        "input": input.device,
-        "weight": weight.device,
-        "connectivity": connectivity.device,
-    }
+    devices = {"input": input.device, "weight": weight.device, "connectivity": pattern_device}
     if bias is not None:
         devices["bias"] = bias.device
     if len(set(devices.values())) > 1:
@@ -60,6 +50,37 @@ def _check_inputs(
         raise DeviceMismatchError(
             f"All tensors must be on one device; got {where}. Move them with `.to(device)`."
         )
+
+
+def sparse_linear_csr(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    crow: torch.Tensor,
+    col: torch.Tensor,
+    shape: tuple[int, int],
+    *,
+    mode: str = "auto",
+    recycle: bool | None = None,
+) -> torch.Tensor:
+    """:func:`sparse_linear` on CSR index tensors ``(crow, col)`` of ``shape`` (a layer's own
+    buffers), through the ``torch.ops.sparselinear.linear`` operator. The indices are checked
+    before any kernel reads them (cached while they are unchanged). ``recycle``: whether the
+    weight gradient may reuse a kept buffer; default: ``weight`` is a leaf (it becomes its
+    ``.grad`` as it is)."""
+    n_out, n_in = shape
+    cast = autocast_dtype(input.device.type) if isinstance(input, torch.Tensor) else None
+    if cast is not None and input.is_floating_point():  # as nn.Linear does under autocast
+        input, weight = input.to(cast), weight.to(cast)
+        bias = None if bias is None else bias.to(cast)
+    _check_inputs(input, weight, bias, n_out, n_in, col.numel(), col.device)
+    check_mode(mode)
+    lead = input.shape[:-1]
+    x = input.reshape(math.prod(lead), n_in) if input.dim() != 2 else input
+    if recycle is None:
+        recycle = weight.is_leaf and weight.dtype == compute_dtype(weight.dtype, weight.device)
+    y = LinearFunction.apply(x, weight, bias, crow, col, n_in, mode, recycle)
+    return y.reshape(*lead, n_out)
 
 
 def sparse_linear(
@@ -96,18 +117,10 @@ def sparse_linear(
         >>> sparse_linear(torch.ones(4, 3), torch.tensor([2.0, 3.0]), c).shape
         torch.Size([4, 2])
     """
-    _check_inputs(input, weight, connectivity, bias)
-    connectivity.validate()  # no kernel reads indices that changed since they were checked
-    lead = input.shape[:-1]
-    x = input.reshape(math.prod(lead), connectivity.in_features)
-    crow, col = connectivity.crow_indices(), connectivity.col_indices()
-    plan = dense.plan_for(crow, col, mode, input.dtype, input.device)
-    # Dense tiles would multiply their zeros into a non-finite input (0 x inf is NaN) and spread
-    # it to outputs not wired to it: such an input takes the sparse kernels.
-    if plan is not None and bool(torch.isfinite(x).all()):
-        where = plan.positions(crow, col)
-        y = dense.DenseBandFunction.apply(x, weight, bias, plan, where, crow, col,
-                                          connectivity.transposed_csr)
-    else:
-        y = SparseLinearFunction.apply(x, weight, bias, crow, col, connectivity.transposed_csr)
-    return y.reshape(*lead, connectivity.out_features)
+    if not isinstance(connectivity, Connectivity):
+        raise SparseLinearTypeError(
+            f"'connectivity' must be a Connectivity; got {describe(connectivity)}. "
+            "Wrap your pattern with `Connectivity(...)`."
+        )
+    return sparse_linear_csr(input, weight, bias, connectivity.crow_indices(),
+                             connectivity.col_indices(), connectivity.shape, mode=mode)

@@ -20,10 +20,10 @@ from ..errors import (
 )
 from ..io.names import check_names
 from ..ops import dense, policy
-from ..pattern.caches import DerivedCache
+from ..pattern.caches import DerivedCache, transposed_cache
 from ..pattern.connectivity import Connectivity, pattern_digest
 from .convert import linear_to_pattern, scipy_to_pattern
-from .functional import sparse_linear
+from .functional import sparse_linear_csr
 
 __all__ = ["SparseLinear"]
 
@@ -120,9 +120,6 @@ class SparseLinear(nn.Module):
         # Built on the meta device (or moved there), the buffers hold no indices: the pattern
         # is known only once a checkpoint is loaded (`to_empty()`, then `load_state_dict()`).
         self._pattern_pending = self.crow_indices.is_meta
-        # The transposed pattern, built on first need; shared with every view that
-        # `self.connectivity` returns and valid only for the buffers as they are (see DerivedCache).
-        self._transpose_cache: DerivedCache = DerivedCache()
         self.weight = nn.Parameter(torch.empty(connectivity.nnz, **factory))
         if bias:
             self.bias = nn.Parameter(torch.empty(out_features, **factory))
@@ -141,8 +138,13 @@ class SparseLinear(nn.Module):
             self.col_indices,
             out_names=self._out_names,
             in_names=self._in_names,
-            transpose_cache=self._transpose_cache,
         )
+
+    @property
+    def _transpose_cache(self) -> DerivedCache:
+        # The transposed pattern, built on first need, shared by every view of the buffers and
+        # valid only for them as they are (see DerivedCache).
+        return transposed_cache(self.col_indices)
 
     @property
     def crow_indices_t(self) -> torch.Tensor:
@@ -201,7 +203,9 @@ class SparseLinear(nn.Module):
                 "indices yet. Allocate it with `layer.to_empty(device=...)` and load a checkpoint "
                 "with `layer.load_state_dict(...)`; the checkpoint's pattern fills them."
             )
-        return sparse_linear(input, self.weight, self.connectivity, self.bias, mode=self.mode)
+        return sparse_linear_csr(input, self.weight, self.bias, self.crow_indices,
+                                 self.col_indices, (self.out_features, self.in_features),
+                                 mode=self.mode)
 
     def extra_repr(self) -> str:
         density = self.nnz / max(1, self.in_features * self.out_features)

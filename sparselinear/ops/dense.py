@@ -21,9 +21,8 @@ import torch
 
 from ..pattern.caches import PatternCaches
 from . import policy
-from .autograd import sparse_gradients
 
-__all__ = ["BandPlan", "plan_for"]
+__all__ = ["BandPlan", "band_backward", "band_forward", "plan_for", "tiles_of"]
 
 
 @dataclass
@@ -104,59 +103,53 @@ def plan_for(
     return plan if policy.use_dense_bands(mode, col.numel(), plan.area, dtype, device) else None
 
 
-class DenseBandFunction(torch.autograd.Function):
-    """``y = x Wᵀ + b`` through the dense tiles of a :class:`BandPlan`; ``x`` is 2-D and
-    ``where`` is :meth:`BandPlan.positions` of the pattern.
+def band_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                 plan: BandPlan, where: torch.Tensor) -> torch.Tensor:
+    """``y = x Wᵀ + b`` for a 2-D ``x`` through the dense tiles of ``plan``; ``where`` is
+    :meth:`BandPlan.positions` of the pattern.
 
     Activations stay batch-major, ``(batch, features)``: every tile product reads and writes a
     column range of them in place (BLAS takes the row stride), so no transposed copies are made.
-
-    The zeros of the tiles must not multiply a non-finite value into an output that is not wired
-    to it (``0 x inf`` is NaN): :func:`~sparselinear.nn.functional.sparse_linear` sends a
-    non-finite input to the sparse kernels, and a non-finite output gradient, like a backward
-    pass that builds a graph (double backward), takes the sparse products of
-    :func:`~.autograd.sparse_gradients` on the pattern ``crow, col, transposed`` (the trailing
-    inputs, as for :class:`~.autograd.SparseLinearFunction`).
+    The tiles' zeros would multiply a non-finite input into outputs not wired to it
+    (``0 x inf`` is NaN): the caller sends such inputs to the sparse kernels.
     """
+    dtype = policy.compute_dtype(x.dtype, x.device)
+    x_c = x.to(dtype).contiguous()
+    flat = tiles_of(weight.to(dtype), plan, where)
+    y = x_c.new_zeros(x.shape[0], plan.n_out)
+    for (r0, r1, c0, c1, _, _), tile in zip(plan.bands, plan.tiles(flat), strict=True):
+        y[:, r0:r1].addmm_(x_c[:, c0:c1], tile.t(), beta=0)
+    y = y.to(x.dtype)
+    if bias is not None:
+        y += bias
+    return y
 
-    @staticmethod
-    def forward(ctx, x, weight, bias, plan, where, crow, col, transposed):
-        dtype = policy.compute_dtype(x.dtype, x.device)
-        x_c, w = x.to(dtype).contiguous(), weight.to(dtype)
-        flat = w.new_zeros(plan.area)
-        flat.index_copy_(0, where, w)
-        y = x_c.new_zeros(x.shape[0], plan.n_out)
+
+def tiles_of(w: torch.Tensor, plan: BandPlan, where: torch.Tensor) -> torch.Tensor:
+    """The flat buffer of ``plan``'s tiles holding the values ``w`` at the edges, zeros
+    elsewhere."""
+    flat = w.new_zeros(plan.area)
+    flat.index_copy_(0, where, w)
+    return flat
+
+
+def band_backward(grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, plan: BandPlan,
+                  where: torch.Tensor, want_gx: bool, want_gw: bool):
+    """``(grad_x or None, grad_w or None)`` of :func:`band_forward` for a finite ``grad_y``
+    (a non-finite one goes to the sparse kernels, for the same reason as in the forward pass)."""
+    dtype = policy.compute_dtype(x.dtype, x.device)
+    x_c = x.to(dtype).contiguous()
+    flat = tiles_of(weight.to(dtype), plan, where)
+    g = grad_y.to(dtype).contiguous()
+    grad_x = grad_w = None
+    if want_gx:
+        grad_x = g.new_zeros(x_c.shape)
         for (r0, r1, c0, c1, _, _), tile in zip(plan.bands, plan.tiles(flat), strict=True):
-            y[:, r0:r1].addmm_(x_c[:, c0:c1], tile.t(), beta=0)
-        y = y.to(x.dtype)
-        if bias is not None:
-            y += bias
-        ctx.save_for_backward(x_c, weight, flat, where, crow, col, x if x.requires_grad else None)
-        ctx.plan, ctx.has_bias, ctx.transposed = plan, bias is not None, transposed
-        return y
-
-    @staticmethod
-    def backward(ctx, grad_y):
-        x_c, weight, flat, where, crow, col, x = ctx.saved_tensors
-        if torch.is_grad_enabled() or not bool(torch.isfinite(grad_y).all()):
-            x = x_c.to(grad_y.dtype) if x is None else x
-            grads = sparse_gradients(grad_y, x, weight, crow, col, ctx.transposed,
-                                     ctx.needs_input_grad[:3], ctx.has_bias)
-            return (*grads, None, None, None, None, None)
-        plan = ctx.plan
-        g = grad_y.to(x_c.dtype).contiguous()
-        grad_x = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            grad_x = g.new_zeros(x_c.shape)
-            for (r0, r1, c0, c1, _, _), tile in zip(plan.bands, plan.tiles(flat), strict=True):
-                grad_x[:, c0:c1].addmm_(g[:, r0:r1], tile)
-            grad_x = grad_x.to(grad_y.dtype)
-        if ctx.needs_input_grad[1]:
-            grad_flat = torch.empty_like(flat)  # only the edges' entries are read back
-            for (r0, r1, c0, c1, _, _), tile in zip(plan.bands, plan.tiles(grad_flat),
-                                                     strict=True):
-                torch.mm(g[:, r0:r1].t(), x_c[:, c0:c1], out=tile)
-            grad_w = grad_flat.index_select(0, where).to(weight.dtype)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_b = grad_y.sum(0)
-        return grad_x, grad_w, grad_b, None, None, None, None, None
+            grad_x[:, c0:c1].addmm_(g[:, r0:r1], tile)
+        grad_x = grad_x.to(grad_y.dtype)
+    if want_gw:
+        grad_flat = torch.empty_like(flat)  # only the edges' entries are read back
+        for (r0, r1, c0, c1, _, _), tile in zip(plan.bands, plan.tiles(grad_flat), strict=True):
+            torch.mm(g[:, r0:r1].t(), x_c[:, c0:c1], out=tile)
+        grad_w = grad_flat.index_select(0, where).to(weight.dtype)
+    return grad_x, grad_w

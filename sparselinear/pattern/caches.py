@@ -17,7 +17,13 @@ from typing import Generic, TypeVar
 
 import torch
 
-__all__ = ["DerivedCache", "PatternCaches", "transpose_order"]
+__all__ = [
+    "DerivedCache",
+    "PatternCaches",
+    "transpose_order",
+    "transposed_cache",
+    "transposed_pattern",
+]
 
 T = TypeVar("T")
 
@@ -131,3 +137,21 @@ class PatternCaches(Generic[T]):
 
     def __contains__(self, key: int) -> bool:
         return key in self._caches
+
+
+_transposed: PatternCaches[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = PatternCaches()
+
+
+def transposed_cache(col: torch.Tensor) -> DerivedCache:
+    """The cache of the transposed pattern of the pattern whose column indices are ``col``: one
+    per live index tensor, shared by everything that reads that pattern (a layer, the views of
+    its connectivity, the kernels), freed with the tensor."""
+    return _transposed.for_tensor(col)
+
+
+def transposed_pattern(
+    crow: torch.Tensor, col: torch.Tensor, n_in: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(crow_t, row_t, perm)`` of the pattern ``(crow, col)`` with ``n_in`` columns, built on
+    first use (:func:`transpose_order`) and kept while ``crow`` and ``col`` are unchanged."""
+    return transposed_cache(col).get(crow, col, lambda: transpose_order(crow, col, n_in))

@@ -31,14 +31,21 @@ from ..errors import (
 from ..io import edgelist
 from ..io.names import check_names, lookup
 from . import generators, setops
-from .caches import DerivedCache, PatternCaches, transpose_order
+from .caches import DerivedCache, PatternCaches, transpose_order, transposed_cache
 from .csr import canonical_csr, check_canonical
 from .sources import Shape, as_indices, check_shape, from_indices, to_coordinates
 
-__all__ = ["Connectivity", "index_dtype_for", "pattern_digest"]
+__all__ = ["Connectivity", "index_dtype_for", "pattern_digest", "validate_csr"]
 
-#: Index tensors checked by :meth:`Connectivity.validate`, per crow tensor, while unchanged.
+#: Index tensors checked by :func:`validate_csr`, per crow tensor, while unchanged.
 _validated: PatternCaches[bool] = PatternCaches()
+
+
+def validate_csr(crow: torch.Tensor, col: torch.Tensor, shape: Shape) -> None:
+    """Raise unless ``(crow, col)`` is still a canonical CSR pattern of ``shape``
+    (:func:`~sparselinear.pattern.csr.check_canonical`); the result is kept while the tensors
+    are unchanged (same storage and version counter), so repeated calls cost nothing."""
+    _validated.for_tensor(crow).get(crow, col, lambda: check_canonical(crow, col, shape) or True)
 
 _INT32_MAX = 2**31 - 1
 
@@ -202,7 +209,9 @@ class Connectivity:
         self._digest = digest
         self._out_names, self._in_names = out_names, in_names
         self._name_index: dict[str, dict[str, int]] = {}
-        self._transpose_cache = DerivedCache() if transpose_cache is None else transpose_cache
+        self._transpose_cache = (
+            transposed_cache(col) if transpose_cache is None else transpose_cache
+        )
 
     @classmethod
     def from_canonical_csr(
@@ -461,10 +470,7 @@ class Connectivity:
             >>> c.validate() is c
             True
         """
-        _validated.for_tensor(self._crow).get(
-            self._crow, self._col, lambda: check_canonical(self._crow, self._col, self._shape)
-            or True
-        )
+        validate_csr(self._crow, self._col, self._shape)
         return self
 
     # ------------------------------------------------------------------ comparisons
