@@ -13,7 +13,9 @@ comment mark or a byte-order mark): :func:`read_columns` then gives ``None``.
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -74,17 +76,47 @@ def text_ids(values: np.ndarray) -> np.ndarray:
 
 def id_array(strings: Any) -> np.ndarray | None:
     """A pyarrow string array of node ids as int64 (or uint64) when every one is a canonical
-    integer that fits; ``None`` where any is not."""
+    integer that fits; ``None`` where any is not. Each value is parsed, then its text length
+    checked against its digits: a sign, padding or blanks make the text longer. The chunks of
+    a large column are parsed on several threads."""
     pa = pyarrow_or_none()
-    pc = pa.compute
-    if len(strings) == 0 or not pc.all(pc.match_substring_regex(strings, _CANONICAL)).as_py():
+    if len(strings) == 0:
         return None
+    chunks = strings.chunks if hasattr(strings, "chunks") else [strings]
     for dtype in (pa.int64(), pa.uint64()):
-        try:
-            return pc.cast(strings, dtype).to_numpy()
-        except (pa.ArrowInvalid, OverflowError):
+        if len(chunks) > 1:
+            with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+                parts = list(pool.map(lambda c, d=dtype: _parse_ids(pa, c, d), chunks))
+        else:
+            parts = [_parse_ids(pa, chunks[0], dtype)]
+        if any(p is False for p in parts):
+            return None  # parsed, but written with a sign, padding or blanks
+        if any(p is None for p in parts):
             continue
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
     return None
+
+
+def _parse_ids(pa: Any, chunk: Any, dtype: Any) -> np.ndarray | bool | None:
+    """The chunk parsed (``None``: not integers of ``dtype``; ``False``: not canonical)."""
+    try:
+        ids = pa.compute.cast(chunk, dtype).to_numpy()
+    except (pa.ArrowInvalid, OverflowError):
+        return None
+    length = pa.compute.binary_length(chunk).to_numpy()
+    return ids if np.array_equal(length, _digits(ids)) else False
+
+
+def _digits(ids: np.ndarray) -> np.ndarray:
+    """The length of each integer written canonically (``-`` included)."""
+    powers = np.array([10**k for k in range(1, 20)], dtype=np.uint64)
+    magnitude = ids.astype(np.uint64) if ids.dtype.kind == "u" else np.abs(ids).astype(np.uint64)
+    if ids.dtype.kind == "i":
+        magnitude[ids == np.iinfo(np.int64).min] = np.uint64(2**63)
+    length = np.searchsorted(powers, magnitude, side="right").astype(np.int32) + 1
+    if ids.dtype.kind == "i":
+        length += ids < 0
+    return length
 
 
 # ---------------------------------------------------------------------- arrow -> numpy
@@ -171,6 +203,11 @@ def _read_text(path: Path, refs, ids, sep, header, comment) -> Table | None:
         return None
     for key in arrow.column_names:  # marks the line reader treats specially
         column = arrow.column(key)
+        if key in id_keys and pa.types.is_string(column.type) and len(column):
+            parsed = id_array(column)  # canonical integers hold no mark
+            if parsed is not None:
+                arrow = arrow.set_column(arrow.column_names.index(key), key, pa.array(parsed))
+                continue
         if pa.types.is_string(column.type) and len(column) and _suspicious(pa, column, comment):
             return None
     if header:
@@ -200,6 +237,8 @@ def _suspicious(pa: Any, column: Any, comment: str | None) -> bool:
 
 def _read_arrow_file(path: Path, kind: str, refs, ids) -> Table:
     pa = require_pyarrow(f"Reading {path.suffix} files")
+    import pyarrow.feather
+    import pyarrow.parquet  # noqa: F401 - imported here: they import pandas, slow to load
     if not path.is_file():
         raise DataError(f"Edge list file {str(path)!r} does not exist or is not a file.")
     try:
@@ -210,8 +249,8 @@ def _read_arrow_file(path: Path, kind: str, refs, ids) -> Table:
                 names = list(pa.ipc.open_file(source).schema.names)
         wanted = sorted({_position(names, r) for r in refs} - {None})
         columns = [names[j] for j in wanted]
-        arrow = (pa.parquet.read_table(path, columns=columns) if kind == "parquet"
-                 else pa.feather.read_table(path, columns=columns))
+        arrow = (pa.parquet.ParquetFile(path, memory_map=True).read(columns=columns)
+                 if kind == "parquet" else pa.feather.read_table(path, columns=columns))
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(f"Cannot read {kind} file {str(path)!r}: {exc}.") from None
     return _table(arrow, names, refs, ids, f"{path.name}, row", f"file {path.name!r}")

@@ -154,7 +154,7 @@ def _resolve(src, dst, table, nodes, in_names, out_names, shared):
         if in_names is not None or out_names is not None:
             raise DataError("Pass either 'nodes' (one list for both sides) or "
                             "'in_names'/'out_names', not both.")
-        in_names = out_names = _given(nodes, "nodes")
+        in_names = out_names = _given(getattr(nodes, "ids", nodes), "nodes")
     elif in_names is None and out_names is None and shared:
         names, cols, rows = shared_factorize(src, dst)
         return names, names, rows, cols

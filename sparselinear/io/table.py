@@ -239,7 +239,9 @@ def _read_mapping(data: Mapping) -> Table:
             f"Each column of the mapping must be a sequence of values; column {bad!r} is "
             f"{describe(data[bad])}."
         )
-    columns = [np.asarray([*data[n], None], dtype=object)[:-1] for n in names]
+    columns = [data[n] if isinstance(data[n], np.ndarray) and data[n].ndim == 1
+               and data[n].dtype.kind in "iuf" else np.asarray([*data[n], None], dtype=object)[:-1]
+               for n in names]  # typed numpy columns (ids, weights) stay typed
     lengths = {len(c) for c in columns}
     if len(lengths) > 1:
         raise DataError(
