@@ -227,3 +227,14 @@ def test_gpu_script_pattern_matches_its_spec():
     assert bool((keys[1:] > keys[:-1]).all())
     crow, col, rows, _ = gpu_fly.make_pattern(torch, 8, 8, 36, "tril", "cpu")
     assert bool((col <= rows).all()) and crow[-1] == 36
+
+
+def test_tables_benchmark_paths_agree_at_small_size(tmp_path):
+    pytest.importorskip("pyarrow")
+    pytest.importorskip("pandas")
+    import tables
+
+    files = tables.generate(tmp_path, rows=3000, neurons=200)
+    assert all(p.exists() for p in files.values())
+    results = [tables.measure(m, files) for m in ("hand_csv", "ours_csv", "preset_parquet")]
+    assert len({r["digest"] for r in results}) == 1 and results[0]["nnz"] > 0

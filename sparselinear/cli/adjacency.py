@@ -16,7 +16,8 @@ __all__ = ["ORIENTATION_HELP", "add_adjacency_options", "read_adjacency"]
 
 ORIENTATION_HELP = f"""\
 reading --adjacency FILE:
-  edge lists ({", ".join(EDGE_LIST_SUFFIXES)}, optionally .gz) are read as the Python API
+  edge lists ({", ".join(EDGE_LIST_SUFFIXES)}; text ones optionally
+  .gz/.bz2/.xz/.zip) are read as the Python API
   reads them (Connectivity.from_edgelist): a header row names the columns (--no-header
   if there is none); each row is an edge source -> target that feeds input `source`
   into output `target`. For a connectome: --source pre --target post. The layer is
@@ -32,7 +33,8 @@ changed: earlier versions read a two-column file as `output,input` integer posit
   --orientation source_target where a matrix needed --transpose.
 """
 
-_EDGE_LIST_OPTIONS = ("source", "target", "no_header", "where", "duplicates", "bipartite")
+_EDGE_LIST_OPTIONS = ("source", "target", "weight", "no_header", "where", "duplicates",
+                      "bipartite")
 
 
 def _column(text: str) -> str | int:
@@ -57,6 +59,9 @@ def add_adjacency_options(parser: argparse.ArgumentParser) -> None:
                        "0-based position (default: the first column)")
     edges.add_argument("--target", type=_column, metavar="COL",
                        help="column of the edge targets (outputs) (default: the second column)")
+    edges.add_argument("--weight", type=_column, metavar="COL",
+                       help="column of numeric edge weights (e.g. syn_count): read and checked "
+                       "(finite numbers), repeats merged by --duplicates")
     edges.add_argument("--no-header", action="store_true",
                        help="the file has no header row; name columns by position")
     edges.add_argument("--where", type=_condition, action="append", metavar="COL=VALUE",
@@ -111,8 +116,9 @@ def read_adjacency(args: argparse.Namespace) -> Connectivity | None:
     where: dict[str | int, list[str]] = {}
     for column, value in args.where or ():
         where.setdefault(column, []).append(value)
-    return Connectivity.from_edgelist(
-        path, source=args.source, target=args.target, header=not args.no_header,
-        where=where or None, duplicates=args.duplicates or "sum",
+    result = Connectivity.from_edgelist(
+        path, source=args.source, target=args.target, weight=args.weight,
+        header=not args.no_header, where=where or None, duplicates=args.duplicates or "sum",
         shared_nodes=not args.bipartite,
     )
+    return result[0] if isinstance(result, tuple) else result

@@ -18,8 +18,10 @@ from ..errors import DataError
 
 __all__ = ["EDGE_LIST_SUFFIXES", "MATRIX_SUFFIXES", "adjacency_kind", "read_matrix"]
 
-#: Edge lists: one ``source, target[, ...]`` row per edge; each may also be gzip-compressed.
-EDGE_LIST_SUFFIXES = (".csv", ".tsv", ".txt", ".edges")
+#: Edge lists: one ``source, target[, ...]`` row per edge; text ones may also be compressed
+#: (``.gz``, ``.bz2``, ``.xz``, ``.zip``); Parquet and Arrow/Feather tables need pyarrow.
+EDGE_LIST_SUFFIXES = (".csv", ".tsv", ".txt", ".edges", ".parquet", ".pq", ".feather", ".arrow")
+_COMPRESSED = (".gz", ".bz2", ".xz", ".zip")
 #: scipy sparse matrices (``scipy.sparse.save_npz``) and Matrix Market files (also ``.mtx.gz``).
 MATRIX_SUFFIXES = (".npz", ".mtx")
 
@@ -28,9 +30,12 @@ def _suffix(path: Path) -> str:
     """The kind suffix of ``path`` (``.csv`` for ``a.csv.gz``), lower-case; ``.gz`` only where
     the reader decompresses it."""
     name = path.name.lower()
-    if name.endswith(".gz"):
-        inner = os.path.splitext(name[:-3])[1]
-        return inner if inner in (*EDGE_LIST_SUFFIXES, ".mtx") else ".gz"
+    outer = os.path.splitext(name)[1]
+    if outer in _COMPRESSED:
+        inner = os.path.splitext(name[: -len(outer)])[1]
+        if inner == ".mtx" and outer == ".gz":
+            return inner
+        return inner if inner in EDGE_LIST_SUFFIXES[:4] else outer
     return path.suffix.lower()
 
 
@@ -56,7 +61,8 @@ def adjacency_kind(path: str | os.PathLike) -> str:
         return "matrix"
     raise DataError(
         f"Cannot read '{path}': unknown file kind '{suffix or '(none)'}'. Use an edge list "
-        f"({', '.join(EDGE_LIST_SUFFIXES)}, optionally .gz), a scipy sparse .npz or a Matrix "
+        f"({', '.join(EDGE_LIST_SUFFIXES)}; text ones optionally .gz/.bz2/.xz/.zip), a scipy "
+        "sparse .npz or a Matrix "
         "Market .mtx (optionally .mtx.gz)."
     )
 

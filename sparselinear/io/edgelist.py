@@ -12,32 +12,27 @@ For a connectome, ``source`` is the presynaptic and ``target`` the postsynaptic 
 
 from __future__ import annotations
 
-import difflib
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..errors import (
-    MAX_LISTED,
-    DataError,
-    DuplicateEdgeError,
-    SparseLinearTypeError,
-    check_choice,
-    describe,
-    listing,
-)
+from ..errors import DataError, SparseLinearError, SparseLinearTypeError, check_choice, describe
+from .columnar import line_reader_fallback_size, read_columns, text_ids
+from .ids import factorize, index_of, merge_duplicates, positions, shared_factorize
 from .names import check_names
-from .table import Column, Table, check_header, distinct, is_number, read_table
+from .progress import Progress
+from .table import Column, Table, check_header, is_number, read_table
+from .where import apply_where, conditions, strings
 
 __all__ = ["Edges", "edge_rows", "networkx_edges", "read_edges"]
 
 DUPLICATES = ("error", "sum", "max", "first")
-_DIGITS = re.compile(r"[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -49,8 +44,8 @@ class Edges:
 
     rows: torch.Tensor
     cols: torch.Tensor
-    out_names: tuple | range
-    in_names: tuple | range
+    out_names: tuple | np.ndarray | range
+    in_names: tuple | np.ndarray | range
     weights: torch.Tensor | None = None
 
     @property
@@ -60,10 +55,6 @@ class Edges:
 
 
 # ---------------------------------------------------------------------- parsing the columns
-def _strings(values: np.ndarray) -> np.ndarray:
-    return np.char.strip(values.astype(str)) if values.size else np.zeros(0, dtype=str)
-
-
 def _is_missing(value: Any) -> bool:
     """``None``, NaN, ``pandas.NA`` / ``NaT``: a cell without a value."""
     if value is None:
@@ -75,17 +66,21 @@ def _is_missing(value: Any) -> bool:
 
 
 def _names_of(values: np.ndarray, table: Table, role: str) -> np.ndarray:
+    """The node names of a column: integer ids as they are, anything else as stripped text
+    (text of canonical integers becomes integer ids); missing or empty names raise."""
+    if values.dtype.kind in "iu":
+        return values
     missing = np.frompyfunc(_is_missing, 1, 1)(values).astype(bool) if values.size else values
     if missing.any():
         i = int(np.argmax(missing))
         raise DataError(f"{table.label(i)}: empty {role} name (a missing value, "
                         f"{values[i]!r}). Every edge needs both endpoints.")
-    text = _strings(values)
+    text = strings(values)
     empty = text == ""
     if empty.any():
         i = int(np.argmax(empty))
         raise DataError(f"{table.label(i)}: empty {role} name. Every edge needs both endpoints.")
-    return text
+    return text_ids(text.astype(object))
 
 
 def _not_number(value: Any) -> bool:
@@ -101,12 +96,15 @@ def _not_number(value: Any) -> bool:
 
 def _weights_of(values: np.ndarray, table: Table, column: Column) -> np.ndarray:
     """The weights as float64; fields that are not numbers, or not finite, raise."""
-    bad = np.frompyfunc(_not_number, 1, 1)(values).astype(bool) if values.size else values
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise DataError(f"{table.label(i)}: weight column {column!r} holds {values[i]!r}, which "
-                        "is not a number.")
-    out = np.fromiter((float(v) for v in values), dtype=np.float64, count=values.size)
+    if values.dtype.kind in "iufb":
+        out = values.astype(np.float64)
+    else:
+        bad = np.frompyfunc(_not_number, 1, 1)(values).astype(bool) if values.size else values
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DataError(f"{table.label(i)}: weight column {column!r} holds {values[i]!r}, "
+                            "which is not a number.")
+        out = np.fromiter((float(v) for v in values), dtype=np.float64, count=values.size)
     bad = ~np.isfinite(out)
     if bad.any():
         i = int(np.argmax(bad))
@@ -133,114 +131,7 @@ def _in_dtype(weights: np.ndarray, dtype: torch.dtype, where: Callable[[int], st
     return out
 
 
-def _numeric(text: np.ndarray) -> list[Decimal | None]:
-    """Each text's exact value if it reads as a number, else ``None``."""
-    return [Decimal(t) if is_number(t) else None for t in text.tolist()]
-
-
-def _matches(text: np.ndarray, values: list, wanted: Any) -> np.ndarray:
-    """Which of the distinct ``text`` (``values``: their numbers) equal ``wanted``: the same
-    text, or numbers of the same value (``5`` selects ``'5'`` and ``'5.0'``)."""
-    key = str(wanted).strip()
-    hit = text == key
-    if is_number(key):
-        number = Decimal(key)
-        hit |= np.array([v is not None and v == number for v in values], dtype=bool)
-    return hit
-
-
-def _filter(table: Table, where: Mapping | None) -> Table:
-    if where is None:
-        return table
-    if not isinstance(where, Mapping):
-        raise SparseLinearTypeError(
-            f"'where' must be a mapping {{column: value or list of values}}, e.g. "
-            f"{{'type': 'chemical'}}; got {describe(where)}."
-        )
-    keep = np.ones(table.size, dtype=bool)
-    for ref, wanted in where.items():
-        keep &= _condition(table, ref, wanted)
-    if where and not keep.any():
-        raise DataError(
-            f"No row of {table.origin} matches every condition of where={dict(where)!r}; each "
-            "matches rows on its own. Conditions on different columns must all hold."
-        )
-    return table.subset(keep)
-
-
-def _condition(table: Table, ref: Column, wanted: Any) -> np.ndarray:
-    """Rows whose column ``ref`` holds one of ``wanted``; a value no row holds raises."""
-    text, inverse = np.unique(_strings(table.column(ref, "where")), return_inverse=True)
-    wanted = [wanted] if isinstance(wanted, str) or not isinstance(wanted, Iterable) else wanted
-    wanted = list(wanted)
-    if not wanted:
-        raise DataError(f"'where' gives no value for column {ref!r}; give one value or a list.")
-    numbers, hit = _numeric(text), np.zeros(text.size, dtype=bool)
-    for value in wanted:
-        found = _matches(text, numbers, value)
-        if not found.any():
-            close = difflib.get_close_matches(str(value).strip(), text.tolist(), n=1)
-            close = close or [t for t in text.tolist() if t.lower() == str(value).strip().lower()]
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise DataError(
-                f"'where' selects {value!r} in column {ref!r}, but no row of {table.origin} "
-                f"holds it; the column has {distinct(text)}.{hint}"
-            )
-        hit |= found
-    return hit[inverse.reshape(-1)]
-
-
-def _index(values: np.ndarray, names: tuple[str, ...], table: Table, role: str) -> np.ndarray:
-    """Position of each value in ``names`` (compared without surrounding whitespace, as the
-    values are read), vectorised; unknown names raise with their row."""
-    keys = np.char.strip(np.array(names, dtype=str)) if names else np.zeros(0, dtype=str)
-    order = np.argsort(keys, kind="stable")
-    ordered = keys[order]
-    same = np.flatnonzero(ordered[1:] == ordered[:-1])
-    if same.size:
-        pair = [names[order[same[0]]], names[order[same[0] + 1]]]
-        raise DataError(f"The {role} names {pair[0]!r} and {pair[1]!r} differ only in "
-                        "surrounding whitespace, which the edge list reader strips.")
-    pos = np.searchsorted(ordered, values) if values.size else np.zeros(0, np.int64)
-    found = pos < ordered.size
-    found[found] = ordered[pos[found]] == values[found]
-    if not found.all():
-        i = int(np.argmin(found))
-        name = str(values[i])
-        close = difflib.get_close_matches(name, names, n=3)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise DataError(f"{table.label(i)}: unknown {role} name {name!r}; it is not among the "
-                        f"{len(names)} given nodes.{hint}")
-    return order[pos].astype(np.int64) if values.size else np.zeros(0, np.int64)
-
-
-def _positions(values: np.ndarray, nodes: range, table: Table, role: str) -> np.ndarray:
-    """``values`` read as positions ``0 .. len(nodes) - 1`` (``nodes=range(n)``: unnamed)."""
-    text, inverse = np.unique(values, return_inverse=True)
-    ok = [_DIGITS.fullmatch(t) is not None and int(t) < len(nodes) for t in text.tolist()]
-    if not all(ok):
-        i = int(np.flatnonzero(~np.array(ok)[inverse.reshape(-1)])[0])
-        raise DataError(
-            f"{table.label(i)}: {role} {str(values[i])!r} is not a position 0..{len(nodes) - 1}; "
-            f"with {role} names range({len(nodes)}) nodes are integer positions."
-        )
-    return np.array([int(t) for t in text.tolist()], dtype=np.int64)[inverse.reshape(-1)]
-
-
-def _factorize(values: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
-    """Distinct names, sorted (numerically when all are non-negative ASCII integers, of any
-    size), and the index of each value among them."""
-    names, codes = np.unique(values, return_inverse=True)
-    if names.size and all(_DIGITS.fullmatch(n) for n in names.tolist()):
-        digits = np.char.lstrip(names, "0")
-        order = np.lexsort((names, digits, np.char.str_len(digits)))
-        rank = np.empty_like(order)
-        rank[order] = np.arange(order.size)
-        names, codes = names[order], rank[codes]
-    return tuple(names.tolist()), codes.astype(np.int64).reshape(-1)
-
-
-def _given(names: Any, role: str) -> tuple[str, ...] | range:
+def _given(names: Any, role: str) -> tuple[str, ...] | np.ndarray | range:
     """Names given for one side, checked; ``range(n)`` stands for ``n`` unnamed positions."""
     if isinstance(names, range):
         if names.start != 0 or names.step != 1:
@@ -252,8 +143,8 @@ def _given(names: Any, role: str) -> tuple[str, ...] | range:
 
 def _side(values, given, table, role):
     if isinstance(given, range):
-        return given, _positions(values, given, table, role)
-    return given, _index(values, given, table, role)
+        return given, positions(values, len(given), table, role)
+    return given, index_of(values, given, table, role)
 
 
 def _resolve(src, dst, table, nodes, in_names, out_names, shared):
@@ -263,48 +154,31 @@ def _resolve(src, dst, table, nodes, in_names, out_names, shared):
         if in_names is not None or out_names is not None:
             raise DataError("Pass either 'nodes' (one list for both sides) or "
                             "'in_names'/'out_names', not both.")
-        in_names = out_names = _given(nodes, "nodes")
+        in_names = out_names = _given(getattr(nodes, "ids", nodes), "nodes")
     elif in_names is None and out_names is None and shared:
-        names, codes = _factorize(np.concatenate([src, dst]))
-        return names, names, codes[src.size:], codes[: src.size]
+        names, cols, rows = shared_factorize(src, dst)
+        return names, names, rows, cols
     if out_names is None:
-        out_names, rows = _factorize(dst)
+        out_names, rows = factorize(dst)
     else:
         out_names, rows = _side(dst, _given(out_names, "out_names"), table, "target")
     if in_names is None:
-        in_names, cols = _factorize(src)
+        in_names, cols = factorize(src)
     else:
         in_names, cols = _side(src, _given(in_names, "in_names"), table, "source")
     return out_names, in_names, rows, cols
 
 
-def _merge_duplicates(keys, weights, table, src, dst, policy):
-    """Sort edges by key and merge repeats according to ``policy``."""
-    order = np.argsort(keys, kind="stable")
-    keys = keys[order]
-    first = np.ones(keys.size, dtype=bool)
-    first[1:] = keys[1:] != keys[:-1]
-    if first.all():
-        return order, weights[order] if weights is not None else None
-    if policy == "error":
-        repeat = order[~first]
-        where = np.searchsorted(keys, keys[~first])  # first occurrence of each repeat
-        listed = listing(
-            (f"{str(src[r])!r} -> {str(dst[r])!r} ({table.label(order[w])} and {table.label(r)})"
-             for r, w in zip(repeat[:MAX_LISTED], where[:MAX_LISTED], strict=True)),
-            repeat.size, sep="; ",
-        )
-        raise DuplicateEdgeError(
-            f"{repeat.size} edge(s) appear more than once: {listed}. Pass "
-            "duplicates='sum' (add their weights), 'max' or 'first', or filter with `where=`."
-        )
-    starts = np.flatnonzero(first)
-    merged = None
-    if weights is not None:
-        w = weights[order]
-        reduce = {"sum": np.add, "max": np.maximum}.get(policy)
-        merged = reduce.reduceat(w, starts) if reduce is not None else w[starts]
-    return order[starts], merged
+def _refs(source, target, weight, where) -> tuple[list[Column], list[Column]]:
+    """The columns a call reads, and those holding node ids."""
+    ids = [0 if source is None else source, 1 if target is None else target]
+    refs = [*ids, *([weight] if weight is not None else [])]
+    if where is not None:
+        try:
+            refs += [ref for ref, _, _ in conditions(where)]
+        except SparseLinearError:
+            pass  # reported when the filter is applied
+    return refs, ids
 
 
 def read_edges(
@@ -314,14 +188,15 @@ def read_edges(
     target: Column | None = None,
     weight: Column | None = None,
     sep: str | None = None,
-    where: Mapping[Column, Any] | None = None,
-    nodes: Sequence[str] | None = None,
-    in_names: Sequence[str] | None = None,
-    out_names: Sequence[str] | None = None,
+    where: Mapping[Column, Any] | Sequence[tuple] | None = None,
+    nodes: Any = None,
+    in_names: Any = None,
+    out_names: Any = None,
     shared_nodes: bool = True,
     duplicates: str = "error",
     header: bool = True,
     comment: str | None = "#",
+    progress: bool | None = None,
 ) -> Edges:
     """Read an edge list with named nodes into index arrays and names (:class:`Edges`).
 
@@ -388,9 +263,29 @@ def read_edges(
     """
     check_choice(duplicates, DUPLICATES, "duplicates",
                  "'sum' or 'max' merges the weights of a repeated edge, 'first' keeps one.")
-    table = read_table(data, sep, header, comment)
+    args = (source, target, weight, where, nodes, in_names, out_names, shared_nodes, duplicates)
+    path = Path(data) if isinstance(data, (str, os.PathLike)) else None
+    refs, ids = _refs(source, target, weight, where)
+    with Progress(progress, path) as bar:
+        table = read_columns(path if path is not None else data, refs, ids, sep, header, comment)
+        bar.step("read")
+        if table is None:
+            return _edges(read_table(data, sep, header, comment), *args, bar=bar)
+        try:
+            return _edges(table, *args, bar=bar)
+        except SparseLinearError:
+            if path is None or path.stat().st_size > line_reader_fallback_size():
+                raise
+            exc = sys.exc_info()[1]
+        # a flaw in a text file read columnar: the line reader names it by its line
+        _edges(read_table(data, sep, header, comment), *args, bar=bar)
+        raise exc
+
+
+def _edges(table, source, target, weight, where, nodes, in_names, out_names, shared_nodes,
+           duplicates, *, bar) -> Edges:
     check_header(table, source, target, weight, where)
-    table = _filter(table, where)
+    table = apply_where(table, where)
     src = _names_of(table.column(0 if source is None else source, "source"), table, "source")
     dst = _names_of(table.column(1 if target is None else target, "target"), table, "target")
     weights, dtype = None, torch.get_default_dtype()
@@ -400,15 +295,16 @@ def read_edges(
     out_names, in_names, rows, cols = _resolve(
         src, dst, table, nodes, in_names, out_names, shared_nodes
     )
-    keep, merged = _merge_duplicates(
-        rows * len(in_names) + cols, weights, table, src, dst, duplicates
+    bar.step("nodes")
+    rows, cols, merged, origin = merge_duplicates(
+        rows, cols, (len(out_names), len(in_names)), weights, table, src, dst, duplicates
     )
+    bar.step("edges")
     if merged is not None:  # a sum of repeats may overflow where each weight fits
         merged = _in_dtype(merged, dtype, lambda i: (
-            f"{table.label(keep[i])}: the repeats of edge {str(src[keep[i]])!r} -> "
-            f"{str(dst[keep[i]])!r} merged with duplicates={duplicates!r}"))
-    return Edges(torch.from_numpy(rows[keep]), torch.from_numpy(cols[keep]), out_names, in_names,
-                 merged)
+            f"{table.label(origin(i))}: the repeats of edge {str(src[origin(i)])!r} -> "
+            f"{str(dst[origin(i)])!r} merged with duplicates={duplicates!r}"))
+    return Edges(torch.from_numpy(rows), torch.from_numpy(cols), out_names, in_names, merged)
 
 
 def networkx_edges(

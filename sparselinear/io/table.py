@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import csv
 import difflib
-import gzip
+import lzma
 import os
 import re
+import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import MAX_LISTED, DataError, SparseLinearTypeError, describe, listing
+from .files import read_text
 
 __all__ = ["NUMBER", "Table", "check_header", "distinct", "is_number", "read_table", "rows_text"]
 
@@ -52,20 +54,32 @@ class Table:
 
     names: list[Column]
     columns: list[np.ndarray]
-    numbers: np.ndarray  # line number (files) or row position (other sources) of each row
+    # line number (files) or row position (other sources) of each row; ``None`` for columnar
+    # sources, whose rows are numbered by their position among the source's rows (``kept``)
+    numbers: np.ndarray | None
     unit: str  # "file.csv, line" or "row"
     origin: str
     header_line: int | None = None
     any_column: bool = False
+    kept: np.ndarray | None = None  # columnar sources: which of the source's rows remain
+    rows: int = 0  # columnar sources: the number of rows read
+
+    def number(self, i: int) -> int:
+        """The line number or position of row ``i`` in its source."""
+        if self.numbers is not None:
+            return int(self.numbers[i])
+        return int(i if self.kept is None else np.flatnonzero(self.kept)[i])
 
     def label(self, i: int) -> str:
         """``"edges.csv, line 7"`` / ``"row 3"``: where row ``i`` came from."""
-        return f"{self.unit} {int(self.numbers[i])}"
+        return f"{self.unit} {self.number(i)}"
 
     @property
     def size(self) -> int:
         """The number of rows."""
-        return int(self.numbers.size)
+        if self.numbers is not None:
+            return int(self.numbers.size)
+        return self.rows if self.kept is None else int(np.count_nonzero(self.kept))
 
     def column(self, ref: Column, role: str) -> np.ndarray:
         """The values of column ``ref`` (a header name or a 0-based position)."""
@@ -74,9 +88,9 @@ class Table:
                 f"'{role}' must be a column name (str) or position (int); got {describe(ref)}."
             )
         if isinstance(ref, str) and ref in self.names:
-            return self.columns[self.names.index(ref)]
+            return self._read(self.names.index(ref), ref)
         if isinstance(ref, int) and 0 <= ref < len(self.columns):
-            return self.columns[ref]
+            return self._read(ref, ref)
         if isinstance(ref, int) and ref >= 0 and self.any_column:
             return np.zeros(0, dtype=object)
         close = difflib.get_close_matches(str(ref), [str(n) for n in self.names], n=1)
@@ -86,11 +100,22 @@ class Table:
             f"{self.names}.{hint}"
         )
 
+    def _read(self, j: int, ref: Column) -> np.ndarray:
+        if self.columns[j] is None:  # pragma: no cover - the columnar readers read every ref
+            raise DataError(f"Column {ref!r} of {self.origin} was not read.")
+        return self.columns[j]
+
     def subset(self, keep: np.ndarray) -> Table:
         """The rows where ``keep`` is true."""
-        columns = [c[keep] for c in self.columns]
-        return Table(self.names, columns, self.numbers[keep], self.unit, self.origin,
-                     self.header_line, self.any_column)
+        columns = [None if c is None else c[keep] for c in self.columns]
+        if self.numbers is not None:
+            return Table(self.names, columns, self.numbers[keep], self.unit, self.origin,
+                         self.header_line, self.any_column)
+        kept = keep.copy() if self.kept is None else self.kept.copy()
+        if self.kept is not None:
+            kept[self.kept] = keep
+        return Table(self.names, columns, None, self.unit, self.origin, self.header_line,
+                     kept=kept, rows=self.rows)
 
 
 # ---------------------------------------------------------------------- text files
@@ -99,13 +124,12 @@ def _decode(path: Path) -> str:
     file or of any line (concatenated files) removed; NUL characters refused."""
     if not path.is_file():
         raise DataError(f"Edge list file {str(path)!r} does not exist or is not a file.")
-    opener = gzip.open if path.suffix.lower() == ".gz" else open
     try:
-        with opener(path, "rt", newline=None, encoding="utf-8-sig") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        text = read_text(path)
+    except (OSError, UnicodeDecodeError, EOFError, zipfile.BadZipFile, lzma.LZMAError) as exc:
         raise DataError(f"Cannot read edge list file {str(path)!r}: {exc}. Edge lists are "
-                        "UTF-8 text files (optionally gzip-compressed, ending in .gz).") from None
+                        "UTF-8 text files (optionally compressed: .gz, .bz2, .xz, .zip), "
+                        "Parquet (.parquet) or Arrow/Feather (.feather, .arrow).") from None
     if "\x00" in text:
         line = text.count("\n", 0, text.index("\x00")) + 1
         raise DataError(f"{path.name}, line {line}: a NUL character; edge lists are UTF-8 text "
@@ -147,7 +171,7 @@ def _split(lines: list[str], numbers: np.ndarray, sep: str | None, name: str) ->
     return rows
 
 
-def _check_options(sep: Any, comment: Any) -> None:
+def check_options(sep: Any, comment: Any) -> None:
     if sep is not None and (not isinstance(sep, str) or len(sep) != 1 or sep in "\"\r\n"):
         raise DataError(f"'sep' must be one character such as ',' or '\\t' (None: detected); "
                         f"got {sep!r}.")
@@ -157,7 +181,7 @@ def _check_options(sep: Any, comment: Any) -> None:
 
 
 def _read_file(path: Path, sep: str | None, header: bool, comment: str | None) -> Table:
-    _check_options(sep, comment)
+    check_options(sep, comment)
     lines, numbers = _kept_lines(_decode(path), comment)
     if numbers.size == 0:
         raise DataError(f"Edge list file {str(path)!r} holds no rows.")
@@ -215,7 +239,9 @@ def _read_mapping(data: Mapping) -> Table:
             f"Each column of the mapping must be a sequence of values; column {bad!r} is "
             f"{describe(data[bad])}."
         )
-    columns = [np.asarray([*data[n], None], dtype=object)[:-1] for n in names]
+    columns = [data[n] if isinstance(data[n], np.ndarray) and data[n].ndim == 1
+               and data[n].dtype.kind in "iuf" else np.asarray([*data[n], None], dtype=object)[:-1]
+               for n in names]  # typed numpy columns (ids, weights) stay typed
     lengths = {len(c) for c in columns}
     if len(lengths) > 1:
         raise DataError(
@@ -282,7 +308,7 @@ def _edge_like(table: Table, source: Any, target: Any, weight: Any) -> str | Non
         found = [np.flatnonzero(column == names[p]) for column in nodes]
         first = min((int(f[0]) for f in found if f.size), default=None)
         if first is not None:
-            return f"names node {names[p]!r}, a node of the edge on line {table.numbers[first]}"
+            return f"names node {names[p]!r}, a node of the edge on line {table.number(first)}"
     return None
 
 

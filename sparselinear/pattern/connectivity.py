@@ -30,6 +30,7 @@ from ..errors import (
 )
 from ..io import edgelist
 from ..io.names import check_names, lookup
+from ..io.writer import write_edges
 from . import generators, setops
 from .caches import DerivedCache, PatternCaches, transpose_order, transposed_cache
 from .csr import canonical_csr, check_canonical
@@ -493,13 +494,13 @@ class Connectivity:
     # ------------------------------------------------------------------ names, data sources,
     # patterns and set operations (thin delegates to names/edgelist/patterns/setops modules)
     @property
-    def out_names(self) -> tuple[str, ...] | None:
-        """Names of the outputs (rows), or ``None``."""
+    def out_names(self) -> tuple[str, ...] | np.ndarray | None:
+        """Names of the outputs (rows): strings, an integer id array, or ``None``."""
         return self._out_names
 
     @property
-    def in_names(self) -> tuple[str, ...] | None:
-        """Names of the inputs (columns), or ``None``."""
+    def in_names(self) -> tuple[str, ...] | np.ndarray | None:
+        """Names of the inputs (columns): strings, an integer id array, or ``None``."""
         return self._in_names
 
     def with_names(self, out_names: Any = None, in_names: Any = None) -> Connectivity:
@@ -587,10 +588,15 @@ class Connectivity:
         conn = conn.with_names(out_names, in_names)
         return conn if edges.weights is None else (conn, edges.weights)
 
-    def to_edgelist(self, values: torch.Tensor | None = None) -> list[tuple[Any, ...]]:
+    def to_edgelist(
+        self, values: torch.Tensor | None = None, path: Any = None, **columns: Any
+    ) -> list[tuple[Any, ...]] | Any:
         """``(source, target)`` or ``(source, target, weight)`` rows, one per edge in weight
         order: sources are inputs and targets outputs, named when the pattern has names (else
-        integer positions).
+        integer positions). With ``path``, the edges are written to that file instead
+        (``.csv``/``.tsv``, optionally ``.gz``/``.bz2``/``.xz``, or ``.parquet``) with their
+        original ids, in chunks, and the path is returned; ``columns`` renames the columns
+        (``source=``, ``target=``, ``weight=``; see :func:`sparselinear.io.write_edges`).
 
         The rows hold edges only: the shape and the node order travel in the names. Read
         them back into the same pattern (shape, node order and nodes without edges
@@ -620,6 +626,9 @@ class Connectivity:
             True
         """
         rows, cols = self.indices()
+        if path is not None:
+            return write_edges(path, rows, cols, self._out_names, self._in_names, values,
+                               **columns)
         return edgelist.edge_rows(rows, cols, self._out_names, self._in_names, values)
 
     @classmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import DataError
+from ..io.names import same_names
 
 __all__ = ["difference", "intersection", "merge_names", "union"]
 
@@ -41,7 +42,7 @@ def difference(keys_a: torch.Tensor, keys_b: torch.Tensor) -> torch.Tensor:
 def merge_names(a: tuple | None, b: tuple | None, axis: str) -> tuple | None:
     """The node names of a set operation's result: the operands' names where they agree (or
     only one has names); a :class:`DataError` where they differ."""
-    if a is not None and b is not None and a != b:
+    if a is not None and b is not None and not same_names(a, b):
         raise DataError(
             f"The patterns have different {axis}; set operations need the same nodes in the same "
             "order. Rebuild one of them with the other's names (e.g. `nodes=` in from_edgelist)."

@@ -361,3 +361,23 @@ def test_profile_where_typo_and_unicode_column(capsys, adjacency):
     assert "'chemical', 'electrical'" in err and "Did you mean 'chemical'?" in err
     code, _, err = run(capsys, "profile", "--adjacency", str(adjacency["csv"]), "--source", "²")
     assert code == 1 and "'source' column '²' not found" in err
+
+
+@pytest.mark.parametrize("name", ["fly.csv.bz2", "fly.csv.zip", "fly.parquet", "fly.feather"])
+def test_profile_reads_every_table_format(capsys, tmp_path, name):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    frame = pd.DataFrame({"pre_root_id": [720575940000000001, 720575940000000002] * 2,
+                          "post_root_id": [720575940000000002, 720575940000000003] * 2,
+                          "syn_count": [6, 1, 2, 9]})
+    path = tmp_path / name
+    if name.endswith(".parquet"):
+        frame.to_parquet(path)
+    elif name.endswith(".feather"):
+        frame.to_feather(path)
+    else:
+        frame.to_csv(path, index=False, compression="bz2" if name.endswith("bz2") else "zip")
+    code, out, err = run(capsys, "profile", "--adjacency", str(path), "--source", "pre_root_id",
+                         "--target", "post_root_id", "--weight", "syn_count", "--json")
+    assert code == 0, err
+    assert shape_nnz(out) == ((3, 3), 2)
