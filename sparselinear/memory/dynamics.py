@@ -211,7 +211,7 @@ def estimate_dynamics(
     else:
         chunks = math.ceil(steps / every)
         states = chunks * state + steps * 2 * batch * outputs * d + every * per_step + state
-    edge_graph = k_edges * d * (2 if grouped else 1)  # w, and θ[group] when grouped
+    edge_graph = k_edges * d  # the edge weights w, saved by every step's product
     # backward: the weight gradient of the step and its accumulator (plus the gradient of θ[g]
     # at the end), the kernels' temporaries, the state gradients in flight
     backward = 2 * k_edges * d + plan.backward_bytes + 3 * state
