@@ -280,9 +280,10 @@ print(peak, memory.estimate(rnn, batch_size=batch, steps=steps).total)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [
     "6000, 200_000, 4, 40, None",
-    pytest.param("20_000, 1_000_000, 4, 100, 10", marks=pytest.mark.slow),  # checkpointed
+    "20_000, 1_000_000, 4, 100, 10",  # checkpointed
 ])
 def test_memory_estimate_within_15_percent_of_the_measured_peak(size):
     run = subprocess.run([sys.executable, "-c", _MEASURE.format(size=size)], cwd=ROOT,
