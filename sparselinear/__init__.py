@@ -15,7 +15,7 @@ import sys
 
 from . import constraints, datasets, errors, functional, memory, structured
 from .errors import SparseLinearError
-from .nn import PositiveDefiniteLinear, SparseLinear, TriangularLinear
+from .nn import ConnectomeRNN, PositiveDefiniteLinear, SparseLinear, TriangularLinear
 from .ops import policy as kernels
 from .pattern import Connectivity
 
@@ -26,6 +26,7 @@ sys.modules[__name__ + ".kernels"] = kernels
 
 __all__ = [
     "Connectivity",
+    "ConnectomeRNN",
     "PositiveDefiniteLinear",
     "SparseLinear",
     "SparseLinearError",

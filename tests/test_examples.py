@@ -52,3 +52,18 @@ def test_celegans_network(capsys):
 def test_celegans_network_learns():
     result = load("celegans_network").main([])
     assert result["accuracy"] > 0.7
+
+
+def test_celegans_dynamics_learns(capsys):
+    result = load("celegans_dynamics").main(["--epochs", "15", "--steps", "30"])
+    assert result["loss_end"] < 0.8 * result["loss_start"]
+    assert "sensory -> 18 motor neurons" in capsys.readouterr().out
+
+
+def test_fly_scale_dynamics_small(capsys):
+    result = load("fly_scale_dynamics").main(
+        ["--neurons", "2000", "--edges", "40000", "--groups", "50", "--steps", "10",
+         "--train-steps", "2"]
+    )
+    assert result["seconds"] > 0 and result["estimate"] > 0
+    assert "gather/scatter_add" in capsys.readouterr().out

@@ -2,12 +2,15 @@
 
 * :func:`estimate` — bytes per layer and category (values, gradients, optimizer state, pattern,
   activations, working memory), beside the dense equivalent.
+* :func:`estimate_dynamics` — the same for a :class:`~sparselinear.ConnectomeRNN` trained
+  through time (states per step, checkpointing).
 * :func:`measure` / :func:`track_peak` — the peak memory of a call, per call.
 * :func:`step_breakdown` — which module's forward or backward raised the peak of a step.
 * :func:`plot_memory_vs_density` — memory against density, sparse vs dense vs RAM (matplotlib).
 """
 
 from .breakdown import StepBreakdown, step_breakdown
+from .dynamics import DYNAMICS_CATEGORIES, DynamicsEstimate, estimate_dynamics
 from .estimate import (
     BUILD_BYTES_PER_EDGE,
     CATEGORIES,
@@ -36,7 +39,9 @@ from .training import TrainingRun, measure_training
 __all__ = [
     "BUILD_BYTES_PER_EDGE",
     "CATEGORIES",
+    "DYNAMICS_CATEGORIES",
     "OPTIMIZERS",
+    "DynamicsEstimate",
     "InsufficientMemoryError",
     "LayerEstimate",
     "Measurement",
@@ -49,6 +54,7 @@ __all__ = [
     "check_plot_target",
     "current_memory",
     "estimate",
+    "estimate_dynamics",
     "follow_live_memory",
     "format_bytes",
     "measure",

@@ -16,12 +16,14 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..errors import ShapeError, SparseLinearTypeError, describe
+from ..nn.connectome import ConnectomeRNN
 from ..nn.linear import SparseLinear
 from ..ops import dense as dense_bands
 from ..ops import policy
 from ..pattern.connectivity import Connectivity, index_dtype_for
 from ..pattern.generators import resolve_nnz
 from ..pattern.sources import check_shape
+from .dynamics import DynamicsEstimate, estimate_dynamics
 from .optimizers import OptimizerSpec, resolve_optimizer
 from .transients import optimizer_transient
 
@@ -294,7 +296,8 @@ def estimate(
     device: torch.device | str | None = None,
     input_requires_grad: bool = False,
     mode: str | None = None,
-) -> MemoryEstimate:
+    steps: int | None = None,
+) -> MemoryEstimate | DynamicsEstimate:
     r"""Estimate the peak memory of one training step (forward, backward, optimizer step).
 
     Args:
@@ -320,6 +323,8 @@ def estimate(
             pattern's band plan where :func:`sparselinear.ops.policy.use_dense_bands` picks
             them; for a bare shape the bands are unknown: ``"auto"`` assumes sparse kernels and
             ``"dense"`` bands covering the whole ``out x in`` matrix.
+        steps: for a :class:`~sparselinear.ConnectomeRNN`, the simulated steps: the estimate is
+            then :func:`~sparselinear.memory.estimate_dynamics`'s.
 
     Returns:
         A :class:`MemoryEstimate`. Per layer: values and gradients ``itemsize · (nnz + out)``,
@@ -341,6 +346,9 @@ def estimate(
         >>> est.layers[0].sparse["values"] == 4 * (15_091_983 + 138_639)
         True
     """
+    if steps is not None or isinstance(model, ConnectomeRNN):
+        return estimate_dynamics(model, batch_size=batch_size, steps=steps, optimizer=optimizer,
+                                 dtype=_check_dtype(dtype), device=device)
     batch = _check_batch(batch_size)
     dtype = _check_dtype(dtype)
     spec = resolve_optimizer(optimizer)

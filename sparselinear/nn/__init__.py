@@ -2,11 +2,13 @@
 the structured layers (:class:`TriangularLinear`, :class:`PositiveDefiniteLinear`) and the
 conversions from dense layers, prune masks and scipy matrices."""
 
+from .connectome import ConnectomeRNN
 from .functional import sparse_linear
 from .linear import SparseLinear
 from .structured import PositiveDefiniteLinear, TriangularLinear, triangular_pattern
 
 __all__ = [
+    "ConnectomeRNN",
     "PositiveDefiniteLinear",
     "SparseLinear",
     "TriangularLinear",
