@@ -5,6 +5,8 @@
 * :func:`measure` / :func:`track_peak` — the peak memory of a call, per call.
 * :func:`step_breakdown` — which module's forward or backward raised the peak of a step.
 * :func:`plot_memory_vs_density` — memory against density, sparse vs dense vs RAM (matplotlib).
+* :func:`estimate_sharded` / :func:`ranks_needed` — per-rank memory and communication of a layer
+  sharded over ranks (:mod:`sparselinear.distributed`).
 """
 
 from .breakdown import StepBreakdown, step_breakdown
@@ -31,6 +33,7 @@ from .peak import (
     warm_up,
 )
 from .plot import MissingDependencyError, check_plot_target, plot_memory_vs_density
+from .sharded import ShardedEstimate, estimate_sharded, ranks_needed
 from .training import TrainingRun, measure_training
 
 __all__ = [
@@ -42,6 +45,7 @@ __all__ = [
     "Measurement",
     "MemoryEstimate",
     "MissingDependencyError",
+    "ShardedEstimate",
     "StepBreakdown",
     "TrainingRun",
     "available_memory",
@@ -49,11 +53,13 @@ __all__ = [
     "check_plot_target",
     "current_memory",
     "estimate",
+    "estimate_sharded",
     "follow_live_memory",
     "format_bytes",
     "measure",
     "measure_training",
     "plot_memory_vs_density",
+    "ranks_needed",
     "release_free_memory",
     "resolve_optimizer",
     "step_breakdown",
