@@ -42,13 +42,15 @@ def _run(scenarios, names, rank, world, shared, group) -> dict[str, Any]:
 
 
 def _worker(rank: int, world: int, port: int, module: str, plan: list[tuple[int, list[str]]],
-            out: str, shared: str) -> None:
+            out: str, shared: str, backend: str) -> None:
     torch.set_num_threads(1)
     # torch's kernels: loading the compiled ones costs seconds per process, and they are
     # tested on their own; these tests check the collectives around the local product
     os.environ.setdefault("SPARSELINEAR_KERNELS", "torch")
+    if backend == "nccl":
+        torch.cuda.set_device(rank)
     dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+        backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
         timeout=datetime.timedelta(seconds=GROUP_TIMEOUT_S),
     )
     scenarios = importlib.import_module(module)
@@ -64,14 +66,15 @@ def _worker(rank: int, world: int, port: int, module: str, plan: list[tuple[int,
 
 
 def run_ranks(world: int, module: str, plan: list[tuple[int, list[str]]], out: Path,
-              shared: Path, deadline_s: float = 150) -> dict[int, list[dict[str, Any]]]:
+              shared: Path, deadline_s: float = 150,
+              backend: str = "gloo") -> dict[int, list[dict[str, Any]]]:
     """``world`` processes run, for each ``(size, names)`` of ``plan`` in turn, every
     ``module.<name>(rank, size, shared, group)`` on the first ``size`` ranks (a subgroup when
     ``size < world``). Returns ``{size: [per rank: {name: ("ok", value, seconds) or ("error",
     type, message, traceback, seconds)}]}``."""
     out.mkdir(parents=True, exist_ok=True)
     context = mp.start_processes(
-        _worker, args=(world, free_port(), module, plan, str(out), str(shared)),
+        _worker, args=(world, free_port(), module, plan, str(out), str(shared), backend),
         nprocs=world, join=False, start_method="spawn",
     )
     waited = 0.0

@@ -258,3 +258,22 @@ def errors(rank: int, world: int, shared: Path, group) -> dict:
     y = layer(torch.ones(1, 17, dtype=torch.float64))
     out["still_works"] = y.shape == (1, layer.local.out_features)
     return out
+
+
+def nccl_matches_single(rank: int, world: int, shared: Path, group) -> dict:
+    """The same comparison with the layers on GPUs (NCCL) and the reference on the CPU."""
+    conn = pattern()
+    ref = single(conn)
+    c1 = ShardedSparseLinear.from_sparse_linear(ref, device=f"cuda:{rank}", group=group)
+    c2 = ShardedSparseLinear.from_sparse_linear(single(pattern(11, 23, 4), 2),
+                                                device=f"cuda:{rank}", gather_output=True,
+                                                input_partition=c1.output_partition, group=group)
+    x = torch.randn(6, 17, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    xs = x.to(f"cuda:{rank}").requires_grad_()
+    xr = x.clone().requires_grad_()
+    y = c2(torch.tanh(c1(xs)))
+    yr = single(pattern(11, 23, 4), 2)(torch.tanh(ref(xr)))
+    y.sum().backward()
+    yr.sum().backward()
+    return {"diffs": {"forward": _max_diff(y.cpu(), yr),
+                      "grad_input": _max_diff(xs.grad.cpu(), xr.grad)}}
