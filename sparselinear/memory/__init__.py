@@ -7,6 +7,8 @@
 * :func:`measure` / :func:`track_peak` — the peak memory of a call, per call.
 * :func:`step_breakdown` — which module's forward or backward raised the peak of a step.
 * :func:`plot_memory_vs_density` — memory against density, sparse vs dense vs RAM (matplotlib).
+* :func:`estimate_sharded` / :func:`ranks_needed` — per-rank memory and communication of a layer
+  sharded over ranks (:mod:`sparselinear.distributed`).
 """
 
 from .breakdown import StepBreakdown, step_breakdown
@@ -34,6 +36,7 @@ from .peak import (
     warm_up,
 )
 from .plot import MissingDependencyError, check_plot_target, plot_memory_vs_density
+from .sharded import ShardedEstimate, estimate_sharded, ranks_needed
 from .training import TrainingRun, measure_training
 
 __all__ = [
@@ -47,6 +50,7 @@ __all__ = [
     "Measurement",
     "MemoryEstimate",
     "MissingDependencyError",
+    "ShardedEstimate",
     "StepBreakdown",
     "TrainingRun",
     "available_memory",
@@ -55,11 +59,13 @@ __all__ = [
     "current_memory",
     "estimate",
     "estimate_dynamics",
+    "estimate_sharded",
     "follow_live_memory",
     "format_bytes",
     "measure",
     "measure_training",
     "plot_memory_vs_density",
+    "ranks_needed",
     "release_free_memory",
     "resolve_optimizer",
     "step_breakdown",

@@ -1,0 +1,284 @@
+"""The :class:`ShardedSparseLinear` module: a sparse layer whose output rows are split across
+the ranks of a process group."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import ShapeError, SparseLinearTypeError, WiringMismatchError, describe
+from ..nn import SparseLinear
+from ..pattern import Connectivity
+from .collectives import (
+    Communicator,
+    agree,
+    gather_features,
+    gather_output,
+    group_info,
+    replicated_input,
+)
+from .partition import RowPartition
+from .sources import ConnectivitySource, RowSource, local_pattern
+
+__all__ = ["ShardedSparseLinear"]
+
+
+def _as_source(source: Any) -> RowSource:
+    if isinstance(source, Connectivity):
+        return ConnectivitySource(source)
+    if isinstance(source, RowSource):
+        return source
+    raise SparseLinearTypeError(
+        f"'source' must be a Connectivity or a row source (RandomBlocks, CSRFile, "
+        f"ParquetEdges, ConnectivitySource); got {describe(source)}."
+    )
+
+
+class ShardedSparseLinear(nn.Module):
+    r"""A :class:`~sparselinear.SparseLinear` whose output rows are partitioned across ranks.
+
+    Rank ``r`` owns a contiguous range of output rows, chosen so that every rank holds about
+    ``nnz / world`` edges, and keeps only their pattern, values, bias, gradients and optimizer
+    state: :attr:`local` is an ordinary :class:`~sparselinear.SparseLinear` of shape
+    ``(rows of r, in_features)``. Collectives run on ``torch.distributed`` (gloo on CPU, NCCL
+    on CUDA):
+
+    * forward: the input is replicated on every rank, or row-sharded (the output of a previous
+      sharded layer, ``input_partition=``) and then all-gathered; the local sparse product gives
+      this rank's rows of the output; ``gather_output=True`` all-gathers the full output.
+    * backward: the input gradient's per-rank partial sums are all-reduced (replicated input)
+      or reduce-scattered (sharded input); weight and bias gradients stay local, so any torch
+      optimizer steps each rank's shard.
+
+    Every rank must build the layer with the same arguments; the ranks compare the source's
+    fingerprint, the shape and the partition at construction and all raise
+    :class:`~sparselinear.errors.WiringMismatchError` if they disagree. A failure on one rank
+    (a file it cannot read, a bad input width) raises on every rank.
+
+    Args:
+        in_features, out_features: the layer's shape, as for :class:`SparseLinear`.
+        source: a :class:`Connectivity` (every rank holds it) or a row source that reads one
+            rank's rows alone (:class:`RandomBlocks`, :class:`CSRFile`, :class:`ParquetEdges`).
+        bias: whether the layer has a bias. Default: ``True``.
+        group: the process group; default: the default group.
+        input_partition: ``None`` (the input is replicated on every rank), the
+            :attr:`output_partition` of the layer feeding this one (its output is row-sharded),
+            or ``"output"``: sharded like this layer's own output (a recurrent layer, square).
+        gather_output: return the full ``(*, out_features)`` output on every rank instead of
+            this rank's rows. Default: ``False``.
+        row_bounds: ``world + 1`` row boundaries to use instead of the edge-balanced ones.
+        device, dtype, mode: as for :class:`SparseLinear`.
+        check_inputs: before each forward pass, the ranks compare the input's width and batch
+            in one small all-reduce, so a bad input raises on every rank instead of leaving the
+            others blocked in a collective. Default: ``True``.
+
+    Shape:
+        - Input: ``(*, in_features)``, or ``(*, rows of this rank in input_partition)``.
+        - Output: ``(*, rows of this rank)``, or ``(*, out_features)`` with ``gather_output``.
+
+    Attributes:
+        local: this rank's :class:`SparseLinear` (its ``weight`` and ``bias`` are the
+            parameters).
+        output_partition: the :class:`RowPartition` of the output rows.
+        digest: a digest of the whole pattern as partitioned, equal on every rank.
+
+    Examples::
+
+        >>> import torch.distributed as dist
+        >>> dist.is_initialized()   # doctest: +SKIP
+        True
+        >>> src = RandomBlocks(100_000, 100_000, nnz=1_000_000, seed=0)  # doctest: +SKIP
+        >>> layer = ShardedSparseLinear(100_000, 100_000, src)           # doctest: +SKIP
+        >>> layer(torch.randn(8, 100_000)).shape   # this rank's rows    # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        source: Any,
+        bias: bool = True,
+        *,
+        group: Any = None,
+        input_partition: RowPartition | str | None = None,
+        gather_output: bool = False,
+        row_bounds: Any = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        mode: str = "auto",
+        check_inputs: bool = True,
+    ) -> None:
+        super().__init__()
+        group, rank, world = group_info(group)
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.gather_output, self.check_inputs = bool(gather_output), bool(check_inputs)
+        self.comm = Communicator(group, torch.device(device or "cpu"))
+
+        def build():
+            src = _as_source(source)
+            if tuple(src.shape) != (self.out_features, self.in_features):
+                raise ShapeError(
+                    f"The source has shape {tuple(src.shape)} (out, in) but the layer is "
+                    f"(out_features={out_features}, in_features={in_features})."
+                )
+            if row_bounds is not None:
+                bounds = tuple(int(b) for b in row_bounds)
+                RowPartition(bounds, (0,) * len(bounds))  # checks the row bounds alone
+                if len(bounds) != world + 1 or bounds[-1] != self.out_features:
+                    raise ShapeError(
+                        f"'row_bounds' must hold world + 1 = {world + 1} bounds from 0 to "
+                        f"{self.out_features}; got {bounds}."
+                    )
+            else:
+                bounds = RowPartition.balanced(*src.boundaries(), world).row_bounds
+            start, stop = bounds[rank], bounds[rank + 1]
+            conn, values = local_pattern(src.read(start, stop), stop - start, self.in_features)
+            return src, bounds, conn, values
+
+        src, bounds, conn, values = agree(group, "Building the sharded layer", build)
+        self.local = SparseLinear(self.in_features, conn.out_features, conn, bias,
+                                  device=device, dtype=dtype, mode=mode)
+        if values is not None:
+            with torch.no_grad():
+                self.local.weight.copy_(values.to(self.local.weight.dtype))
+        mine = (src.shape, src.nnz, src.fingerprint(), bounds, conn.nnz, conn.digest)
+        everyone: list[Any] = [None] * world
+        torch.distributed.all_gather_object(everyone, mine, group=group)
+        self.output_partition = self._agree_on_pattern(everyone)
+        self.digest = hashlib.sha256(":".join(e[5] for e in everyone).encode()).hexdigest()
+        if input_partition == "output":
+            if self.in_features != self.out_features:
+                raise ShapeError(
+                    f"input_partition='output' needs a square layer; this one is "
+                    f"{self.out_features} x {self.in_features}."
+                )
+            input_partition = self.output_partition
+        if input_partition is not None:
+            self._check_input_partition(input_partition, world)
+        self.input_partition: RowPartition | None = input_partition
+
+    def _agree_on_pattern(self, everyone: list[Any]) -> RowPartition:
+        first = everyone[0]
+        for rank, other in enumerate(everyone):
+            for i, what in ((0, "shape"), (1, "nnz"), (2, "source"), (3, "row bounds")):
+                if other[i] != first[i]:
+                    raise WiringMismatchError(
+                        f"The ranks disagree on the pattern: rank 0 has {what} "
+                        f"{str(first[i])[:80]}, rank {rank} has {str(other[i])[:80]}. Every "
+                        "rank must build the layer from the same source (same file, same seed)."
+                    )
+        total = sum(e[4] for e in everyone)
+        if total != first[1]:
+            raise WiringMismatchError(
+                f"The ranks' shards hold {total} edges together; the source has {first[1]}."
+            )
+        edges = [0]
+        for e in everyone:
+            edges.append(edges[-1] + e[4])
+        return RowPartition(tuple(first[3]), tuple(edges))
+
+    def _check_input_partition(self, partition: Any, world: int) -> None:
+        if not isinstance(partition, RowPartition):
+            raise SparseLinearTypeError(
+                f"'input_partition' must be None, 'output' or a RowPartition (the "
+                f"`output_partition` of the layer before); got {describe(partition)}."
+            )
+        if partition.world_size != world or partition.out_features != self.in_features:
+            raise ShapeError(
+                f"'input_partition' splits {partition.out_features} features over "
+                f"{partition.world_size} ranks; this layer reads in_features="
+                f"{self.in_features} on {world} ranks."
+            )
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def weight(self) -> torch.Tensor:
+        """This rank's edge values, shape ``(local nnz,)``."""
+        return self.local.weight
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        """This rank's bias, shape ``(local rows,)``."""
+        return self.local.bias
+
+    @property
+    def rank(self) -> int:
+        return self.comm.rank
+
+    @property
+    def world_size(self) -> int:
+        return self.comm.world_size
+
+    @property
+    def rows(self) -> tuple[int, int]:
+        """``(start, stop)`` of this rank's output rows."""
+        return self.output_partition.rows(self.rank)
+
+    @property
+    def nnz(self) -> int:
+        """Edges of the whole layer (this rank's: ``local.nnz``)."""
+        return self.output_partition.nnz
+
+    @property
+    def bytes_sent(self) -> int:
+        """Bytes this rank's collectives have sent (ring volumes); set ``comm.bytes_sent = 0``
+        to start a new count."""
+        return self.comm.bytes_sent
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        sharded = self.input_partition is not None
+        width = self.input_partition.sizes()[self.rank] if sharded else self.in_features
+        problem = None
+        if not isinstance(input, torch.Tensor):
+            problem = f"the input must be a torch.Tensor; got {describe(input)}"
+        elif input.dim() == 0 or input.shape[-1] != width:
+            kind = (f"this rank's {width} rows of the previous layer's output (input_partition)"
+                    if sharded else f"in_features = {width}, replicated on every rank")
+            problem = (f"the input's last dimension must be {kind}; got {describe(input)}. "
+                       + ("Pass the previous sharded layer's output as is."
+                          if sharded else "A row-sharded input needs input_partition=."))
+        batch = input.shape[:-1].numel() if problem is None else -1
+        if self.check_inputs:
+            self.comm.check(problem, "Sharded layer input", batch, self.local.weight.device)
+        elif problem is not None:
+            raise ShapeError(problem)
+        lead = input.shape[:-1]
+        x = input.reshape(-1, width)
+        if sharded:
+            x = gather_features(x, self.comm, self.input_partition.sizes())
+        else:
+            x = replicated_input(x, self.comm)
+        y = self.local(x)
+        if self.gather_output:
+            y = gather_output(y, self.comm, self.output_partition.sizes())
+            return y.reshape(*lead, self.out_features)
+        return y.reshape(*lead, y.shape[-1])
+
+    def extra_repr(self) -> str:
+        start, stop = self.rows
+        layout = "sharded" if self.input_partition else "replicated"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"nnz={self.nnz}, rank={self.rank}/{self.world_size}, rows=[{start}, {stop}), "
+            f"local_nnz={self.local.nnz}, input={layout}, gather_output={self.gather_output}"
+        )
+
+    @classmethod
+    def from_sparse_linear(cls, layer: SparseLinear, **options: Any) -> ShardedSparseLinear:
+        """Shard a single-process layer that every rank holds: each rank keeps its rows'
+        weights and bias. ``options`` are those of the constructor."""
+        if not isinstance(layer, SparseLinear):
+            raise SparseLinearTypeError(f"'layer' must be a SparseLinear; got {describe(layer)}.")
+        source = ConnectivitySource(layer.connectivity.to("cpu"), layer.weight.detach().cpu())
+        options.setdefault("dtype", layer.weight.dtype)
+        sharded = cls(layer.in_features, layer.out_features, source,
+                      bias=layer.bias is not None, **options)
+        if layer.bias is not None:
+            start, stop = sharded.rows
+            with torch.no_grad():
+                sharded.local.bias.copy_(layer.bias.detach()[start:stop])
+        return sharded

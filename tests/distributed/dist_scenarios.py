@@ -1,0 +1,279 @@
+"""Scenarios run on every rank of a local gloo group (see dist_harness.py and test_layer.py).
+
+Each compares the sharded computation with the single-process SparseLinear on the same pattern
+and weights, in float64, and returns what the test checks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from sparselinear import Connectivity, SparseLinear
+from sparselinear.distributed import (
+    CSRFile,
+    ParquetEdges,
+    RandomBlocks,
+    ShardedSparseLinear,
+    consolidated_state_dict,
+    load_checkpoint,
+    load_consolidated_state_dict,
+    save_checkpoint,
+    step_volume,
+    to_sparse_linear,
+)
+
+TOL = 1e-6
+
+
+def pattern(n_out: int = 23, n_in: int = 17, seed: int = 0) -> Connectivity:
+    """A skewed pattern with empty rows: rows 0-2 dense, the rest sparse, rows 5 and 9 empty."""
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.rand(n_out, n_in, generator=g) < 0.15
+    mask[:3] = True
+    mask[5] = mask[9] = False
+    return Connectivity(mask)
+
+
+def single(conn: Connectivity, seed: int = 1) -> SparseLinear:
+    torch.manual_seed(seed)
+    return SparseLinear(conn.in_features, conn.out_features, conn, dtype=torch.float64)
+
+
+def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).detach().abs().max()) if a.numel() else 0.0
+
+
+def matches_single(rank: int, world: int, shared: Path, group) -> dict:
+    conn = pattern()
+    ref = single(conn)
+    layer = ShardedSparseLinear.from_sparse_linear(ref, gather_output=True, group=group)
+    (s0, s1), (e0, e1) = layer.rows, layer.output_partition.edges(rank)
+    x = torch.randn(6, 17, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    target = torch.randn(6, 23, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    diffs = {}
+    opt_ref = torch.optim.Adam(ref.parameters(), lr=0.01)
+    opt = torch.optim.Adam(layer.parameters(), lr=0.01)
+    for step in range(3):
+        xs, xr = x.clone().requires_grad_(), x.clone().requires_grad_()
+        y, yr = layer(xs), ref(xr)
+        torch.nn.functional.mse_loss(y, target).backward()
+        torch.nn.functional.mse_loss(yr, target).backward()
+        if step == 0:
+            diffs["forward"] = _max_diff(y, yr)
+            diffs["grad_input"] = _max_diff(xs.grad, xr.grad)
+            diffs["grad_weight"] = _max_diff(layer.weight.grad, ref.weight.grad[e0:e1])
+            diffs["grad_bias"] = _max_diff(layer.bias.grad, ref.bias.grad[s0:s1])
+        opt.step()
+        opt_ref.step()
+        opt.zero_grad()
+        opt_ref.zero_grad()
+    diffs["adam_weight"] = _max_diff(layer.weight, ref.weight[e0:e1])
+    diffs["adam_bias"] = _max_diff(layer.bias, ref.bias[s0:s1])
+    edges = layer.output_partition.edge_bounds
+    return {"diffs": diffs, "local_nnz": layer.local.nnz, "edges": edges}
+
+
+def stack(rank: int, world: int, shared: Path, group) -> dict:
+    c1, c2 = pattern(23, 17, 0), pattern(11, 23, 4)
+    r1, r2 = single(c1, 1), single(c2, 2)
+    l1 = ShardedSparseLinear.from_sparse_linear(r1, group=group)
+    l2 = ShardedSparseLinear.from_sparse_linear(r2, input_partition=l1.output_partition,
+                                                gather_output=True, group=group)
+    x = torch.randn(5, 17, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    xs, xr = x.clone().requires_grad_(), x.clone().requires_grad_()
+    h = torch.tanh(l1(xs))
+    assert h.shape == (5, l1.local.out_features)
+    for lay in (l1, l2):
+        lay.comm.bytes_sent = 0
+    y = l2(h)
+    yr = r2(torch.tanh(r1(xr)))
+    (y ** 2).sum().backward()
+    (yr ** 2).sum().backward()
+    (e0, e1), (f0, f1) = l1.output_partition.edges(rank), l2.output_partition.edges(rank)
+    predicted = step_volume(5, 23, 11, world, itemsize=8, input="sharded", gather_output=True,
+                            input_sizes=l1.output_partition.sizes(),
+                            output_sizes=l2.output_partition.sizes())["total"]
+    return {"diffs": {
+        "forward": _max_diff(y, yr),
+        "grad_input": _max_diff(xs.grad, xr.grad),
+        "grad_w1": _max_diff(l1.weight.grad, r1.weight.grad[e0:e1]),
+        "grad_w2": _max_diff(l2.weight.grad, r2.weight.grad[f0:f1]),
+    }, "bytes": l2.bytes_sent, "predicted": predicted}
+
+
+def recurrent(rank: int, world: int, shared: Path, group) -> dict:
+    conn = pattern(19, 19, 6)
+    ref = single(conn, 3)
+    layer = ShardedSparseLinear.from_sparse_linear(ref, input_partition="output", group=group)
+    s0, s1 = layer.rows
+    h0 = torch.randn(4, 19, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    h0r = h0.clone().requires_grad_()
+    hs = h0[:, s0:s1].clone().requires_grad_()
+    h, hr = hs, h0r
+    for _ in range(3):
+        h, hr = torch.tanh(layer(h)), torch.tanh(ref(hr))
+    h.sum().backward()
+    hr.sum().backward()
+    e0, e1 = layer.output_partition.edges(rank)
+    return {"diffs": {
+        "state": _max_diff(h, hr[:, s0:s1]),
+        "grad_state": _max_diff(hs.grad, h0r.grad[:, s0:s1]),
+        "grad_weight": _max_diff(layer.weight.grad, ref.weight.grad[e0:e1]),
+    }}
+
+
+def uneven(rank: int, world: int, shared: Path, group) -> dict:
+    mask = torch.zeros(12, 8, dtype=torch.bool)
+    mask[:4, ::2] = True  # only the first 4 rows have edges
+    ref = single(Connectivity(mask), 4)
+    bounds = [0, 4, 12] if world == 2 else [0, 4, 8, 12]
+    layer = ShardedSparseLinear.from_sparse_linear(ref, row_bounds=bounds, gather_output=True,
+                                                   group=group)
+    x = torch.randn(3, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    x.requires_grad_()
+    xr = x.detach().clone().requires_grad_()
+    y, yr = layer(x), ref(xr)
+    y.sum().backward()
+    yr.sum().backward()
+    return {"local_nnz": layer.local.nnz, "diffs": {
+        "forward": _max_diff(y, yr), "grad_input": _max_diff(x.grad, xr.grad)}}
+
+
+def random_blocks(rank: int, world: int, shared: Path, group) -> dict:
+    src = RandomBlocks(40, 30, nnz=200, seed=11, block_rows=3)
+    layer = ShardedSparseLinear(30, 40, src, group=group)
+    whole = consolidated_state_dict(layer)
+    if rank != 0:
+        return {}
+    expected = src.connectivity()
+    return {"same": torch.equal(whole["col_indices"], expected.col_indices().long())
+            and torch.equal(whole["crow_indices"], expected.crow_indices().long())}
+
+
+def files(rank: int, world: int, shared: Path, group) -> dict:
+    expected = torch.load(shared / "expected.pt")
+    out = {}
+    for name, src in (
+        ("npz", CSRFile(shared / "w.npz", orientation="target_source", use_values=True)),
+        ("npz_compressed", CSRFile(shared / "wz.npz", orientation="target_source")),
+        ("npy", CSRFile(shared / "npy", orientation="target_source", shape=(30, 25))),
+        ("parquet", ParquetEdges(shared / "edges.parquet", source="pre", target="post",
+                                 shape=(30, 25), weight="w")),
+    ):
+        layer = ShardedSparseLinear(25, 30, src, dtype=torch.float64, group=group)
+        sd = consolidated_state_dict(layer)
+        if rank == 0:
+            same = torch.equal(sd["col_indices"], expected["col"]) and torch.equal(
+                sd["crow_indices"], expected["crow"])
+            if name in ("npz", "parquet"):
+                same = same and torch.allclose(sd["weight"], expected["values"])
+            out[name] = same
+    return out
+
+
+def consolidate(rank: int, world: int, shared: Path, group) -> dict:
+    ref = single(pattern(), 8)
+    layer = ShardedSparseLinear.from_sparse_linear(ref, group=group)
+    whole = to_sparse_linear(layer)
+    same = None
+    if rank == 0:
+        same = torch.equal(whole.weight, ref.weight) and torch.equal(whole.bias, ref.bias)
+    # and back: a fresh sharded layer takes the single-process state dict
+    fresh = ShardedSparseLinear(17, 23, pattern(), dtype=torch.float64, group=group)
+    load_consolidated_state_dict(fresh, ref.state_dict())
+    e0, e1 = fresh.output_partition.edges(rank)
+    back = torch.equal(fresh.weight, ref.weight[e0:e1])
+    other = single(pattern(seed=9))
+    try:
+        load_consolidated_state_dict(fresh, other.state_dict())
+        refused = None
+    except Exception as exc:
+        refused = type(exc).__name__
+    return {"same": same, "back": back, "refused": refused}
+
+
+def _model(seed: int, group) -> torch.nn.Sequential:
+    r1, r2 = single(pattern(23, 17, 0), seed), single(pattern(11, 23, 4), seed + 1)
+    l1 = ShardedSparseLinear.from_sparse_linear(r1, group=group)
+    l2 = ShardedSparseLinear.from_sparse_linear(r2, input_partition=l1.output_partition,
+                                                group=group)
+    return torch.nn.Sequential(l1, torch.nn.Tanh(), l2)
+
+
+def dcp_save(rank: int, world: int, shared: Path, group) -> dict:
+    save_checkpoint(_model(20, group), shared / "dcp")
+    return {}
+
+
+def dcp_load(rank: int, world: int, shared: Path, group) -> dict:
+    model = _model(30, group)  # other values, same wiring
+    load_checkpoint(model, shared / "dcp")
+    saved = (single(pattern(23, 17, 0), 20), single(pattern(11, 23, 4), 21))
+    same = True
+    for layer, ref in zip((model[0], model[2]), saved):
+        e0, e1 = layer.output_partition.edges(rank)
+        s0, s1 = layer.rows
+        same &= torch.equal(layer.weight, ref.weight[e0:e1])
+        same &= torch.equal(layer.bias, ref.bias[s0:s1])
+    wrong = torch.nn.Sequential(
+        ShardedSparseLinear.from_sparse_linear(single(pattern(23, 17, 5), 1), group=group),
+        torch.nn.Tanh(),
+        model[2])
+    try:
+        load_checkpoint(wrong, shared / "dcp")
+        refused = None
+    except Exception as exc:
+        refused = type(exc).__name__
+    return {"same": bool(same), "refused": refused}
+
+
+def _error_of(fn) -> str | None:
+    try:
+        fn()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def errors(rank: int, world: int, shared: Path, group) -> dict:
+    layer = ShardedSparseLinear.from_sparse_linear(single(pattern(), 1), group=group)
+    sharded = ShardedSparseLinear.from_sparse_linear(single(pattern(11, 23, 4), 2), group=group,
+                                                     input_partition=layer.output_partition)
+    width = 17 if rank == 0 else 16  # only rank 1.. is wrong
+    out = {
+        "width": _error_of(lambda: layer(torch.randn(2, width, dtype=torch.float64))),
+        "sharding": _error_of(lambda: sharded(torch.randn(2, 23, dtype=torch.float64))),
+        "batch": _error_of(lambda: layer(torch.randn(2 + rank, 17, dtype=torch.float64))),
+        "seed": _error_of(lambda: ShardedSparseLinear(
+            30, 40, RandomBlocks(40, 30, nnz=100, seed=rank, block_rows=2), group=group)),
+        "too_many_ranks": _error_of(lambda: ShardedSparseLinear(
+            4, 1, Connectivity.tril(1, 4), group=group)),
+        "missing_file": _error_of(lambda: ShardedSparseLinear(
+            25, 30, CSRFile(shared / ("w.npz" if rank == 0 else "nope.npz"),
+                            orientation="target_source"), group=group)),
+    }
+    # the group still works after every refusal
+    y = layer(torch.ones(1, 17, dtype=torch.float64))
+    out["still_works"] = y.shape == (1, layer.local.out_features)
+    return out
+
+
+def nccl_matches_single(rank: int, world: int, shared: Path, group) -> dict:
+    """The same comparison with the layers on GPUs (NCCL) and the reference on the CPU."""
+    conn = pattern()
+    ref = single(conn)
+    c1 = ShardedSparseLinear.from_sparse_linear(ref, device=f"cuda:{rank}", group=group)
+    c2 = ShardedSparseLinear.from_sparse_linear(single(pattern(11, 23, 4), 2),
+                                                device=f"cuda:{rank}", gather_output=True,
+                                                input_partition=c1.output_partition, group=group)
+    x = torch.randn(6, 17, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    xs = x.to(f"cuda:{rank}").requires_grad_()
+    xr = x.clone().requires_grad_()
+    y = c2(torch.tanh(c1(xs)))
+    yr = single(pattern(11, 23, 4), 2)(torch.tanh(ref(xr)))
+    y.sum().backward()
+    yr.sum().backward()
+    return {"diffs": {"forward": _max_diff(y.cpu(), yr),
+                      "grad_input": _max_diff(xs.grad.cpu(), xr.grad)}}

@@ -1,0 +1,153 @@
+"""ShardedSparseLinear on 2 and 3 local gloo processes against the single-process layer.
+
+One spawn per world size runs every scenario of dist_scenarios.py (spawning costs seconds;
+the scenarios take milliseconds); each test checks one scenario on every rank.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import scipy.sparse
+import torch
+from dist_harness import run_ranks
+from dist_scenarios import TOL, pattern
+
+import sparselinear.distributed as sd
+from sparselinear.distributed.collectives import ProcessGroupError
+
+pytestmark = pytest.mark.skipif(
+    not torch.distributed.is_available(), reason="torch.distributed is unavailable"
+)
+
+COMMON = ["matches_single", "stack", "recurrent", "uneven", "random_blocks", "files",
+          "consolidate", "errors"]
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """Files every rank reads: a CSR pattern as .npz (plain and compressed), .npy and Parquet."""
+    path = tmp_path_factory.mktemp("shared")
+    rng = np.random.default_rng(0)
+    adj = scipy.sparse.random(30, 25, density=0.2, format="csr", random_state=rng)
+    adj.data = rng.standard_normal(adj.nnz)
+    adj.sort_indices()
+    scipy.sparse.save_npz(path / "w.npz", adj, compressed=False)
+    scipy.sparse.save_npz(path / "wz.npz", adj, compressed=True)
+    (path / "npy").mkdir()
+    np.save(path / "npy" / "crow_indices.npy", adj.indptr.astype(np.int64))
+    np.save(path / "npy" / "col_indices.npy", adj.indices.astype(np.int32))
+    coo = adj.tocoo()
+    order = rng.permutation(coo.nnz)  # a table in no particular order
+    pq.write_table(pa.table({"pre": coo.col[order], "post": coo.row[order],
+                             "w": coo.data[order]}), path / "edges.parquet")
+    torch.save({"crow": torch.from_numpy(adj.indptr.astype(np.int64)),
+                "col": torch.from_numpy(adj.indices.astype(np.int64)),
+                "values": torch.from_numpy(adj.data)}, path / "expected.pt")
+    return path
+
+
+@pytest.fixture(scope="module")
+def runs(shared, tmp_path_factory):
+    """One spawn of 3 ranks: every scenario on a 2-rank subgroup (which also saves a DCP
+    checkpoint), then on all 3 (which load it)."""
+    plan = [(2, [*COMMON, "dcp_save"]), (3, [*COMMON, "dcp_load"])]
+    return run_ranks(3, "dist_scenarios", plan, tmp_path_factory.mktemp("ranks"), shared)
+
+
+@pytest.fixture
+def two(runs):
+    return runs[2]
+
+
+@pytest.fixture
+def three(runs):
+    return runs[3]
+
+
+@pytest.fixture(params=[2, 3], ids=["2-ranks", "3-ranks"])
+def ranks(request):
+    return request.getfixturevalue({2: "two", 3: "three"}[request.param])
+
+
+def _values(ranks, name):
+    out = []
+    for r, results in enumerate(ranks):
+        assert name in results, f"rank {r} did not run {name}"
+        status = results[name]
+        assert status[0] == "ok", f"rank {r}: {status[1]}: {status[2]}\n{status[3]}"
+        out.append(status[1])
+    return out
+
+
+@pytest.mark.parametrize("scenario", ["matches_single", "stack", "recurrent", "uneven"])
+def test_forward_and_every_gradient_match_the_single_process_layer(ranks, scenario):
+    for r, value in enumerate(_values(ranks, scenario)):
+        for what, diff in value["diffs"].items():
+            assert diff < TOL, f"rank {r}: {scenario} {what} differs by {diff}"
+
+
+def test_partitions_balance_edges_not_rows(ranks):
+    values = _values(ranks, "matches_single")
+    edges = values[0]["edges"]
+    world = len(values)
+    per_rank = [b - a for a, b in zip(edges, edges[1:])]
+    # rows 0-2 are dense: an even split by rows would give rank 0 far more edges
+    assert max(per_rank) - min(per_rank) <= 17
+    assert [v["local_nnz"] for v in values] == per_rank and len(per_rank) == world
+
+
+def test_a_rank_with_no_edges_takes_part(ranks):
+    values = _values(ranks, "uneven")
+    assert values[-1]["local_nnz"] == 0
+
+
+def test_counted_bytes_equal_the_predicted_volume(ranks):
+    for value in _values(ranks, "stack"):
+        assert value["bytes"] == value["predicted"] > 0
+
+
+def test_random_blocks_shards_form_the_single_process_pattern(ranks):
+    assert _values(ranks, "random_blocks")[0]["same"]
+
+
+def test_each_rank_reads_its_rows_from_npz_npy_and_parquet(ranks):
+    assert _values(ranks, "files")[0] == {"npz": True, "npz_compressed": True, "npy": True,
+                                          "parquet": True}
+
+
+def test_consolidation_to_and_from_the_single_process_state_dict(ranks):
+    values = _values(ranks, "consolidate")
+    assert values[0]["same"]
+    assert all(v["back"] for v in values)
+    assert all(v["refused"] == "WiringMismatchError" for v in values)
+
+
+def test_a_checkpoint_saved_on_two_ranks_loads_on_three(two, three):
+    _values(two, "dcp_save")
+    for value in _values(three, "dcp_load"):
+        assert value["same"]
+        assert value["refused"] == "WiringMismatchError"
+
+
+@pytest.mark.parametrize("case, error, text", [
+    ("width", "ShapeError", "last dimension must be in_features = 17"),
+    ("sharding", "ShapeError", "rows of the previous layer's output"),
+    ("batch", "ShapeError", "different batch sizes"),
+    ("seed", "WiringMismatchError", "ranks disagree on the pattern"),
+    ("too_many_ranks", "ShapeError", "every rank must own at least one row"),
+    ("missing_file", "DataError", "No such file"),
+])
+def test_bad_input_raises_on_every_rank_and_none_hangs(ranks, case, error, text):
+    values = _values(ranks, "errors")
+    for r, value in enumerate(values):
+        assert value[case] is not None, f"rank {r} did not raise for {case}"
+        assert value[case].startswith(error) and text in value[case], value[case]
+        assert value["still_works"]
+
+
+def test_a_process_group_that_is_not_initialised_is_refused():
+    with pytest.raises(ProcessGroupError, match="not initialised.*init_process_group"):
+        sd.ShardedSparseLinear(17, 23, pattern())

@@ -1,0 +1,51 @@
+"""Per-rank estimates of a sharded layer: 1/world of the layer plus activations."""
+
+import pytest
+
+from sparselinear import Connectivity, memory
+from sparselinear.errors import ShapeError, SparseLinearTypeError
+
+
+def test_per_rank_memory_falls_with_ranks_and_one_rank_is_the_single_process():
+    one = memory.estimate_sharded((100_000, 100_000), nnz=1_000_000, world_size=1, batch_size=8)
+    four = memory.estimate_sharded((100_000, 100_000), nnz=1_000_000, world_size=4,
+                                   batch_size=8)
+    assert one.peak == one.single.total and one.communication["total"] == 0
+    values = four.ranks[0].category("values")
+    assert values == 4 * (250_000 + 25_000)
+    assert four.peak < 0.6 * one.peak  # activations (batch x in) stay whole on every rank
+
+
+def test_communication_follows_the_input_layout():
+    kw = {"world_size": 4, "batch_size": 16}
+    rep = memory.estimate_sharded((4000, 1000), nnz=40_000, **kw)
+    assert rep.communication == {"forward": 0, "backward": 2 * 3 * 16 * 1000 * 4 // 4,
+                                 "total": 96_000}
+    sharded = memory.estimate_sharded((4000, 1000), nnz=40_000, input="sharded", **kw)
+    assert sharded.communication["forward"] == 3 * 16 * 250 * 4 and sharded.buffers > 0
+    no_grad = memory.estimate_sharded((4000, 1000), nnz=40_000, input_requires_grad=False, **kw)
+    assert no_grad.communication["total"] == 0
+
+
+def test_a_connectivity_is_split_by_edges():
+    conn = Connectivity.random(300, 200, nnz=3000, seed=0)
+    est = memory.estimate_sharded(conn, world_size=3, batch_size=4)
+    assert sum(r.layers[0].nnz for r in est.ranks) == 3000
+    assert "per rank (largest)" in str(est) and est.to_dict()["peak"] == est.peak
+
+
+def test_ranks_needed_finds_the_smallest_world_that_fits():
+    one = memory.estimate_sharded((10_000, 10_000), nnz=1_000_000, world_size=1, batch_size=4)
+    plan = memory.ranks_needed((10_000, 10_000), one.peak // 3, nnz=1_000_000, batch_size=4)
+    assert plan.peak <= one.peak // 3
+    assert memory.estimate_sharded((10_000, 10_000), nnz=1_000_000, world_size=plan.world_size - 1,
+                                   batch_size=4).peak > one.peak // 3
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(SparseLinearTypeError, match="'world_size' must be a positive int"):
+        memory.estimate_sharded((10, 10), nnz=5, world_size=0, batch_size=1)
+    with pytest.raises(ShapeError, match="Cannot split 3 rows over 4 ranks"):
+        memory.estimate_sharded((3, 10), nnz=5, world_size=4, batch_size=1)
+    with pytest.raises(SparseLinearTypeError, match="'model' must be a ShardedSparseLinear"):
+        memory.estimate_sharded("layer", world_size=2, batch_size=1)
