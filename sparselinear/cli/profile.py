@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
 import torch
 
+from .. import __version__
 from ..errors import DataError, ShapeError, SparseLinearError
 from .adjacency import ORIENTATION_HELP, add_adjacency_options, read_adjacency
 
@@ -31,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="sparselinear",
         description="Memory profiling and demos for sparse linear layers.",
     )
+    parser.add_argument("--version", action="version",
+                        version=f"sparselinear {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{profile,demo}")
 
     p = sub.add_parser(
@@ -196,6 +200,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_demo(small=args.small, steps=args.steps, seed=args.seed,
                         plot=None if args.no_plot else args.plot,
                         progress=not args.no_progress)
+    except BrokenPipeError:
+        # the reader went away (`sparselinear profile --json | head`): exit quietly, and keep
+        # Python from reporting the pipe again when it flushes stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (SparseLinearError, OSError, MemoryError) as exc:
         print(f"sparselinear: error: {exc}", file=sys.stderr)
         return 1

@@ -79,7 +79,8 @@ def sparse_linear_csr(
     x = input.reshape(math.prod(lead), n_in) if input.dim() != 2 else input
     if recycle is None:
         recycle = weight.is_leaf and weight.dtype == compute_dtype(weight.dtype, weight.device)
-    y = LinearFunction.apply(x, weight, bias, crow, col, n_in, mode, recycle)
+    keep = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    y = LinearFunction.apply(x, weight, bias, crow, col, n_in, mode, recycle, keep)
     return y.reshape(*lead, n_out)
 
 

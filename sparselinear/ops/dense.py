@@ -104,18 +104,21 @@ def plan_for(
 
 
 def band_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                 plan: BandPlan, where: torch.Tensor) -> torch.Tensor:
+                 plan: BandPlan, where: torch.Tensor, keep: bool = False) -> torch.Tensor:
     """``y = x Wᵀ + b`` for a 2-D ``x`` through the dense tiles of ``plan``; ``where`` is
     :meth:`BandPlan.positions` of the pattern.
 
     Activations stay batch-major, ``(batch, features)``: every tile product reads and writes a
     column range of them in place (BLAS takes the row stride), so no transposed copies are made.
     The tiles' zeros would multiply a non-finite input into outputs not wired to it
-    (``0 x inf`` is NaN): the caller sends such inputs to the sparse kernels.
+    (``0 x inf`` is NaN): the caller sends such inputs to the sparse kernels. ``keep``: hold the
+    tiles for the backward pass that follows (:func:`band_backward` takes them).
     """
     dtype = policy.compute_dtype(x.dtype, x.device)
     x_c = x.to(dtype).contiguous()
     flat = tiles_of(weight.to(dtype), plan, where)
+    if keep:  # for the backward pass, unless the weight changes before it
+        _kept.for_tensor(weight).put(weight, where, flat)
     y = x_c.new_zeros(x.shape[0], plan.n_out)
     for (r0, r1, c0, c1, _, _), tile in zip(plan.bands, plan.tiles(flat), strict=True):
         y[:, r0:r1].addmm_(x_c[:, c0:c1], tile.t(), beta=0)
@@ -123,6 +126,11 @@ def band_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     if bias is not None:
         y += bias
     return y
+
+
+#: The tiles of a forward pass, per weight tensor, until its backward pass takes them (kept while
+#: the weight and the edge positions are unchanged: same storage and version counter).
+_kept: PatternCaches[torch.Tensor] = PatternCaches()
 
 
 def tiles_of(w: torch.Tensor, plan: BandPlan, where: torch.Tensor) -> torch.Tensor:
@@ -139,7 +147,12 @@ def band_backward(grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, p
     (a non-finite one goes to the sparse kernels, for the same reason as in the forward pass)."""
     dtype = policy.compute_dtype(x.dtype, x.device)
     x_c = x.to(dtype).contiguous()
-    flat = tiles_of(weight.to(dtype), plan, where)
+    kept = _kept.existing(weight)
+    flat = kept.peek(weight, where) if kept is not None else None
+    if kept is not None:
+        kept.clear()  # held from the forward pass to here only
+    if flat is None:
+        flat = tiles_of(weight.to(dtype), plan, where)
     g = grad_y.to(dtype).contiguous()
     grad_x = grad_w = None
     if want_gx:

@@ -4,7 +4,7 @@
 and autocast see operators with a schema and a fake implementation for shapes, differentiated by
 :class:`LinearFunction` and :class:`SampledFunction`, and never trace into the kernels:
 
-* ``sparselinear::linear(x, weight, bias, crow, col, n_in, mode, recycle) -> y`` — ``y = x Wᵀ +
+* ``sparselinear::linear(x, weight, bias, crow, col, n_in, mode, keep) -> y`` — ``y = x Wᵀ +
   b`` for a 2-D ``x (batch, in)``: dense bands or sparse kernels as
   :mod:`~sparselinear.ops.policy` decides, after checking the pattern
   (:func:`~sparselinear.pattern.connectivity.validate_csr`, cached while the index tensors are
@@ -69,33 +69,42 @@ def _without_autocast(device_type: str):
     return contextlib.nullcontext()
 
 
+def _finite(t: torch.Tensor) -> bool:
+    """Whether every value of ``t`` is finite, from one reduction: a NaN or an infinity makes the
+    sum non-finite (a sum that overflows reads as non-finite too, which only costs the sparse
+    kernels' speed)."""
+    return bool(torch.isfinite(t.sum())) if t.numel() else True
+
+
 def _bands(x: torch.Tensor, crow: torch.Tensor, col: torch.Tensor, mode: str,
-           *finite: torch.Tensor) -> dense.BandPlan | None:
-    """The dense-band plan to run with, or ``None``: sparse kernels, also for non-finite values
-    (the tiles' zeros would multiply them into outputs not wired to them: ``0 x inf`` is NaN)."""
+           multiplied: torch.Tensor) -> dense.BandPlan | None:
+    """The dense-band plan to run with, or ``None``: sparse kernels, also when ``multiplied``
+    (the tensor the tiles multiply: the input forward, the output gradient backward) holds a
+    non-finite value, which the tiles' zeros would spread to unwired entries (``0 x inf`` is
+    NaN)."""
     band = dense.plan_for(crow, col, mode, x.dtype, x.device)
-    if band is None or not all(bool(torch.isfinite(t).all()) for t in (x, *finite)):
+    if band is None or not _finite(multiplied):
         return None
     return band
 
 
 @torch.library.custom_op("sparselinear::linear", mutates_args=())
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, crow: torch.Tensor,
-           col: torch.Tensor, n_in: int, mode: str, recycle: bool) -> torch.Tensor:
+           col: torch.Tensor, n_in: int, mode: str, keep: bool) -> torch.Tensor:
     """``y = x Wᵀ + b`` for ``x (batch, in)`` and the pattern ``(crow, col)`` with ``n_in``
-    columns; ``recycle``: whether the weight gradient may reuse a kept buffer (it becomes a
-    leaf's ``.grad`` as it is)."""
+    columns; ``keep``: a backward pass follows, which may reuse what this pass builds (the dense
+    tiles)."""
     validate_csr(crow, col, (crow.numel() - 1, n_in))
     with _without_autocast(x.device.type):
-        band = _bands(x, crow, col, mode)
+        band = _bands(x, crow, col, mode, x)
         if band is not None:
-            return dense.band_forward(x, weight, bias, band, band.positions(crow, col))
+            return dense.band_forward(x, weight, bias, band, band.positions(crow, col), keep)
         plan = plan_for_step(x, weight, crow, col, False, False)
         return sparse_forward(plan, x, weight, bias, crow, col)[0]
 
 
 @linear.register_fake
-def _linear_fake(x, weight, bias, crow, col, n_in, mode, recycle):
+def _linear_fake(x, weight, bias, crow, col, n_in, mode, keep):
     return x.new_empty(x.shape[0], crow.shape[0] - 1)
 
 
@@ -105,7 +114,9 @@ def linear_backward(grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
                     want_gw: bool, recycle: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """``(grad_x, grad_w)`` of :func:`linear`; an empty tensor for a gradient not asked for."""
     with _without_autocast(x.device.type):
-        band = _bands(x, crow, col, mode, grad_y)
+        # the weight gradient reads the tiles' products at the edges only: just the input
+        # gradient (grad_y times the tiles) needs a finite grad_y
+        band = _bands(x, crow, col, mode, grad_y if want_gx else x.new_zeros(()))
         if band is not None:
             grad_x, grad_w = dense.band_backward(grad_y, x, weight, band,
                                                  band.positions(crow, col), want_gx, want_gw)
@@ -127,19 +138,20 @@ def _linear_backward_fake(grad_y, x, weight, crow, col, n_in, mode, want_gx, wan
 
 class LinearFunction(torch.autograd.Function):
     """The autograd formula of :func:`linear`: ``apply(x, weight, bias, crow, col, n_in, mode,
-    recycle)``. An ``autograd.Function`` with ``setup_context`` (rather than a registration on
-    the operator) so that ``torch.func`` transforms (``grad``, ``vmap`` of ``grad``) compose with
-    it; its vmap rule follows from the operators'."""
+    recycle, keep)``; ``recycle``: whether the weight gradient may reuse a kept buffer (it
+    becomes a leaf's ``.grad`` as it is). An ``autograd.Function`` with ``setup_context``
+    (rather than a registration on the operator) so that ``torch.func`` transforms (``grad``,
+    ``vmap`` of ``grad``) compose with it; its vmap rule follows from the operators'."""
 
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(x, weight, bias, crow, col, n_in, mode, recycle):
-        return linear(x, weight, bias, crow, col, n_in, mode, recycle)
+    def forward(x, weight, bias, crow, col, n_in, mode, recycle, keep):
+        return linear(x, weight, bias, crow, col, n_in, mode, keep)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
-        x, weight, bias, crow, col, n_in, mode, recycle = inputs
+        x, weight, bias, crow, col, n_in, mode, recycle, _ = inputs
         ctx.save_for_backward(x, weight)
         # The index tensors as they are (not saved tensors, which functorch transforms wrap):
         # they get no gradient, and the kernels check them before reading them.
@@ -154,7 +166,7 @@ class LinearFunction(torch.autograd.Function):
         if torch.is_grad_enabled():  # a graph of the gradients: differentiable products
             grads = sparse_gradients(grad_y, x, weight, crow, col, ctx.n_in,
                                      (want_gx, want_gw, want_gb), ctx.has_bias)
-            return (*grads, None, None, None, None, None)
+            return (*grads, None, None, None, None, None, None)
         grad_x = grad_w = grad_b = None
         if want_gx or want_gw:
             grad_x, grad_w = linear_backward(grad_y, x, weight, crow, col, ctx.n_in, ctx.mode,
@@ -162,7 +174,7 @@ class LinearFunction(torch.autograd.Function):
             grad_x, grad_w = (grad_x if want_gx else None), (grad_w if want_gw else None)
         if ctx.has_bias and want_gb:
             grad_b = grad_y.sum(0)
-        return grad_x, grad_w, grad_b, None, None, None, None, None
+        return grad_x, grad_w, grad_b, None, None, None, None, None, None
 
 
 
@@ -206,11 +218,12 @@ class SampledFunction(torch.autograd.Function):
         crow, col = ctx.crow, ctx.col
         grad_g = grad_x = None
         if ctx.needs_input_grad[0]:  # d/dg[b, r]: the sum over row r of grad_out[k] x[b, col_k]
-            grad_g = LinearFunction.apply(x, grad_out, None, crow, col, ctx.n_in, "sparse", False)
+            grad_g = LinearFunction.apply(x, grad_out, None, crow, col, ctx.n_in, "sparse", False,
+                                          False)
         if ctx.needs_input_grad[1]:  # d/dx[b, c]: the sum over column c of grad_out[k] g[b, row_k]
             crow_t, row_t, perm = transposed_pattern(crow, col, ctx.n_in)
             grad_x = LinearFunction.apply(g, grad_out[perm.to(torch.int64)], None, crow_t, row_t,
-                                          crow.numel() - 1, "sparse", False)
+                                          crow.numel() - 1, "sparse", False, False)
         return grad_g, grad_x, None, None, None
 
 
@@ -224,7 +237,7 @@ def sparse_gradients(grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor
     if needs[0]:
         crow_t, row_t, perm = transposed_pattern(crow, col, n_in)
         grad_x = LinearFunction.apply(grad_y, weight[perm.to(torch.int64)], None, crow_t, row_t,
-                                      crow.numel() - 1, "sparse", False)
+                                      crow.numel() - 1, "sparse", False, False)
     if needs[1]:
         grad_w = SampledFunction.apply(grad_y, x, crow, col, n_in)
     if has_bias and needs[2]:
@@ -242,13 +255,13 @@ def _unmapped(in_dims, names: str) -> None:
 
 
 @linear.register_vmap
-def _linear_vmap(info, in_dims, x, weight, bias, crow, col, n_in, mode, recycle):
+def _linear_vmap(info, in_dims, x, weight, bias, crow, col, n_in, mode, keep):
     _unmapped(in_dims[1:5], "weight, bias or pattern")
     if in_dims[0] is None:
-        return linear(x, weight, bias, crow, col, n_in, mode, recycle), None
+        return linear(x, weight, bias, crow, col, n_in, mode, keep), None
     x = x.movedim(in_dims[0], 0)
     mapped, batch = x.shape[:2]
-    y = linear(x.reshape(mapped * batch, -1), weight, bias, crow, col, n_in, mode, recycle)
+    y = linear(x.reshape(mapped * batch, -1), weight, bias, crow, col, n_in, mode, keep)
     return y.reshape(mapped, batch, -1), 0
 
 

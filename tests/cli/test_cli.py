@@ -381,3 +381,20 @@ def test_profile_reads_every_table_format(capsys, tmp_path, name):
                          "--target", "post_root_id", "--weight", "syn_count", "--json")
     assert code == 0, err
     assert shape_nnz(out) == ((3, 3), 2)
+
+
+def test_version(capsys):
+    import sparselinear
+
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out.strip() == f"sparselinear {sparselinear.__version__}"
+
+
+def test_a_closed_pipe_exits_quietly(tmp_path):
+    import subprocess
+
+    done = subprocess.run(
+        f"{sys.executable} -m sparselinear profile --shape 100 100 --nnz 50 --json | head -c 1",
+        shell=True, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0 and "Traceback" not in done.stderr and done.stderr == ""
