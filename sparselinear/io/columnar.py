@@ -186,30 +186,20 @@ def _read_text(path: Path, refs, ids, sep, header, comment) -> Table | None:
     keys = [str(n) for n in names] if header else [f"f{j}" for j in range(len(names))]
     wanted = sorted({_position(names, r) for r in refs} - {None})
     id_keys = {keys[p] for p in (_position(names, r) for r in ids) if p is not None}
+    options = dict(
+        read_options=pa.csv.ReadOptions(column_names=None if header else keys, use_threads=True,
+                                        block_size=1 << 24),
+        parse_options=pa.csv.ParseOptions(delimiter=sep, newlines_in_values=False),
+        convert_options=pa.csv.ConvertOptions(
+            include_columns=[keys[j] for j in wanted], null_values=[],
+            strings_can_be_null=False, column_types={k: pa.string() for k in id_keys}),
+    )
     try:
-        with open_binary(path) as raw:
-            arrow = pa.csv.read_csv(
-                raw,
-                read_options=pa.csv.ReadOptions(
-                    column_names=None if header else keys, use_threads=True,
-                    block_size=1 << 24),
-                parse_options=pa.csv.ParseOptions(delimiter=sep, newlines_in_values=False),
-                convert_options=pa.csv.ConvertOptions(
-                    include_columns=[keys[j] for j in wanted], null_values=[],
-                    strings_can_be_null=False,
-                    column_types={k: pa.string() for k in id_keys}),
-            )
+        arrow = _stream_text(pa, path, options, id_keys, comment)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, EOFError, ValueError):
         return None
-    for key in arrow.column_names:  # marks the line reader treats specially
-        column = arrow.column(key)
-        if key in id_keys and pa.types.is_string(column.type) and len(column):
-            parsed = id_array(column)  # canonical integers hold no mark
-            if parsed is not None:
-                arrow = arrow.set_column(arrow.column_names.index(key), key, pa.array(parsed))
-                continue
-        if pa.types.is_string(column.type) and len(column) and _suspicious(pa, column, comment):
-            return None
+    if arrow is None:
+        return None
     if header:
         arrow = arrow.rename_columns([str(names[keys.index(k)]) for k in arrow.column_names])
     else:
@@ -220,6 +210,48 @@ def _read_text(path: Path, refs, ids, sep, header, comment) -> Table | None:
     table.names = names
     table.header_line = 1 if header else None
     return table
+
+
+def _stream_text(pa: Any, path: Path, options: dict, id_keys: set[str],
+                 comment: str | None) -> Any:
+    """The columns of a text file as a pyarrow table, read in blocks: each block's id columns
+    are parsed into integers at once (canonical integers only), so that at most one block of
+    their text is held; ``None`` where a block holds what the line reader treats specially (a
+    comment mark, a quote), and a table of text ids where some id is not a canonical integer."""
+    batches, as_text = [], False
+    with open_binary(path) as raw:
+        reader = pa.csv.open_csv(raw, **options)
+        for batch in reader:
+            arrays = []
+            for key, column in zip(batch.schema.names, batch.columns, strict=True):
+                if key in id_keys and not as_text and pa.types.is_string(column.type) \
+                        and len(column):
+                    parsed = id_array(column)  # canonical integers hold no mark
+                    if parsed is not None:
+                        arrays.append(pa.array(parsed))
+                        continue
+                    as_text = True  # text ids: read the whole file as text below
+                if pa.types.is_string(column.type) and len(column) and _suspicious(
+                        pa, column, comment):
+                    return None
+                arrays.append(column)
+            if as_text:
+                break
+            batches.append(pa.RecordBatch.from_arrays(arrays, names=batch.schema.names))
+        schema = reader.schema
+    if as_text:
+        del batches
+        with open_binary(path) as raw:
+            arrow = pa.csv.read_csv(raw, **options)
+        for key in arrow.column_names:
+            column = arrow.column(key)
+            if pa.types.is_string(column.type) and len(column) and _suspicious(pa, column,
+                                                                               comment):
+                return None
+        return arrow
+    if not batches:
+        return schema.empty_table()
+    return pa.Table.from_batches(batches)
 
 
 def _pos_name(names: list[Column], ref: Column) -> Column:
