@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from ..errors import SparseLinearTypeError, describe
-from .estimate import format_bytes
 from .peak import PeakTracker, default_device
+from .units import format_bytes
 
 __all__ = ["SegmentPeak", "StepBreakdown", "step_breakdown"]
 

@@ -23,6 +23,7 @@ from ..ops import policy
 from ..pattern.connectivity import index_dtype_for
 from .optimizers import resolve_optimizer
 from .transients import optimizer_transient
+from .units import format_bytes
 
 __all__ = ["DYNAMICS_CATEGORIES", "DynamicsEstimate", "estimate_dynamics"]
 
@@ -36,14 +37,6 @@ _LABELS = {
     "states": "states kept through time",
     "working": "working memory",
 }
-
-
-def _fmt(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError("unreachable")
 
 
 @dataclass
@@ -95,9 +88,9 @@ class DynamicsEstimate:
             f"{self.nnz:,} edges, {self.n_strengths:,} strengths; batch {self.batch_size}, "
             f"{self.steps} steps{every}, {self.optimizer}, {self.device}"
         ]
-        rows = [(_LABELS[c], _fmt(self.parts[c])) for c in DYNAMICS_CATEGORIES]
-        rows.append(("total (peak)", _fmt(self.total)))
-        rows.append(("gather/scatter_add edge tensors", _fmt(self.gather_scatter)))
+        rows = [(_LABELS[c], format_bytes(self.parts[c])) for c in DYNAMICS_CATEGORIES]
+        rows.append(("total (peak)", format_bytes(self.total)))
+        rows.append(("gather/scatter_add edge tensors", format_bytes(self.gather_scatter)))
         width = max(len(r[0]) for r in rows)
         lines += [f"  {label:<{width}}  {value:>10}" for label, value in rows]
         return "\n".join(lines)

@@ -26,6 +26,7 @@ from ..pattern.sources import check_shape
 from .dynamics import DynamicsEstimate, estimate_dynamics
 from .optimizers import OptimizerSpec, resolve_optimizer
 from .transients import optimizer_transient
+from .units import format_bytes
 
 __all__ = [
     "BUILD_BYTES_PER_EDGE",
@@ -48,24 +49,6 @@ _LABELS = {
     "working": "working memory",
 }
 _MAX_COLUMNS = 4
-
-
-def format_bytes(n: float) -> str:
-    """``n`` bytes in decimal units, e.g. ``'76.9 GB'``.
-
-    Examples::
-
-        >>> format_bytes(138_639 ** 2 * 4)
-        '76.9 GB'
-        >>> format_bytes(512)
-        '512 B'
-    """
-    n = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError("unreachable")
 
 
 @dataclass

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from ..errors import InsufficientMemoryError
-from .estimate import format_bytes
+from .units import format_bytes
 
 __all__ = [
     "InsufficientMemoryError",

@@ -128,16 +128,12 @@ def linear_to_pattern(
 
         >>> import torch
         >>> from torch import nn
-        >>> from torch.nn.utils import prune
-        >>> from sparselinear import SparseLinear
-        >>> linear = nn.Linear(64, 32)
-        >>> _ = prune.l1_unstructured(linear, "weight", amount=0.9)
-        >>> sparse = SparseLinear.from_linear(linear)
-        >>> sparse.nnz
-        205
-        >>> x = torch.randn(8, 64)
-        >>> torch.allclose(sparse(x), linear(x), atol=1e-6)
-        True
+        >>> linear = nn.Linear(3, 2)
+        >>> with torch.no_grad():
+        ...     _ = linear.weight.copy_(torch.tensor([[0.0, 2.0, 0.5], [1.0, 0.0, 0.0]]))
+        >>> pattern, values = linear_to_pattern(linear, threshold=0.6)
+        >>> pattern.indices().tolist(), values.tolist()
+        ([[0, 1], [1, 0]], [2.0, 1.0])
     """
     if not isinstance(linear, nn.Linear):
         raise SparseLinearTypeError(f"'linear' must be an nn.Linear; got {describe(linear)}.")
