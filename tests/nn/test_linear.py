@@ -449,3 +449,49 @@ def test_meta_layer_propagates_shapes_of_meta_inputs():
         SparseLinear(40, 50, Connectivity.random(50, 40, nnz=100, seed=0))(
             torch.empty(7, 39, device="meta")
         )
+
+
+# ---------------------------------------------------------------------- tensors only
+def test_state_dict_holds_tensors_only_and_clones():
+    layer = SparseLinear(3, 3, Connectivity.diagonal(3, 3).with_names(["a", "b", "c"]))
+    sd = layer.state_dict()
+    assert all(isinstance(v, torch.Tensor) for v in sd.values())
+    fresh = SparseLinear(3, 3, Connectivity.diagonal(3, 3))
+    fresh.load_state_dict({k: v.clone() for k, v in sd.items()})
+    assert fresh.out_names == ("a", "b", "c") and torch.equal(fresh.weight, layer.weight)
+
+
+def test_safetensors_round_trip_keeps_names_and_the_wiring_check(tmp_path):
+    from safetensors.torch import load_model, save_model
+
+    from sparselinear.datasets import load_celegans
+
+    conn, _ = load_celegans("chemical")
+    layer = SparseLinear(309, 309, conn)
+    path = tmp_path / "celegans.safetensors"
+    save_model(layer, str(path))
+    unnamed = SparseLinear(309, 309, Connectivity.from_csr(conn.crow_indices(),
+                                                           conn.col_indices(), conn.shape))
+    load_model(unnamed, str(path))
+    assert unnamed.out_names == conn.out_names and torch.equal(unnamed.weight, layer.weight)
+    renamed = SparseLinear(309, 309, conn.with_names([f"n{i}" for i in range(309)],
+                                                     [f"n{i}" for i in range(309)]))
+    with pytest.raises(WiringMismatchError, match="differently named nodes"):
+        load_model(renamed, str(path))
+
+
+def test_integer_node_ids_survive_a_checkpoint():
+    ids = np.array([720575940000000001, 720575940000000002], dtype=np.int64)
+    named = Connectivity.diagonal(2, 2).with_names(ids, ids)
+    layer = SparseLinear(2, 2, named)
+    fresh = SparseLinear(2, 2, Connectivity.diagonal(2, 2))
+    fresh.load_state_dict(layer.state_dict())
+    assert np.array_equal(np.asarray(fresh.out_names), ids)
+
+
+def test_damaged_name_bytes_are_refused():
+    layer = SparseLinear(2, 2, Connectivity.diagonal(2, 2).with_names(["a", "b"]))
+    sd = layer.state_dict()
+    sd["_extra_state"] = torch.tensor([255, 254], dtype=torch.uint8)
+    with pytest.raises(WiringMismatchError, match="not the UTF-8 JSON"):
+        layer.load_state_dict(sd)
