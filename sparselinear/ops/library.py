@@ -77,13 +77,13 @@ def _finite(t: torch.Tensor) -> bool:
 
 
 def _bands(x: torch.Tensor, crow: torch.Tensor, col: torch.Tensor, mode: str,
-           multiplied: torch.Tensor) -> dense.BandPlan | None:
+           multiplied: torch.Tensor | None) -> dense.BandPlan | None:
     """The dense-band plan to run with, or ``None``: sparse kernels, also when ``multiplied``
-    (the tensor the tiles multiply: the input forward, the output gradient backward) holds a
-    non-finite value, which the tiles' zeros would spread to unwired entries (``0 x inf`` is
-    NaN)."""
+    (the tensor the tiles multiply: the input forward, the output gradient backward; ``None``
+    when they multiply nothing) holds a non-finite value, which the tiles' zeros would spread
+    to unwired entries (``0 x inf`` is NaN)."""
     band = dense.plan_for(crow, col, mode, x.dtype, x.device)
-    if band is None or not _finite(multiplied):
+    if band is None or (multiplied is not None and not _finite(multiplied)):
         return None
     return band
 
@@ -116,7 +116,7 @@ def linear_backward(grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
     with _without_autocast(x.device.type):
         # the weight gradient reads the tiles' products at the edges only: just the input
         # gradient (grad_y times the tiles) needs a finite grad_y
-        band = _bands(x, crow, col, mode, grad_y if want_gx else x.new_zeros(()))
+        band = _bands(x, crow, col, mode, grad_y if want_gx else None)
         if band is not None:
             grad_x, grad_w = dense.band_backward(grad_y, x, weight, band,
                                                  band.positions(crow, col), want_gx, want_gw)

@@ -32,7 +32,7 @@ from ..io import edgelist
 from ..io.names import check_names, lookup
 from ..io.writer import write_edges
 from . import generators, setops
-from .caches import DerivedCache, PatternCaches, transpose_order, transposed_cache
+from .caches import PatternCaches, transpose_order, transposed_cache
 from .csr import canonical_csr, check_canonical
 from .sources import Shape, as_indices, check_shape, from_indices, to_coordinates
 
@@ -186,10 +186,7 @@ class Connectivity:
             fields = source._fields()
             if index_dtype is not None:
                 fields = tuple(t.to(index_dtype) for t in fields)
-            self._set(
-                source.shape, *fields, source._digest, source._out_names, source._in_names,
-                transpose_cache=source._cache_for(*fields),
-            )
+            self._set(source.shape, *fields, source._digest, source._out_names, source._in_names)
             return
         rows, cols, shape = to_coordinates(source, shape)
         self._set(shape, *_build(rows, cols, shape, index_dtype))
@@ -202,17 +199,14 @@ class Connectivity:
         digest: str | None = None,
         out_names: tuple[str, ...] | None = None,
         in_names: tuple[str, ...] | None = None,
-        *,
-        transpose_cache: DerivedCache | None = None,
     ) -> None:
         self._shape = (int(shape[0]), int(shape[1]))
         self._crow, self._col = crow, col
         self._digest = digest
         self._out_names, self._in_names = out_names, in_names
         self._name_index: dict[str, dict[str, int]] = {}
-        self._transpose_cache = (
-            transposed_cache(col) if transpose_cache is None else transpose_cache
-        )
+        # one cache per index tensor: views of the same tensors share the transposed pattern
+        self._transpose_cache = transposed_cache(col)
 
     @classmethod
     def from_canonical_csr(
@@ -223,21 +217,17 @@ class Connectivity:
         digest: str | None = None,
         out_names: tuple[str, ...] | None = None,
         in_names: tuple[str, ...] | None = None,
-        *,
-        transpose_cache: DerivedCache | None = None,
     ) -> Connectivity:
         """Wrap index tensors that are already canonical CSR, without copying or checking them.
 
         For owners of checked patterns (a layer wrapping its own buffers): the caller guarantees
         that ``crow`` and ``col`` are a canonical CSR pattern of ``shape`` with one index dtype;
-        anything else is undefined. Use :meth:`from_csr` for arrays from elsewhere.
-        ``transpose_cache`` holds the transposed pattern; pass one to share it (a layer shares
-        its own between the views it hands out), else the new object starts with an empty one.
+        anything else is undefined. Use :meth:`from_csr` for arrays from elsewhere. Every
+        pattern over the same index tensors shares their transposed pattern
+        (:func:`~sparselinear.pattern.caches.transposed_cache`).
         """
         self = cls.__new__(cls)
-        self._set(
-            shape, crow, col, digest, out_names, in_names, transpose_cache=transpose_cache
-        )
+        self._set(shape, crow, col, digest, out_names, in_names)
         return self
 
     @classmethod
@@ -410,17 +400,12 @@ class Connectivity:
             self._crow, self._col, lambda: transpose_order(self._crow, self._col, self._shape[1])
         )
 
-    def _cache_for(self, crow: torch.Tensor, col: torch.Tensor) -> DerivedCache | None:
-        # A pattern made of the very same index tensors shares the transposed pattern.
-        return self._transpose_cache if crow is self._crow and col is self._col else None
-
     # ------------------------------------------------------------------ conversions
     def to(self, device: torch.device | str) -> Connectivity:
         """The same pattern with its index tensors on ``device``."""
         fields = tuple(t.to(device) for t in self._fields())
         return Connectivity.from_canonical_csr(
-            self._shape, *fields, self._digest, self._out_names, self._in_names,
-            transpose_cache=self._cache_for(*fields),
+            self._shape, *fields, self._digest, self._out_names, self._in_names
         )
 
     def transpose(self) -> Connectivity:
@@ -515,8 +500,7 @@ class Connectivity:
         out_names = check_names(out_names, self._shape[0], "out_names")
         in_names = check_names(in_names, self._shape[1], "in_names")
         return Connectivity.from_canonical_csr(
-            self._shape, *self._fields(), self._digest, out_names, in_names,
-            transpose_cache=self._transpose_cache,
+            self._shape, *self._fields(), self._digest, out_names, in_names
         )
 
     def _index_of(self, axis: str) -> dict[str, int]:
