@@ -13,7 +13,6 @@ For a connectome, ``source`` is the presynaptic and ``target`` the postsynaptic 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +21,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import DataError, SparseLinearError, SparseLinearTypeError, check_choice, describe
-from .columnar import line_reader_fallback_size, read_columns, text_ids
+from ..errors import DataError, SparseLinearTypeError, check_choice, describe
+from .columnar import read_columns
 from .ids import factorize, index_of, merge_duplicates, positions, shared_factorize
+from .intids import text_ids
 from .names import check_names
 from .progress import Progress
+from .stream import Selection
 from .table import Column, Table, check_header, is_number, read_table
-from .where import apply_where, conditions, strings
+from .where import apply_where, strings
 
 __all__ = ["Edges", "edge_rows", "networkx_edges", "read_edges"]
 
@@ -169,16 +170,13 @@ def _resolve(src, dst, table, nodes, in_names, out_names, shared):
     return out_names, in_names, rows, cols
 
 
-def _refs(source, target, weight, where) -> tuple[list[Column], list[Column]]:
-    """The columns a call reads, and those holding node ids."""
+def _selection(source, target, weight, where) -> Selection:
+    """What a read keeps: the endpoint and weight columns of the rows that meet ``where``,
+    every block's header row checked first."""
     ids = [0 if source is None else source, 1 if target is None else target]
-    refs = [*ids, *([weight] if weight is not None else [])]
-    if where is not None:
-        try:
-            refs += [ref for ref, _, _ in conditions(where)]
-        except SparseLinearError:
-            pass  # reported when the filter is applied
-    return refs, ids
+    keep = [*ids, *([weight] if weight is not None else [])]
+    return Selection(keep, ids, where,
+                     lambda block: check_header(block, source, target, weight, where))
 
 
 def read_edges(
@@ -265,46 +263,46 @@ def read_edges(
                  "'sum' or 'max' merges the weights of a repeated edge, 'first' keeps one.")
     args = (source, target, weight, where, nodes, in_names, out_names, shared_nodes, duplicates)
     path = Path(data) if isinstance(data, (str, os.PathLike)) else None
-    refs, ids = _refs(source, target, weight, where)
+    selection = _selection(source, target, weight, where)
     with Progress(progress, path) as bar:
-        table = read_columns(path if path is not None else data, refs, ids, sep, header, comment)
-        bar.step("read")
+        table = read_columns(path if path is not None else data, selection, sep, header,
+                             comment)
         if table is None:
-            return _edges(read_table(data, sep, header, comment), *args, bar=bar)
-        try:
-            return _edges(table, *args, bar=bar)
-        except SparseLinearError:
-            if path is None or path.stat().st_size > line_reader_fallback_size():
-                raise
-            exc = sys.exc_info()[1]
-        # a flaw in a text file read columnar: the line reader names it by its line
-        _edges(read_table(data, sep, header, comment), *args, bar=bar)
-        raise exc
+            table = read_table(data, sep, header, comment)
+        bar.step("read")
+        return _edges(table, *args, bar=bar)
 
 
 def _edges(table, source, target, weight, where, nodes, in_names, out_names, shared_nodes,
            duplicates, *, bar) -> Edges:
-    check_header(table, source, target, weight, where)
-    table = apply_where(table, where)
+    if not table.filtered:
+        check_header(table, source, target, weight, where)
+        table = apply_where(table, where)
     src = _names_of(table.column(0 if source is None else source, "source"), table, "source")
     dst = _names_of(table.column(1 if target is None else target, "target"), table, "target")
     weights, dtype = None, torch.get_default_dtype()
     if weight is not None:
         weights = _weights_of(table.column(weight, "weight"), table, weight)
         _in_dtype(weights, dtype, table.label)  # each weight fits the dtype it is stored in
+    table.release()  # the columns are read: only the rows' labels are needed from here on
     out_names, in_names, rows, cols = _resolve(
         src, dst, table, nodes, in_names, out_names, shared_nodes
     )
+    del src, dst
     bar.step("nodes")
-    rows, cols, merged, origin = merge_duplicates(
-        rows, cols, (len(out_names), len(in_names)), weights, table, src, dst, duplicates
+    names = (out_names, in_names)
+    merged_rows, merged_cols, merged, origin = merge_duplicates(
+        rows, cols, (len(out_names), len(in_names)), weights, table, names, duplicates
     )
+    del weights
     bar.step("edges")
     if merged is not None:  # a sum of repeats may overflow where each weight fits
         merged = _in_dtype(merged, dtype, lambda i: (
-            f"{table.label(origin(i))}: the repeats of edge {str(src[origin(i)])!r} -> "
-            f"{str(dst[origin(i)])!r} merged with duplicates={duplicates!r}"))
-    return Edges(torch.from_numpy(rows), torch.from_numpy(cols), out_names, in_names, merged)
+            f"{table.label(origin(i))}: the repeats of edge "
+            f"{str(in_names[cols[origin(i)]])!r} -> {str(out_names[rows[origin(i)]])!r} "
+            f"merged with duplicates={duplicates!r}"))
+    return Edges(torch.from_numpy(merged_rows), torch.from_numpy(merged_cols), out_names,
+                 in_names, merged)
 
 
 def networkx_edges(

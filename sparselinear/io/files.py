@@ -72,13 +72,12 @@ def read_text(path: Path) -> str:
 
 
 def pyarrow_or_none() -> Any:
-    """The ``pyarrow`` module, or ``None`` where it is not installed."""
+    """The ``pyarrow`` module (with ``compute`` and ``csv``; ``parquet`` and ``feather``, which
+    import pandas, are imported where they are used), or ``None`` where it is not installed."""
     try:
         import pyarrow
         import pyarrow.compute
         import pyarrow.csv
-        import pyarrow.feather
-        import pyarrow.parquet
     except ImportError:  # pragma: no cover - depends on the environment
         return None
     return pyarrow

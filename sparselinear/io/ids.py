@@ -27,16 +27,22 @@ def _is_ids(values: np.ndarray) -> bool:
     return values.dtype.kind in "iu"
 
 
+def _code_type(n: int) -> type:
+    """The integer type of codes that index ``n`` names: int32 where it can (half the memory
+    of int64 per row), else int64."""
+    return np.int32 if n < 2**31 else np.int64
+
+
 def _hash_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distinct integer ids (sorted) and the index of each value among them."""
     pa = pyarrow_or_none()
     if pa is None or values.size < 1 << 16:
         uniq, codes = np.unique(values, return_inverse=True)
-        return uniq, codes.reshape(-1).astype(np.int64)
+        return uniq, codes.reshape(-1).astype(_code_type(uniq.size))
     encoded = pa.array(values).dictionary_encode()
     uniq = encoded.dictionary.to_numpy()
     order = np.argsort(uniq, kind="stable")
-    rank = np.empty(order.size, dtype=np.int64)
+    rank = np.empty(order.size, dtype=_code_type(order.size))
     rank[order] = np.arange(order.size)
     codes = rank[encoded.indices.to_numpy()]
     return uniq[order], codes
@@ -52,7 +58,7 @@ def _text_factorize(values: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
         rank = np.empty_like(order)
         rank[order] = np.arange(order.size)
         names, codes = names[order], rank[codes]
-    return tuple(names.tolist()), codes.astype(np.int64).reshape(-1)
+    return tuple(names.tolist()), codes.astype(_code_type(len(names))).reshape(-1)
 
 
 def _as_text(values: np.ndarray) -> np.ndarray:
@@ -92,8 +98,10 @@ def shared_factorize(src: np.ndarray, dst: np.ndarray) -> tuple[Any, np.ndarray,
         us, cs = _hash_codes(src)
         ud, cd = _hash_codes(dst)
         names = np.union1d(us, ud)
-        return (_read_only(names), np.searchsorted(names, us)[cs],
-                np.searchsorted(names, ud)[cd])
+        code = _code_type(names.size)
+        cs = np.searchsorted(names, us).astype(code)[cs]
+        cd = np.searchsorted(names, ud).astype(code)[cd]
+        return _read_only(names), cs, cd
     names, codes = _text_factorize(np.concatenate([src, dst]))
     return names, codes[: src.size], codes[src.size:]
 
@@ -137,7 +145,8 @@ def index_of(values: np.ndarray, names: Any, table: Table, role: str) -> np.ndar
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         raise DataError(f"{table.label(i)}: unknown {role} name {name!r}; it is not among the "
                         f"{len(names)} given nodes.{hint}")
-    return order[pos].astype(np.int64)[codes] if values.size else np.zeros(0, np.int64)
+    return (order[pos].astype(_code_type(len(names)))[codes] if values.size
+            else np.zeros(0, np.int64))
 
 
 def positions(values: np.ndarray, n: int, table: Table, role: str) -> np.ndarray:
@@ -162,10 +171,11 @@ def positions(values: np.ndarray, n: int, table: Table, role: str) -> np.ndarray
     return np.array([int(t) for t in text.tolist()], dtype=np.int64)[inverse.reshape(-1)]
 
 
-def merge_duplicates(rows, cols, shape, weights, table, src, dst, policy):
+def merge_duplicates(rows, cols, shape, weights, table, names, policy):
     """``(rows, cols, merged, origin)``: the distinct edges sorted by ``(row, col)``, their
     weights merged by ``policy`` (``"sum"``, ``"max"``, ``"first"``; ``"error"`` raises on a
-    repeat) and ``origin(i)``, the table row of edge ``i`` (its first)."""
+    repeat, naming the edges by ``names``, the node names ``(outputs, inputs)``) and
+    ``origin(i)``, the table row of edge ``i`` (its first)."""
     n_out, n_in = shape
     if policy in ("error", "sum") and rows.size:
         # a counting sort by row, then each row's columns (scipy's coo -> csr): no argsort
@@ -179,13 +189,13 @@ def merge_duplicates(rows, cols, shape, weights, table, src, dst, policy):
             keep = csr.data.astype(np.int64)
             return out_rows, out_cols, None if weights is None else weights[keep], keep.__getitem__
         if policy == "sum":
-            merged = csr.data.astype(np.float64) if weights is not None else None
+            merged = np.asarray(csr.data, dtype=np.float64) if weights is not None else None
 
             def origin(i: int) -> int:
                 return int(np.argmax((rows == out_rows[i]) & (cols == out_cols[i])))
 
             return out_rows, out_cols, merged, origin
-    keys = rows * n_in + cols
+    keys = rows.astype(np.int64) * n_in + cols
     order = np.argsort(keys, kind="stable")
     keys = keys[order]
     first = np.ones(keys.size, dtype=bool)
@@ -194,7 +204,8 @@ def merge_duplicates(rows, cols, shape, weights, table, src, dst, policy):
         repeat = order[~first]
         where = np.searchsorted(keys, keys[~first])  # first occurrence of each repeat
         listed = listing(
-            (f"{str(src[r])!r} -> {str(dst[r])!r} ({table.label(order[w])} and {table.label(r)})"
+            (f"{str(names[1][cols[r]])!r} -> {str(names[0][rows[r]])!r} "
+             f"({table.label(order[w])} and {table.label(r)})"
              for r, w in zip(repeat[:MAX_LISTED], where[:MAX_LISTED], strict=True)),
             repeat.size, sep="; ",
         )
@@ -209,4 +220,4 @@ def merge_duplicates(rows, cols, shape, weights, table, src, dst, policy):
         reduce = {"sum": np.add, "max": np.maximum}.get(policy)
         merged = reduce.reduceat(w, starts) if reduce is not None and w.size else w[starts]
     keep = order[starts]
-    return rows[keep], cols[keep], merged, keep.__getitem__
+    return rows[keep].astype(np.int64), cols[keep].astype(np.int64), merged, keep.__getitem__

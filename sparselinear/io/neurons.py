@@ -24,8 +24,10 @@ import numpy as np
 import torch
 
 from ..errors import DataError, SparseLinearTypeError, describe
-from .columnar import read_columns, text_ids
+from .columnar import read_columns
+from .intids import text_ids
 from .names import check_names
+from .stream import Selection
 from .table import Column, read_table
 
 __all__ = ["NT_SIGNS", "NeuronTable", "neurotransmitter_signs", "read_neurons"]
@@ -65,11 +67,11 @@ def read_neurons(data: Any, *, id: Column = 0, columns: list[Column] | None = No
         ([7, 3], ['ACH', 'GABA'])
     """
     source = Path(data) if isinstance(data, (str, os.PathLike)) else data
-    probe = read_columns(source, [id], [id], sep, True, None)
+    probe = read_columns(source, Selection([id], [id]), sep, True, None)
     names = probe.names if probe is not None else read_table(data, sep, True, None).names
     wanted = [id, *[c for c in (names if columns is None else columns)
                     if c != id and c != (names[id] if isinstance(id, int) else id)]]
-    table = read_columns(source, wanted, [id], sep, True, None)
+    table = read_columns(source, Selection(wanted, [id]), sep, True, None)
     if table is None:
         table = read_table(data, sep, True, None)
     raw = table.column(id, "id")

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import MAX_LISTED, DataError, SparseLinearTypeError, describe, listing
 from .files import read_text
+from .lines import LineMap
 
 __all__ = ["NUMBER", "Table", "check_header", "distinct", "is_number", "read_table", "rows_text"]
 
@@ -50,25 +51,34 @@ def is_number(text: str) -> bool:
 class Table:
     """Columns of strings (files) or raw values, the number of each row and where they came
     from. ``header_line`` is the line of a file's header row (``None``: no header was read);
-    ``any_column`` marks an empty sequence of rows, where any column position is empty."""
+    ``any_column`` marks an empty sequence of rows, where any column position is empty.
+
+    Rows are numbered in one of two ways: ``numbers`` holds the line number (files) or
+    position (other sources) of each row; or, where it is ``None`` (sources read in blocks),
+    a row is numbered by its position among the source's rows (``kept`` marks the rows that
+    remain of ``rows``; ``offset`` is the position of the first), and ``lines`` maps that
+    position to its line in a text file. Columns are numpy arrays, or pyarrow arrays for text
+    read in blocks."""
 
     names: list[Column]
-    columns: list[np.ndarray]
-    # line number (files) or row position (other sources) of each row; ``None`` for columnar
-    # sources, whose rows are numbered by their position among the source's rows (``kept``)
+    columns: list[Any]
     numbers: np.ndarray | None
     unit: str  # "file.csv, line" or "row"
     origin: str
     header_line: int | None = None
     any_column: bool = False
-    kept: np.ndarray | None = None  # columnar sources: which of the source's rows remain
-    rows: int = 0  # columnar sources: the number of rows read
+    kept: np.ndarray | None = None  # sources read in blocks: which of the source's rows remain
+    rows: int = 0  # sources read in blocks: the number of rows read
+    offset: int = 0  # sources read in blocks: the source position of the first row
+    lines: LineMap | None = None  # text files read in blocks: the line of each position
+    filtered: bool = False  # the header check and ``where=`` were applied as it was read
 
     def number(self, i: int) -> int:
         """The line number or position of row ``i`` in its source."""
         if self.numbers is not None:
             return int(self.numbers[i])
-        return int(i if self.kept is None else np.flatnonzero(self.kept)[i])
+        position = self.offset + int(i if self.kept is None else np.flatnonzero(self.kept)[i])
+        return position if self.lines is None else self.lines.line(position)
 
     def label(self, i: int) -> str:
         """``"edges.csv, line 7"`` / ``"row 3"``: where row ``i`` came from."""
@@ -81,7 +91,11 @@ class Table:
             return int(self.numbers.size)
         return self.rows if self.kept is None else int(np.count_nonzero(self.kept))
 
-    def column(self, ref: Column, role: str) -> np.ndarray:
+    def position(self, ref: Any) -> int | None:
+        """The position of column ``ref`` (a header name or a 0-based position), or ``None``."""
+        return position(self.names, ref)
+
+    def column(self, ref: Column, role: str) -> Any:
         """The values of column ``ref`` (a header name or a 0-based position)."""
         if not isinstance(ref, (str, int)) or isinstance(ref, bool):
             raise SparseLinearTypeError(
@@ -100,14 +114,14 @@ class Table:
             f"{self.names}.{hint}"
         )
 
-    def _read(self, j: int, ref: Column) -> np.ndarray:
+    def _read(self, j: int, ref: Column) -> Any:
         if self.columns[j] is None:  # pragma: no cover - the columnar readers read every ref
             raise DataError(f"Column {ref!r} of {self.origin} was not read.")
         return self.columns[j]
 
     def subset(self, keep: np.ndarray) -> Table:
         """The rows where ``keep`` is true."""
-        columns = [None if c is None else c[keep] for c in self.columns]
+        columns = [None if c is None else take(c, keep) for c in self.columns]
         if self.numbers is not None:
             return Table(self.names, columns, self.numbers[keep], self.unit, self.origin,
                          self.header_line, self.any_column)
@@ -115,10 +129,49 @@ class Table:
         if self.kept is not None:
             kept[self.kept] = keep
         return Table(self.names, columns, None, self.unit, self.origin, self.header_line,
-                     kept=kept, rows=self.rows)
+                     kept=kept, rows=self.rows, offset=self.offset, lines=self.lines)
+
+    def release(self) -> None:
+        """Drop the columns once read: the rows keep their labels, for messages."""
+        self.columns = [None] * len(self.columns)
+
+
+def position(names: Sequence[Column], ref: Any) -> int | None:
+    """The position of column ``ref`` among ``names`` (a name or a 0-based position), or
+    ``None`` where there is none."""
+    if isinstance(ref, str) and ref in names:
+        return list(names).index(ref)
+    if isinstance(ref, int) and not isinstance(ref, bool) and 0 <= ref < len(names):
+        return ref
+    return None
+
+
+def numpy_of(column: Any) -> np.ndarray:
+    """A numpy or pyarrow column as a numpy array (text as objects)."""
+    if isinstance(column, np.ndarray):
+        return column
+    return column.to_numpy(zero_copy_only=False)
+
+
+def take(column: Any, keep: np.ndarray) -> Any:
+    """The entries of a numpy or pyarrow column where ``keep`` is true."""
+    if isinstance(column, np.ndarray):
+        return column[keep]
+    return column.filter(keep)
 
 
 # ---------------------------------------------------------------------- text files
+#: What reading a damaged file raises (a truncated or corrupt archive, a missing file).
+UNREADABLE = (OSError, EOFError, zipfile.BadZipFile, lzma.LZMAError)
+
+
+def unreadable(path: Path, exc: BaseException) -> DataError:
+    """The error for a file that cannot be read, with what reading it raised."""
+    return DataError(f"Cannot read edge list file {str(path)!r}: {exc}. Edge lists are UTF-8 "
+                     "text files (optionally compressed: .gz, .bz2, .xz, .zip), Parquet "
+                     "(.parquet) or Arrow/Feather (.feather, .arrow).")
+
+
 def _decode(path: Path) -> str:
     """The text of the file: UTF-8, universal newlines, a byte-order mark at the start of the
     file or of any line (concatenated files) removed; NUL characters refused."""
@@ -126,10 +179,8 @@ def _decode(path: Path) -> str:
         raise DataError(f"Edge list file {str(path)!r} does not exist or is not a file.")
     try:
         text = read_text(path)
-    except (OSError, UnicodeDecodeError, EOFError, zipfile.BadZipFile, lzma.LZMAError) as exc:
-        raise DataError(f"Cannot read edge list file {str(path)!r}: {exc}. Edge lists are "
-                        "UTF-8 text files (optionally compressed: .gz, .bz2, .xz, .zip), "
-                        "Parquet (.parquet) or Arrow/Feather (.feather, .arrow).") from None
+    except (*UNREADABLE, UnicodeDecodeError) as exc:
+        raise unreadable(path, exc) from None
     if "\x00" in text:
         line = text.count("\n", 0, text.index("\x00")) + 1
         raise DataError(f"{path.name}, line {line}: a NUL character; edge lists are UTF-8 text "
@@ -194,27 +245,50 @@ def _read_file(path: Path, sep: str | None, header: bool, comment: str | None) -
         names = [field.strip() for field in rows[0]]
         header_line, rows, numbers = int(numbers[0]), rows[1:], numbers[1:]
         if not rows:
-            raise DataError(
-                f"{path.name}: line {header_line} {rows_text(names)} is read as the header row "
-                "and no edge follows it. If it is an edge, pass header=False (command line: "
-                "--no-header)."
-            )
-    width = len(names)
+            raise header_alone(path.name, header_line, names)
+    columns = _columns(rows, numbers, len(names), header, sep, path.name)
+    return Table(names, columns, numbers, f"{path.name}, line", f"file {path.name!r}",
+                 header_line)
+
+
+def _columns(rows: list[list[str]], numbers: np.ndarray, width: int, header: bool,
+             sep: str | None, name: str) -> list[np.ndarray]:
+    """The fields of ``rows`` as ``width`` object columns; a row of another width raises."""
     lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
     bad = np.flatnonzero(lengths != width)
     if bad.size:
         i = int(bad[0])
         raise DataError(
-            f"{path.name}, line {numbers[i]}: {lengths[i]} field(s) where the "
+            f"{name}, line {numbers[i]}: {lengths[i]} field(s) where the "
             f"{'header has' if header else 'first row has'} {width}. Check the separator "
             f"(sep={sep!r}) and quoting."
         )
     table = np.empty((len(rows), width), dtype=object)
     table[:] = rows
     del rows
-    columns = [table[:, j] for j in range(width)]
-    return Table(names, columns, numbers, f"{path.name}, line", f"file {path.name!r}",
-                 header_line)
+    return [table[:, j] for j in range(width)]
+
+
+def parse_lines(text: str, first_line: int, sep: str | None, width: int, header: bool,
+                comment: str | None, name: str) -> tuple[list[np.ndarray], np.ndarray]:
+    """The rows of a stretch of a text file read line by line, as the whole-file reader reads
+    them: ``width`` object columns and the file line of each row (``first_line``: the line
+    the stretch starts on). Blank and comment lines are skipped; a flaw raises, naming its
+    line."""
+    text = text.replace("\r\n", "\n").lstrip(_BOM).replace("\n" + _BOM, "\n")
+    lines, numbers = _kept_lines(text, comment)
+    numbers += first_line - 1
+    rows = _split(lines, numbers, sep, name)
+    del lines
+    return _columns(rows, numbers, width, header, sep, name), numbers
+
+
+def header_alone(name: str, header_line: int, names: Sequence[Any]) -> DataError:
+    """The error for a file whose header row no edge follows."""
+    return DataError(
+        f"{name}: line {header_line} {rows_text(names)} is read as the header row and no edge "
+        "follows it. If it is an edge, pass header=False (command line: --no-header)."
+    )
 
 
 def rows_text(fields: Sequence[Any]) -> str:
@@ -303,7 +377,7 @@ def _edge_like(table: Table, source: Any, target: Any, weight: Any) -> str | Non
         return f"has the number {names[weight]!r} in the weight column {weight}"
     ends = [0 if source is None else source, 1 if target is None else target]
     positions = [p for p in ends if isinstance(p, int) and 0 <= p < len(names)]
-    nodes = [np.char.strip(table.columns[p].astype(str)) for p in positions]
+    nodes = [np.char.strip(numpy_of(table.columns[p]).astype(str)) for p in positions]
     for p in positions:
         found = [np.flatnonzero(column == names[p]) for column in nodes]
         first = min((int(f[0]) for f in found if f.size), default=None)
