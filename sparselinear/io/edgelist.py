@@ -109,7 +109,8 @@ def _weights_of(values: np.ndarray, table: Table, column: Column) -> np.ndarray:
     bad = ~np.isfinite(out)
     if bad.any():
         i = int(np.argmax(bad))
-        raise DataError(f"{table.label(i)}: weight column {column!r} holds {values[i]!r}; weights "
+        value = values[i].item() if isinstance(values[i], np.generic) else values[i]
+        raise DataError(f"{table.label(i)}: weight column {column!r} holds {value!r}; weights "
                         "must be finite numbers.")
     return out
 

@@ -212,14 +212,28 @@ def _split(lines: list[str], numbers: np.ndarray, sep: str | None, name: str) ->
     try:
         rows.extend(reader)
     except csv.Error as exc:
-        raise DataError(f"{name}, line {numbers[min(reader.line_num, len(lines)) - 1]}: {exc}. "
-                        "Check the quoting.") from None
+        if "unexpected end of data" not in str(exc):
+            raise DataError(f"{name}, line {numbers[min(reader.line_num, len(lines)) - 1]}: "
+                            f"{exc}. Check the quoting.") from None
+        raise _open_quote(name, numbers[_first_open_quote(lines, sep)]) from None
     if reader.line_num != len(rows):
-        reader = csv.reader(lines, delimiter=sep)
-        i = next(i for i, _ in enumerate(reader) if reader.line_num != i + 1)
-        raise DataError(f"{name}, line {numbers[i]}: a quoted field is not closed on its line. "
-                        "Every edge is one line; check the quotes (\").")
+        raise _open_quote(name, numbers[_first_open_quote(lines, sep)])
     return rows
+
+
+def _first_open_quote(lines: list[str], sep: str) -> int:
+    """The index of the first line whose quoted field runs past its end."""
+    reader = csv.reader(lines, delimiter=sep)
+    i = 0
+    for i, _ in enumerate(reader):
+        if reader.line_num != i + 1:
+            return i
+    return i
+
+
+def _open_quote(name: str, line: int) -> DataError:
+    return DataError(f"{name}, line {line}: a quoted field is not closed on its line. Every "
+                     "edge is one line; check the quotes (\").")
 
 
 def check_options(sep: Any, comment: Any) -> None:

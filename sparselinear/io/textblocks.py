@@ -162,8 +162,11 @@ def read_text_blocks(path: Path, selection: Selection, sep: str | None, header: 
         return None
     try:
         with _open(path) as stream:
-            return _read(pa, path, _ahead(_pieces(stream, BLOCK_BYTES, path.name)), selection,
-                         sep, header, comment)
+            pieces = _ahead(_pieces(stream, BLOCK_BYTES, path.name))
+            try:
+                return _read(pa, path, pieces, selection, sep, header, comment)
+            finally:
+                pieces.close()  # the thread reading ahead stops before its stream is closed
     except _NeedsLineReaderError:
         return None
     except UNREADABLE as exc:
@@ -179,7 +182,10 @@ def _read(pa: Any, path: Path, pieces: Iterator[Piece], selection: Selection,
     sep = next((s for s in ("\t", ",", ";") if s in text), None) if sep is None else sep
     if sep is None:
         return None  # runs of whitespace: the line reader splits them
-    fields = next(csv.reader([text], delimiter=sep), [])
+    try:
+        fields = next(csv.reader([text], delimiter=sep, strict=True), [])
+    except csv.Error:
+        return None  # the line reader names the flaw
     names: list[Column] = [f.strip() for f in fields] if header else list(range(len(fields)))
     if header and (len(set(names)) != len(names) or any(not n for n in names)):
         return None

@@ -190,7 +190,7 @@ def test_missing_names_in_pandas_columns():
 
 
 @pytest.mark.parametrize("text,kwargs,match", [
-    ("s,t\n\"a,b\n", {}, r"edges.csv, line 2: unexpected end of data. Check the quoting"),
+    ("s,t\n\"a,b\n", {}, r"edges.csv, line 2: a quoted field is not closed on its line"),
     ("s,t\n\"a\nb\",c\nd,e\n", {}, r"edges.csv, line 2: a quoted field is not closed on its "
      "line"),
     ("s,t\n\"a\"b,c\n", {}, r"edges.csv, line 2: .* Check the quoting"),
