@@ -7,12 +7,15 @@ signed ones are a smooth positive map of the free parameter times the sign.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..errors import MAX_LISTED, DataError, PatternError, ShapeError, check_choice, describe
+from ..io.neurons import neurotransmitter_signs
 from ..pattern.connectivity import Connectivity
 from . import base
 from .base import follow_device, positive, positive_inverse, tiny
@@ -219,6 +222,62 @@ class Dale(_SignedEdges):
                 )
             codes = torch.where(mixed, per_edge, codes)
         super().__init__(codes, map, pattern)
+
+    @classmethod
+    def from_attribute(
+        cls,
+        connectivity: Any,
+        column: str = "nt_type",
+        signs: Mapping[str, int] | None = None,
+        *,
+        unknown: int | None = None,
+        edge_signs: Any = None,
+        map: str = "softplus",
+    ) -> Dale:
+        """Dale's law with each input neuron's sign read from a per-node attribute of the
+        pattern (:attr:`Connectivity.in_attributes <sparselinear.Connectivity.in_attributes>`),
+        such as the neurotransmitter column of the neuron table passed as ``nodes=``.
+
+        Args:
+            connectivity: the layer's pattern (or the layer), with input attributes.
+            column: the attribute holding each input's neurotransmitter (or its sign).
+            signs: entries that override or extend the table
+                :data:`~sparselinear.io.NT_SIGNS` (acetylcholine ``+1``, GABA and glutamate
+                ``-1``, modulatory transmitters ``0``), e.g. ``{"da": 1}``.
+            unknown: the sign of a name in neither table (``None``: such a name raises).
+            edge_signs, map: as for :class:`Dale`.
+
+        A numeric column is read as the signs themselves (``+1``, ``-1``, ``0``).
+
+        Examples::
+
+            >>> import torch
+            >>> from sparselinear import Connectivity, SparseLinear
+            >>> from sparselinear.constraints import Dale, constrain
+            >>> c = Connectivity.random(4, 3, density=0.6, seed=0).with_attributes(
+            ...     in_attributes={"nt_type": ["ACH", "GABA", "DA"]})
+            >>> dale = Dale.from_attribute(c, "nt_type", {"da": 1})  # dopamine excites here
+            >>> w, col = constrain(SparseLinear(3, 4, c), dale).weight, c.col_indices()
+            >>> bool((w[col == 1] < 0).all() and (w[col != 1] > 0).all())
+            True
+        """
+        pattern = base.as_pattern(connectivity, "connectivity")
+        attributes = pattern.in_attributes
+        if attributes is None or column not in attributes:
+            have = "no per-node attributes" if attributes is None else (
+                f"the attributes {sorted(attributes)}")
+            raise DataError(
+                f"Dale.from_attribute reads the inputs' attribute {column!r}, but the pattern "
+                f"has {have}. Read the edges with a neuron table as nodes= (e.g. "
+                "`nodes=read_neurons('neurons.csv', id='root_id')`), or attach one with "
+                "`connectivity.with_attributes(in_attributes={...})`."
+            )
+        values = attributes[column]
+        if values.dtype.kind in "iufb":
+            input_signs = torch.as_tensor(values.astype(np.int64))
+        else:
+            input_signs = neurotransmitter_signs(values, signs, unknown=unknown)
+        return cls(pattern, input_signs, edge_signs, map=map)
 
 
 class Diagonal(_SignedEdges):

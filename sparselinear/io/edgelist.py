@@ -26,6 +26,7 @@ from .columnar import read_columns
 from .ids import factorize, index_of, merge_duplicates, positions, shared_factorize
 from .intids import text_ids
 from .names import check_names
+from .neurons import neuron_table
 from .progress import Progress
 from .stream import Selection
 from .table import Column, Table, check_header, is_number, read_table
@@ -41,13 +42,16 @@ class Edges:
     """An edge list read into index arrays: edge ``k`` feeds input ``cols[k]`` into output
     ``rows[k]`` (int64 tensors, sorted by ``(row, col)``, no repeats), the node names of each
     side (a ``range(n)`` for a side without names), and the weights (``None`` unless a weight
-    column was read)."""
+    column was read); with a neuron table as ``nodes``, its other columns as per-node
+    attributes of both sides (``{column: array}`` in node order)."""
 
     rows: torch.Tensor
     cols: torch.Tensor
     out_names: tuple | np.ndarray | range
     in_names: tuple | np.ndarray | range
     weights: torch.Tensor | None = None
+    out_attributes: Mapping[str, np.ndarray] | None = None
+    in_attributes: Mapping[str, np.ndarray] | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -222,7 +226,13 @@ def read_edges(
             recurrent layer), in this order, nodes without edges included; names in the data
             that are not listed raise an error. ``range(n)``: the data holds integer positions
             ``0 .. n-1`` and the pattern has no names (what :meth:`Connectivity.to_edgelist
-            <sparselinear.Connectivity.to_edgelist>` writes for an unnamed pattern).
+            <sparselinear.Connectivity.to_edgelist>` writes for an unnamed pattern). Or a
+            neuron table: a :class:`~sparselinear.io.neurons.NeuronTable`
+            (:func:`~sparselinear.io.neurons.read_neurons`), a pandas/polars DataFrame or
+            pyarrow Table, or a table file (CSV/TSV, Parquet, Feather), whose first column
+            holds the node ids, in node order; its other columns become per-node attributes
+            (:attr:`Edges.out_attributes`, :attr:`Connectivity.in_attributes
+            <sparselinear.Connectivity.in_attributes>`).
         in_names, out_names: node names of each side, for a bipartite (feed-forward) pattern;
             ``range(n)`` as for ``nodes``. Given names are matched without their surrounding
             whitespace, as the data is read, and kept as given.
@@ -262,7 +272,12 @@ def read_edges(
     """
     check_choice(duplicates, DUPLICATES, "duplicates",
                  "'sum' or 'max' merges the weights of a repeated edge, 'first' keeps one.")
-    args = (source, target, weight, where, nodes, in_names, out_names, shared_nodes, duplicates)
+    neurons = neuron_table(nodes)
+    if neurons is not None:
+        nodes = neurons.ids
+    attributes = None if neurons is None else neurons.attributes
+    args = (source, target, weight, where, nodes, in_names, out_names, shared_nodes, duplicates,
+            attributes)
     path = Path(data) if isinstance(data, (str, os.PathLike)) else None
     selection = _selection(source, target, weight, where)
     with Progress(progress, path) as bar:
@@ -275,7 +290,7 @@ def read_edges(
 
 
 def _edges(table, source, target, weight, where, nodes, in_names, out_names, shared_nodes,
-           duplicates, *, bar) -> Edges:
+           duplicates, attributes, *, bar) -> Edges:
     if not table.filtered:
         check_header(table, source, target, weight, where)
         table = apply_where(table, where)
@@ -303,7 +318,7 @@ def _edges(table, source, target, weight, where, nodes, in_names, out_names, sha
             f"{str(in_names[cols[origin(i)]])!r} -> {str(out_names[rows[origin(i)]])!r} "
             f"merged with duplicates={duplicates!r}"))
     return Edges(torch.from_numpy(merged_rows), torch.from_numpy(merged_cols), out_names,
-                 in_names, merged)
+                 in_names, merged, attributes, attributes)
 
 
 def networkx_edges(

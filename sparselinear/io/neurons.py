@@ -1,15 +1,17 @@
 """Neuron tables (one row per neuron: an id column and attributes such as cell type, side or
 neurotransmitter) and the signs of neurotransmitters for Dale's law.
 
-A :class:`NeuronTable` passed as ``nodes=`` to :func:`~sparselinear.io.edgelist.read_edges`
-fixes the node order (neurons without edges kept); its other columns are per-node attributes,
-aligned with that order, e.g. for :class:`~sparselinear.constraints.Dale`::
+A neuron table passed as ``nodes=`` to :func:`~sparselinear.io.edgelist.read_edges` (a
+:class:`NeuronTable`, a DataFrame or a table file) fixes the node order (neurons without edges
+kept); its other columns become per-node attributes of the pattern, aligned with that order,
+e.g. for :class:`~sparselinear.constraints.Dale`::
 
     neurons = read_neurons("neurons.csv.gz", id="root_id")
     conn, counts = Connectivity.from_edgelist("connections.csv.gz", source="pre_root_id",
                                               target="post_root_id", weight="syn_count",
                                               nodes=neurons, duplicates="sum")
-    signs = neurotransmitter_signs(neurons.attributes["nt_type"])
+    conn.in_attributes["cell_type"]                     # one per neuron, in node order
+    dale = Dale.from_attribute(conn, "nt_type")         # signs through NT_SIGNS
 """
 
 from __future__ import annotations
@@ -24,13 +26,13 @@ import numpy as np
 import torch
 
 from ..errors import DataError, SparseLinearTypeError, describe
-from .columnar import read_columns
+from .columnar import is_arrow_source, read_columns
 from .intids import text_ids
 from .names import check_names
 from .stream import Selection
 from .table import Column, read_table
 
-__all__ = ["NT_SIGNS", "NeuronTable", "neurotransmitter_signs", "read_neurons"]
+__all__ = ["NT_SIGNS", "NeuronTable", "neuron_table", "neurotransmitter_signs", "read_neurons"]
 
 #: Sign of each neurotransmitter (lower-case; FlyWire's abbreviations included), as in the
 #: whole-brain fly models: acetylcholine excites, GABA and glutamate inhibit. Modulatory
@@ -54,11 +56,22 @@ class NeuronTable:
         return len(self.ids)
 
 
+def neuron_table(nodes: Any) -> NeuronTable | None:
+    """``nodes`` as a :class:`NeuronTable` where it is one (or a table: a file path, a
+    pandas/polars DataFrame or a pyarrow Table, read with its first column as the ids), else
+    ``None`` (a list of names)."""
+    if isinstance(nodes, NeuronTable):
+        return nodes
+    tabular = (isinstance(nodes, (str, os.PathLike)) or is_arrow_source(nodes)
+               or (type(nodes).__module__.startswith("pandas") and hasattr(nodes, "columns")))
+    return read_neurons(nodes) if tabular else None
+
+
 def read_neurons(data: Any, *, id: Column = 0, columns: list[Column] | None = None,
                  sep: str | None = None) -> NeuronTable:
     """Read a neuron table (a CSV/TSV/Parquet/Feather file, or a pandas/polars DataFrame or
     pyarrow Table): column ``id`` holds one distinct id per neuron, in node order; ``columns``
-    (default: all others) become attributes.
+    (default: all others) become attributes, numbers typed as numbers.
 
     Examples::
 
@@ -78,8 +91,22 @@ def read_neurons(data: Any, *, id: Column = 0, columns: list[Column] | None = No
     ids = raw if raw.dtype.kind in "iu" else text_ids(
         np.char.strip(raw.astype(str)).astype(object))
     ids = check_names(ids if ids.dtype.kind in "iu" else list(ids), len(ids), "neuron ids")
-    attributes = {str(c): table.column(c, "columns") for c in wanted[1:]}
+    typed = _typed if table.numbers is not None else (lambda values: values)
+    attributes = {str(c): typed(table.column(c, "columns")) for c in wanted[1:]}
     return NeuronTable(ids, attributes)
+
+
+def _typed(values: np.ndarray) -> np.ndarray:
+    """A column of text read line by line as integers or floats where every value is one (as
+    a table read column by column types them), else unchanged."""
+    if values.dtype != object or not all(isinstance(v, str) for v in values.tolist()):
+        return values
+    for dtype in (np.int64, np.float64):
+        try:
+            return values.astype(dtype)
+        except (ValueError, OverflowError):
+            continue
+    return values
 
 
 def neurotransmitter_signs(values: Any, signs: Mapping[str, int] | None = None,

@@ -127,6 +127,9 @@ class SparseLinear(nn.Module):
         else:
             self.register_parameter("bias", None)
         self._out_names, self._in_names = connectivity.out_names, connectivity.in_names
+        # per-node attributes (a neuron table's columns) travel with the pattern, not in the
+        # state dict
+        self._attributes = connectivity.out_attributes, connectivity.in_attributes
         self.register_load_state_dict_pre_hook(_names_are_optional)
         self.reset_parameters()
 
@@ -139,6 +142,8 @@ class SparseLinear(nn.Module):
             self.col_indices,
             out_names=self._out_names,
             in_names=self._in_names,
+            out_attributes=self._attributes[0],
+            in_attributes=self._attributes[1],
         )
 
     @property

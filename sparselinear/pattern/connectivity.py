@@ -29,6 +29,7 @@ from ..errors import (
     listing,
 )
 from ..io import edgelist
+from ..io.attributes import Attributes, check_attributes, merge_attributes
 from ..io.names import check_names, lookup
 from ..io.writer import write_edges
 from . import generators, setops
@@ -164,8 +165,10 @@ class Connectivity:
         "_col",
         "_crow",
         "_digest",
+        "_in_attributes",
         "_in_names",
         "_name_index",
+        "_out_attributes",
         "_out_names",
         "_shape",
         "_transpose_cache",
@@ -186,7 +189,8 @@ class Connectivity:
             fields = source._fields()
             if index_dtype is not None:
                 fields = tuple(t.to(index_dtype) for t in fields)
-            self._set(source.shape, *fields, source._digest, source._out_names, source._in_names)
+            self._set(source.shape, *fields, source._digest, source._out_names, source._in_names,
+                      source._out_attributes, source._in_attributes)
             return
         rows, cols, shape = to_coordinates(source, shape)
         self._set(shape, *_build(rows, cols, shape, index_dtype))
@@ -199,11 +203,14 @@ class Connectivity:
         digest: str | None = None,
         out_names: tuple[str, ...] | None = None,
         in_names: tuple[str, ...] | None = None,
+        out_attributes: Attributes | None = None,
+        in_attributes: Attributes | None = None,
     ) -> None:
         self._shape = (int(shape[0]), int(shape[1]))
         self._crow, self._col = crow, col
         self._digest = digest
         self._out_names, self._in_names = out_names, in_names
+        self._out_attributes, self._in_attributes = out_attributes, in_attributes
         self._name_index: dict[str, dict[str, int]] = {}
         # one cache per index tensor: views of the same tensors share the transposed pattern
         self._transpose_cache = transposed_cache(col)
@@ -217,6 +224,9 @@ class Connectivity:
         digest: str | None = None,
         out_names: tuple[str, ...] | None = None,
         in_names: tuple[str, ...] | None = None,
+        *,
+        out_attributes: Attributes | None = None,
+        in_attributes: Attributes | None = None,
     ) -> Connectivity:
         """Wrap index tensors that are already canonical CSR, without copying or checking them.
 
@@ -227,7 +237,7 @@ class Connectivity:
         (:func:`~sparselinear.pattern.caches.transposed_cache`).
         """
         self = cls.__new__(cls)
-        self._set(shape, crow, col, digest, out_names, in_names)
+        self._set(shape, crow, col, digest, out_names, in_names, out_attributes, in_attributes)
         return self
 
     @classmethod
@@ -405,7 +415,8 @@ class Connectivity:
         """The same pattern with its index tensors on ``device``."""
         fields = tuple(t.to(device) for t in self._fields())
         return Connectivity.from_canonical_csr(
-            self._shape, *fields, self._digest, self._out_names, self._in_names
+            self._shape, *fields, self._digest, self._out_names, self._in_names,
+            out_attributes=self._out_attributes, in_attributes=self._in_attributes,
         )
 
     def transpose(self) -> Connectivity:
@@ -414,7 +425,8 @@ class Connectivity:
         inverse = torch.empty_like(perm)
         inverse[perm.to(torch.int64)] = torch.arange(self.nnz, dtype=perm.dtype, device=self.device)
         transposed = Connectivity.from_canonical_csr(
-            (self._shape[1], self._shape[0]), crow_t, row_t, None, self._in_names, self._out_names
+            (self._shape[1], self._shape[0]), crow_t, row_t, None, self._in_names, self._out_names,
+            out_attributes=self._in_attributes, in_attributes=self._out_attributes,
         )
         # Its own transposed pattern is this one, read through the inverse permutation.
         transposed._transpose_cache.put(crow_t, row_t, (self._crow, self._col, inverse))
@@ -500,7 +512,45 @@ class Connectivity:
         out_names = check_names(out_names, self._shape[0], "out_names")
         in_names = check_names(in_names, self._shape[1], "in_names")
         return Connectivity.from_canonical_csr(
-            self._shape, *self._fields(), self._digest, out_names, in_names
+            self._shape, *self._fields(), self._digest, out_names, in_names,
+            out_attributes=self._out_attributes, in_attributes=self._in_attributes,
+        )
+
+    @property
+    def out_attributes(self) -> Attributes | None:
+        """Per-node attributes of the outputs (rows): a read-only mapping ``{column: numpy
+        array}`` aligned with the output order (e.g. the columns of a neuron table passed as
+        ``nodes=`` to :meth:`from_edgelist`), or ``None``."""
+        return self._out_attributes
+
+    @property
+    def in_attributes(self) -> Attributes | None:
+        """Per-node attributes of the inputs (columns), aligned with the input order, or
+        ``None``; for an ``N x N`` pattern read with ``nodes=`` the same as
+        :attr:`out_attributes`. :meth:`Dale.from_attribute
+        <sparselinear.constraints.Dale.from_attribute>` reads the signs of the inputs here."""
+        return self._in_attributes
+
+    def with_attributes(self, out_attributes: Any = None, in_attributes: Any = None
+                        ) -> Connectivity:
+        """The same pattern with per-node attributes attached: mappings ``{column: values}``,
+        one value per output (row) or input (column) node, in node order (``None`` leaves a
+        side without attributes). They travel with the pattern: :meth:`to`,
+        :meth:`with_names` and a layer built on it keep them, :meth:`transpose` swaps the
+        sides, and a set operation keeps those of its left operand (else its right one's).
+
+        Examples::
+
+            >>> c = Connectivity.diagonal(2, 2).with_attributes(
+            ...     in_attributes={"nt_type": ["ACH", "GABA"]})
+            >>> c.in_attributes["nt_type"].tolist(), c.T.out_attributes["nt_type"].tolist()
+            (['ACH', 'GABA'], ['ACH', 'GABA'])
+        """
+        out_attributes = check_attributes(out_attributes, self._shape[0], "out_attributes")
+        in_attributes = check_attributes(in_attributes, self._shape[1], "in_attributes")
+        return Connectivity.from_canonical_csr(
+            self._shape, *self._fields(), self._digest, self._out_names, self._in_names,
+            out_attributes=out_attributes, in_attributes=in_attributes,
         )
 
     def _index_of(self, axis: str) -> dict[str, int]:
@@ -570,6 +620,8 @@ class Connectivity:
         out_names, in_names = (None if isinstance(n, range) else n
                                for n in (edges.out_names, edges.in_names))
         conn = conn.with_names(out_names, in_names)
+        if edges.out_attributes is not None or edges.in_attributes is not None:
+            conn = conn.with_attributes(edges.out_attributes, edges.in_attributes)
         return conn if edges.weights is None else (conn, edges.weights)
 
     def to_edgelist(
@@ -705,9 +757,16 @@ class Connectivity:
         n_in = self.in_features
         rows, cols = (keys // n_in, keys % n_in) if n_in else (keys, keys)
         result = Connectivity._from_coordinates(rows, cols, self.shape)
-        if out_names is None and in_names is None:
+        if out_names is not None or in_names is not None:
+            result = result.with_names(out_names, in_names)
+        out_attributes = merge_attributes(self._out_attributes, other._out_attributes)
+        in_attributes = merge_attributes(self._in_attributes, other._in_attributes)
+        if out_attributes is None and in_attributes is None:
             return result
-        return result.with_names(out_names, in_names)
+        return Connectivity.from_canonical_csr(
+            self.shape, *result._fields(), result._digest, result._out_names,
+            result._in_names, out_attributes=out_attributes, in_attributes=in_attributes,
+        )
 
     def __or__(self, other: object) -> Connectivity:
         return self.union(other) if isinstance(other, Connectivity) else NotImplemented

@@ -63,6 +63,16 @@ def test_flywire_neuron_table_orders_nodes_and_gives_dale_signs(tmp_path):
     assert bool((w[signs[col] < 0] < 0).all() and (w[signs[col] > 0] > 0).all())
 
 
+def test_flywire_neuron_attributes_travel_with_the_pattern(tmp_path):
+    neurons = gz(tmp_path, "neurons.csv.gz", NEURONS)
+    conn, _counts = load_flywire(gz(tmp_path, "connections.csv.gz", CONNECTIONS), neurons)
+    assert sorted(conn.in_attributes) == ["cell_type", "nt_type", "side"]
+    assert conn.out_attributes["cell_type"].tolist() == ["Tm1", "Mi1", "KC", "LC4"]
+    by_hand = Dale(conn, neurotransmitter_signs(read_neurons(neurons, id="root_id")
+                                                .attributes["nt_type"]))
+    assert torch.equal(Dale.from_attribute(conn).signs, by_hand.signs)
+
+
 def test_neurotransmitter_table_is_overridable():
     assert NT_SIGNS["acetylcholine"] == 1 and NT_SIGNS["gaba"] == -1
     assert neurotransmitter_signs(["DA", "ach"], {"dopamine": 1, "da": 1}).tolist() == [1, 1]
