@@ -4,18 +4,24 @@ from ``.csv.gz`` and Parquet, each in its own process with its peak memory.
 
     python benchmarks/tables.py --rows 16800000 --dir /tmp          # full scale (FlyWire v783)
     python benchmarks/tables.py --rows 200000 --neurons 5000 --dir /tmp/small   # a quick check
+    python benchmarks/tables.py --rows 16800000 --dir /tmp --out benchmarks/results/tables.json
 
 The generator writes, seeded, ``flywire_<rows>.csv.gz``, ``flywire_<rows>.parquet`` and
 ``flywire_<rows>_neurons.csv.gz`` under ``--dir`` once (reused after): int64 root ids in the
 FlyWire range, ten neuropils so pairs repeat, ``syn_count`` 1-300 (most small), ``nt_type``
 strings. Every method must give the identical pattern and weights (checked by digest).
+Each method reports its wall seconds, its CPU seconds (all threads; steadier than the wall
+time on a shared machine) and its peak resident memory; ``--out`` saves them as JSON with the
+time (UTC) and the load average of the machine before and after the run.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -130,14 +136,23 @@ def measure(method: str, files: dict[str, Path]) -> dict:
         import scipy.sparse  # noqa: F401
     else:
         import sparselinear  # noqa: F401
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     if method.startswith("hand"):
         crow, col, w, names = _hand(path, parquet)
     else:
         crow, col, w, names = _ours(path, method.startswith("preset"))
-    seconds = time.perf_counter() - start
-    return {"method": method, "seconds": round(seconds, 3), "peak_gb": round(peak_bytes() / 1e9, 3),
-            "nnz": int(len(col)), "digest": _digest(crow, col, w, names)}
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {"method": method, "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3),
+            "peak_gb": round(peak_bytes() / 1e9, 3), "nnz": int(len(col)),
+            "digest": _digest(crow, col, w, names)}
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -146,6 +161,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--neurons", type=int, default=138_639)
     parser.add_argument("--dir", type=Path, default=Path("/tmp"))
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--measure", choices=METHODS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     files = paths(args.dir, args.rows)
@@ -153,6 +169,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(json.dumps(measure(args.measure, files)))
         return []
     generate(args.dir, args.rows, args.neurons)
+    started, load_before = _now(), _load()
     results = []
     for method in args.methods:  # each in a fresh process: its own peak memory
         out = subprocess.run([sys.executable, __file__, "--rows", str(args.rows), "--dir",
@@ -162,6 +179,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(json.dumps(results[-1]), flush=True)
     digests = {r["digest"] for r in results}
     print("identical pattern and weights:" if len(digests) == 1 else "RESULTS DIFFER:", digests)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({
+            "rows": args.rows, "neurons": args.neurons,
+            "bytes": {k: p.stat().st_size for k, p in files.items()},
+            "started": started, "finished": _now(), "cpu_count": os.cpu_count(),
+            "load_average_before": load_before, "load_average_after": _load(),
+            "identical": len(digests) == 1, "results": results}, indent=2) + "\n")
     return results
 
 

@@ -34,7 +34,7 @@ __all__ = ["BATCH_ROWS", "COLUMNAR_MIN_BYTES", "arrow_table_of", "id_array",
 #: larger ones column by column on several threads.
 COLUMNAR_MIN_BYTES = 1 << 20
 #: Rows per block of a Parquet/Arrow source.
-BATCH_ROWS = 1 << 20
+BATCH_ROWS = 1 << 17
 
 
 def is_arrow_source(data: Any) -> bool:
@@ -101,7 +101,9 @@ def _read_arrow_file(path: Path, kind: str, selection: Selection) -> Table:
         raise DataError(f"Edge list file {str(path)!r} does not exist or is not a file.")
     try:
         if kind == "parquet":
-            parquet = pa.parquet.ParquetFile(path, memory_map=True)
+            # read as a stream (no memory map, no whole row group buffered ahead): only one
+            # batch of the wanted columns is resident at a time
+            parquet = pa.parquet.ParquetFile(path, memory_map=False, pre_buffer=False)
             schema = parquet.schema_arrow
             names = list(schema.names)
             wanted = sorted({position(names, r) for r in selection.refs} - {None})
