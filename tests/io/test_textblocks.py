@@ -3,7 +3,9 @@ file spans many: the same pattern as the line reader, and every flaw named by it
 (not its data row), whatever block it falls in; blank and comment lines, byte-order marks,
 CRLF, gzip; ``where=`` applied block by block; Parquet read batch by batch."""
 
+import bz2
 import gzip
+import lzma
 import re
 
 import numpy as np
@@ -41,11 +43,14 @@ def no_line_reader(monkeypatch):
     monkeypatch.setattr(table, "_read_file", refuse)
 
 
+PACK = {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress}
+
+
 def edges_file(tmp_path, lines, name="e.csv"):
-    """A file of ``lines`` (plus a final newline), gzip-compressed for a ``.gz`` name."""
+    """A file of ``lines`` (plus a final newline), compressed as its suffix says."""
     data = ("\n".join(lines) + "\n").encode()
     path = tmp_path / name
-    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    path.write_bytes(PACK.get(path.suffix, bytes)(data))
     return path
 
 
@@ -65,11 +70,11 @@ def test_line_map_counts_skipped_lines():
         2) == 5
 
 
-@pytest.mark.parametrize("name", ["e.csv", "e.csv.gz"])
+@pytest.mark.parametrize("name", ["e.csv", "e.csv.gz", "e.csv.bz2", "e.csv.xz"])
 @pytest.mark.parametrize("size", [7, 64, 4096])
 def test_many_blocks_read_the_same_pattern(tmp_path, blocks, no_line_reader, name, size):
     blocks(size)
-    conn, w = read(edges_file(tmp_path, numbered()), duplicates="error")
+    conn, w = read(edges_file(tmp_path, numbered(), name), duplicates="error")
     assert conn.nnz == 300 and torch.equal(w, torch.arange(300, dtype=w.dtype))
     assert conn.in_names.dtype == np.int64 and conn.in_names.tolist() == list(range(301))
 
