@@ -111,6 +111,8 @@ class Parts:
         self.items: list[Any] = []  # numpy arrays, pyarrow arrays and runs
 
     def append(self, part: Any) -> None:
+        if not len(part):
+            return  # nothing kept (its dtype, say object for text, would spread to the rest)
         numeric = isinstance(part, np.ndarray) and part.dtype.kind in "iufb"
         if not numeric:
             self.items.append(part)

@@ -18,6 +18,7 @@ from sparselinear import Connectivity
 from sparselinear.errors import DataError, DuplicateEdgeError, SparseLinearError
 from sparselinear.io import columnar, table, textblocks
 from sparselinear.io.lines import LineMap
+from sparselinear.io.stream import Selection
 
 pa = pytest.importorskip("pyarrow")
 
@@ -155,6 +156,14 @@ def test_where_is_applied_block_by_block(tmp_path, blocks, no_line_reader):
     with pytest.raises(DataError, match=r"compares column 'hood' .* holds 'AL' \(e\.csv\.gz, "
                                         r"line 3\), which is not a number"):
         read(path, where=[("hood", ">", 9)])
+
+
+def test_blocks_with_no_kept_row_leave_the_ids_integers(tmp_path, blocks):
+    lines = ["pre,post,w"] + [f"{i},{i + 1},{9 if i < 20 else 0}" for i in range(300)]
+    selection = Selection(["pre", "post", "w"], ["pre", "post"], [("w", ">", 5)])
+    kept = columnar.read_columns(edges_file(tmp_path, lines), selection, None, True, "#")
+    assert kept.column("pre", "pre").dtype == np.int64 and kept.size == 20
+    assert kept.label(19) == "e.csv, line 21"
 
 
 def test_rows_filtered_out_are_never_checked(tmp_path, blocks, no_line_reader):
