@@ -91,22 +91,29 @@ def read_neurons(data: Any, *, id: Column = 0, columns: list[Column] | None = No
     ids = raw if raw.dtype.kind in "iu" else text_ids(
         np.char.strip(raw.astype(str)).astype(object))
     ids = check_names(ids if ids.dtype.kind in "iu" else list(ids), len(ids), "neuron ids")
-    typed = _typed if table.numbers is not None else (lambda values: values)
-    attributes = {str(c): typed(table.column(c, "columns")) for c in wanted[1:]}
+    attributes = {str(c): _typed(table.column(c, "columns")) for c in wanted[1:]}
     return NeuronTable(ids, attributes)
 
 
 def _typed(values: np.ndarray) -> np.ndarray:
-    """A column of text read line by line as integers or floats where every value is one (as
-    a table read column by column types them), else unchanged."""
-    if values.dtype != object or not all(isinstance(v, str) for v in values.tolist()):
+    """An attribute column of one type, whatever reader read it: integers or floats where
+    every value is one, else text (a file read in blocks may have typed some blocks as
+    numbers and others as text)."""
+    if values.dtype != object:
         return values
+    items = values.tolist()
+    if all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in items):
+        return np.asarray(items)
+    if not all(isinstance(v, str) for v in items):
+        items = [str(v) for v in items]
+    text = np.empty(len(items), dtype=object)
+    text[:] = items
     for dtype in (np.int64, np.float64):
         try:
-            return values.astype(dtype)
+            return text.astype(dtype)
         except (ValueError, OverflowError):
             continue
-    return values
+    return text
 
 
 def neurotransmitter_signs(values: Any, signs: Mapping[str, int] | None = None,

@@ -113,3 +113,18 @@ def test_dale_from_a_missing_attribute_says_how_to_attach_one():
     with pytest.raises(DataError, match="No sign for neurotransmitter"):
         Dale.from_attribute(c, "nt")
     assert Dale.from_attribute(c, "nt", unknown=0).signs.tolist() == [1, 0]
+
+
+def test_a_neuron_file_read_in_blocks_types_each_column_once(tmp_path, monkeypatch):
+    from sparselinear.io import columnar, textblocks
+
+    monkeypatch.setattr(columnar, "COLUMNAR_MIN_BYTES", 0)
+    monkeypatch.setattr(textblocks, "BLOCK_BYTES", 32)
+    rows = [f"{i},{i if i < 10 else f'T{i}'},{i / 2},ACH" for i in range(40)]
+    path = tmp_path / "neurons.csv"
+    path.write_text("\n".join(["root_id,cell_type,size,nt_type", *rows]) + "\n")
+    neurons = read_neurons(path)
+    assert neurons.ids.tolist() == list(range(40))
+    assert neurons.attributes["cell_type"].tolist()[8:12] == ["8", "9", "T10", "T11"]
+    assert neurons.attributes["size"].dtype == np.float64
+    assert neurons.attributes["nt_type"].tolist() == ["ACH"] * 40
