@@ -47,7 +47,10 @@ def load_flywire(
             nt_type``): a file or a table in memory.
         neurons: optional neuron table (``root_id`` and attributes), a file, table or
             :class:`~sparselinear.io.neurons.NeuronTable`: its order is the node order,
-            neurons without edges kept. Default: the neurons of the kept connections, by id.
+            neurons without edges kept, and its other columns (cell type, side,
+            ``nt_type``) become the pattern's per-node attributes
+            (``connectivity.in_attributes``; ``Dale.from_attribute(connectivity)`` reads the
+            signs from ``nt_type``). Default: the neurons of the kept connections, by id.
         threshold: keep rows with ``syn_count >= threshold`` (applied per neuropil row, as
             FlyWire's own tables do), default 5; ``0`` keeps every row.
         neuropils: keep only rows of these neuropils (default: all).
@@ -86,8 +89,8 @@ def load_neuprint(
 
     Args:
         connections: ``bodyId_pre, bodyId_post, weight`` (a file or a table in memory).
-        neurons: optional neuron table (``bodyId, type, instance``): node order and
-            attributes, neurons without edges kept.
+        neurons: optional neuron table (``bodyId, type, instance``): node order, neurons
+            without edges kept, and per-node attributes (``connectivity.in_attributes``).
         min_weight: keep connections with ``weight >= min_weight`` (default: all).
 
     Returns:
