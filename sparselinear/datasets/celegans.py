@@ -1,12 +1,11 @@
 """The *C. elegans* connectome shipped with the project, loaded as a pattern in one line.
 
-The files live in the project's ``data/`` folder; see ``data/README.md`` for their sources and
-licences.
+The files ship inside the package, in ``sparselinear/datasets/data/`` (so every installation has
+them); see ``data/README.md`` there for their sources and licences.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import torch
@@ -16,13 +15,9 @@ from ..pattern.connectivity import Connectivity
 
 __all__ = ["DATA_DIR", "celegans_path", "load_celegans"]
 
-# A source checkout (and an editable install) reads the repository's data/; a regular install
-# finds the same files where pyproject's data-files put them.
-_DATA_DIRS = (
-    Path(__file__).resolve().parents[2] / "data",
-    Path(sys.prefix) / "share" / "sparselinear" / "data",
-)
-DATA_DIR = next((d for d in _DATA_DIRS if d.is_dir()), _DATA_DIRS[0])
+# Package data (pyproject's package-data): the same place in a source checkout, an editable
+# install and a wheel, wherever it is installed (a venv, --user, --target).
+DATA_DIR = Path(__file__).resolve().parent / "data"
 _CELEGANS = "celegans_white1986.csv"
 _SYNAPSE_TYPES = ("chemical", "electrical", "all")
 
@@ -32,8 +27,8 @@ def celegans_path() -> Path:
     path = DATA_DIR / _CELEGANS
     if not path.is_file():
         raise DataError(
-            f"The C. elegans data file is missing: expected {path}. It ships in the project's "
-            "`data/` folder; reinstall from a source checkout."
+            f"The C. elegans data file is missing: expected {path}. It ships inside the "
+            "package (sparselinear/datasets/data/); reinstall the package."
         )
     return path
 

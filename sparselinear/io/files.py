@@ -30,7 +30,7 @@ TEXT = (".csv", ".tsv", ".txt", ".edges")
 COMPRESSIONS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 PARQUET = (".parquet", ".pq")
 FEATHER = (".feather", ".arrow", ".ipc")
-INSTALL = "pip install 'sparselinear[tables]'"
+INSTALL = "pip install 'torch-sparselinear[tables]'"
 
 
 def file_format(path: Path) -> tuple[str, str | None]:

@@ -47,7 +47,7 @@ def require_matplotlib() -> Any:
     except ImportError:
         raise MissingDependencyError(
             "Plotting needs matplotlib, which is not installed. Install it with "
-            "`pip install matplotlib` (or `pip install sparselinear[plot]`)."
+            "`pip install matplotlib` (or `pip install 'torch-sparselinear[plot]'`)."
         ) from None
     return plt
 
