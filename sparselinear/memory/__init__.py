@@ -4,7 +4,9 @@
   activations, working memory), beside the dense equivalent.
 * :func:`estimate_dynamics` — the same for a :class:`~sparselinear.ConnectomeRNN` trained
   through time (states per step, checkpointing).
-* :func:`measure` / :func:`track_peak` — the peak memory of a call, per call.
+* :func:`measure` / :func:`track_peak` — the peak memory of a call, per call (``method=``:
+  ``"reset"`` the process's high-water mark, exact, or ``"sample"`` it, leaving the counters
+  that ``getrusage`` and ``/usr/bin/time`` read alone).
 * :func:`step_breakdown` — which module's forward or backward raised the peak of a step.
 * :func:`plot_memory_vs_density` — memory against density, sparse vs dense vs RAM (matplotlib).
 * :func:`estimate_sharded` / :func:`ranks_needed` — per-rank memory and communication of a layer
@@ -23,6 +25,7 @@ from .estimate import (
 )
 from .optimizers import OPTIMIZERS, resolve_optimizer
 from .peak import (
+    METHODS,
     InsufficientMemoryError,
     Measurement,
     available_memory,
@@ -38,11 +41,13 @@ from .peak import (
 from .plot import MissingDependencyError, check_plot_target, plot_memory_vs_density
 from .sharded import ShardedEstimate, estimate_sharded, ranks_needed
 from .training import TrainingRun, measure_training
+from .units import format_seconds
 
 __all__ = [
     "BUILD_BYTES_PER_EDGE",
     "CATEGORIES",
     "DYNAMICS_CATEGORIES",
+    "METHODS",
     "OPTIMIZERS",
     "DynamicsEstimate",
     "InsufficientMemoryError",
@@ -62,6 +67,7 @@ __all__ = [
     "estimate_sharded",
     "follow_live_memory",
     "format_bytes",
+    "format_seconds",
     "measure",
     "measure_training",
     "plot_memory_vs_density",

@@ -57,6 +57,7 @@ def measure_training(
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
     baseline: int | None = None,
+    method: str = "auto",
 ) -> TrainingRun:
     """Train a model on random data for ``steps`` steps (MSE loss) and measure the peak.
 
@@ -70,6 +71,9 @@ def measure_training(
             model, just before training).
         device, dtype: of the data (default: the model's).
         progress: show a tqdm progress bar.
+        method: how the CPU peak is measured: ``"auto"``, ``"reset"`` (exact; resets the
+            process's high-water mark, which ``getrusage`` and ``/usr/bin/time`` report) or
+            ``"sample"`` (leaves it alone); see :class:`~sparselinear.memory.peak.PeakTracker`.
 
     Returns:
         A :class:`TrainingRun`.
@@ -80,7 +84,7 @@ def measure_training(
     gen = torch.Generator(device="cpu").manual_seed(seed)
     x = torch.randn(batch_size, in_features, generator=gen, dtype=dtype).to(device)
     target = torch.randn(batch_size, out_features, generator=gen, dtype=dtype).to(device)
-    tracker = PeakTracker(device)
+    tracker = PeakTracker(device, method)
     m = Measurement(device=str(device), method=tracker.method)
     release_free_memory()
     # The data batch is not part of what an estimate counts: it joins the baseline.
