@@ -3,8 +3,8 @@
 1. A FlyWire-sized layer — 138,639 neurons, 15,091,983 random edges generated here — is trained
    for a few steps; its measured peak is printed beside what the dense layer would cost
    (≈ 77 GB for the weight, ≈ 300 GB with gradient and Adam state).
-2. The C. elegans connectome (from :mod:`sparselinear.datasets`, when present) is trained to
-   reproduce the responses of the same network weighted by its synapse counts.
+2. The C. elegans connectome (from [`sparselinear.datasets`][sparselinear.datasets], when present)
+   is trained to reproduce the responses of the same network weighted by its synapse counts.
 
 A plot of memory against density is written to a file named on the command line.
 """

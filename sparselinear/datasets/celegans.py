@@ -22,6 +22,8 @@ _DATA_DIRS = (
     Path(__file__).resolve().parents[2] / "data",
     Path(sys.prefix) / "share" / "sparselinear" / "data",
 )
+#: The folder the shipped data files are read from: the repository's ``data/`` in a source
+#: checkout or an editable install, ``<prefix>/share/sparselinear/data`` after a regular install.
 DATA_DIR = next((d for d in _DATA_DIRS if d.is_dir()), _DATA_DIRS[0])
 _CELEGANS = "celegans_white1986.csv"
 _SYNAPSE_TYPES = ("chemical", "electrical", "all")
@@ -55,12 +57,11 @@ def load_celegans(
             if ``True`` (default) each is added in both directions with the same count.
 
     Returns:
-        ``(connectivity, counts)``: the :class:`Connectivity` with ``in_names``/``out_names``
-        set to the neuron names, and the synapse counts as a float tensor of shape ``(nnz,)``
-        aligned with the weight order (``connectivity.indices()``).
+        ``(connectivity, counts)``: the [`Connectivity`][sparselinear.Connectivity] with
+        ``in_names``/``out_names`` set to the neuron names, and the synapse counts as a float tensor
+        of shape ``(nnz,)`` aligned with the weight order (``connectivity.indices()``).
 
-    Examples::
-
+    Examples:
         >>> from sparselinear import SparseLinear
         >>> from sparselinear.datasets import load_celegans
         >>> c, counts = load_celegans("chemical")

@@ -121,8 +121,7 @@ def step_breakdown(
         optimizer: its step gets a row of its own.
         device: ``"cpu"`` or a CUDA device; default: the model's.
 
-    Examples::
-
+    Examples:
         >>> import torch
         >>> from sparselinear import Connectivity, SparseLinear
         >>> from sparselinear.memory import step_breakdown

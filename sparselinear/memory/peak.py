@@ -105,7 +105,8 @@ def available_memory(device: torch.device | str | None = None) -> int:
 
 
 def check_fits(needed: int, device: torch.device | str | None = None, what: str = "This") -> None:
-    """Raise :class:`InsufficientMemoryError` when ``needed`` bytes exceed what is available."""
+    """Raise [`InsufficientMemoryError`][sparselinear.errors.InsufficientMemoryError] when
+    ``needed`` bytes exceed what is available."""
     have = available_memory(device)
     if have and needed > have:
         where = "GPU" if _is_cuda(torch.device(device or "cpu")) else "this machine"
@@ -154,7 +155,8 @@ def follow_live_memory(threshold: int = 1 << 16) -> bool:
     allocation of ``threshold`` bytes or more with its own mapping, returned to the OS when freed
     (``mallopt(M_MMAP_THRESHOLD)``), and hands back what is free now (``malloc_trim``). The
     price is a page fault per fresh allocation; the CLI's ``--measure``, the demo and the
-    benchmark use it so that measured peaks can be compared with :func:`estimate`'s.
+    benchmark use it so that measured peaks can be compared with
+    [`estimate`][sparselinear.memory.estimate]'s.
 
     Returns:
         whether it applied (``False`` where the C library is not glibc).
@@ -169,10 +171,10 @@ def follow_live_memory(threshold: int = 1 << 16) -> bool:
 
 # ---------------------------------------------------------------------------- peak trackers
 class PeakTracker:
-    """Peak bytes in use between :meth:`reset` and :meth:`peak`, on one device.
+    """Peak bytes in use between ``reset`` and ``peak``, on one device.
 
-    Used by :func:`track_peak` and the per-module breakdown; ``method`` says how it measures:
-    ``"cuda"``, ``"vmhwm"`` (exact, Linux) or ``"sampling"``.
+    Used by [`track_peak`][sparselinear.memory.track_peak] and the per-module breakdown; ``method``
+    says how it measures: ``"cuda"``, ``"vmhwm"`` (exact, Linux) or ``"sampling"``.
     """
 
     def __init__(self, device: torch.device | str | None = None) -> None:
@@ -211,7 +213,8 @@ class PeakTracker:
 
     def reset(self, trim: bool = False) -> None:
         """Start a new interval: the peak becomes the memory in use now. With ``trim``, on CPU,
-        first hand freed memory back to the OS (:func:`release_free_memory`)."""
+        first hand freed memory back to the OS
+        ([`release_free_memory`][sparselinear.memory.release_free_memory])."""
         if trim and self.method != "cuda":
             release_free_memory()
         if self.method == "cuda":
@@ -223,7 +226,7 @@ class PeakTracker:
         self._max = self.current()
 
     def peak(self) -> int:
-        """The peak since the last :meth:`reset` (or :meth:`start`)."""
+        """The peak since the last ``reset`` (or ``start``)."""
         if self.method == "cuda":
             torch.cuda.synchronize(self.device)
             return int(torch.cuda.max_memory_allocated(self.device))
@@ -259,7 +262,7 @@ class Measurement:
         increase: ``peak - baseline``.
         seconds: wall time of the call.
         method: ``"vmhwm"``, ``"sampling"`` or ``"cuda"``.
-        result: what the call returned (:func:`measure` only).
+        result: what the call returned ([`measure`][sparselinear.memory.measure] only).
     """
 
     device: str
@@ -295,8 +298,7 @@ def track_peak(device: torch.device | str | None = None) -> Iterator[Measurement
         device: ``"cpu"`` (the process's resident memory) or a CUDA device. Default: the current
             CUDA device if CUDA is in use, else CPU.
 
-    Examples::
-
+    Examples:
         >>> import torch
         >>> from sparselinear.memory import track_peak
         >>> with track_peak("cpu") as m:
@@ -319,13 +321,13 @@ def track_peak(device: torch.device | str | None = None) -> Iterator[Measurement
 
 
 def measure(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Measurement:
-    """Call ``fn(*args, **kwargs)`` and return a :class:`Measurement` of its peak memory.
+    """Call ``fn(*args, **kwargs)`` and return a [`Measurement`][sparselinear.memory.Measurement] of
+    its peak memory.
 
     The peak is per call (not the process's lifetime high-water mark). CPU when CUDA is not in
-    use, else the current CUDA device; use :func:`track_peak` to choose.
+    use, else the current CUDA device; use [`track_peak`][sparselinear.memory.track_peak] to choose.
 
-    Examples::
-
+    Examples:
         >>> import torch
         >>> from sparselinear.memory import measure
         >>> m = measure(torch.ones, 25_000_000)

@@ -8,8 +8,7 @@ __all__ = ["format_bytes"]
 def format_bytes(n: float) -> str:
     """``n`` bytes in decimal units, e.g. ``'76.9 GB'``.
 
-    Examples::
-
+    Examples:
         >>> format_bytes(138_639 ** 2 * 4)
         '76.9 GB'
         >>> format_bytes(512)
