@@ -2,10 +2,10 @@
 
 1. A FlyWire-sized layer — 138,639 neurons, 15,091,983 random edges generated here — is trained
    for a few steps; its measured peak is printed beside what the dense layer would cost, as
-   :func:`dense_figures` reads it from the layer's :func:`~sparselinear.memory.estimate`
-   (the README quotes the same figures, and a test keeps them equal).
-2. The C. elegans connectome (from :mod:`sparselinear.datasets`, when present) is trained to
-   reproduce the responses of the same network weighted by its synapse counts.
+   ``dense_figures`` reads it from the layer's [`estimate`][sparselinear.memory.estimate] (the
+   README quotes the same figures, and a test keeps them equal).
+2. The C. elegans connectome (from [`sparselinear.datasets`][sparselinear.datasets], when present)
+   is trained to reproduce the responses of the same network weighted by its synapse counts.
 
 A plot of memory against density is written to ``sparselinear_memory.png``
 (``sparselinear_memory_small.png`` with ``--small``) or the file named with ``--plot``.
@@ -75,8 +75,7 @@ def dense_figures(est: memory.MemoryEstimate) -> dict[str, int]:
 def describe_dense(est: memory.MemoryEstimate) -> str:
     """The dense figures as the demo and the README write them.
 
-    Examples::
-
+    Examples:
         >>> from sparselinear.cli.demo import describe_dense, fly_estimate
         >>> for part in describe_dense(fly_estimate()).split("; "):
         ...     print(part)
@@ -144,7 +143,7 @@ def train_celegans(steps: int = 100, *, seed: int = 0, progress: bool = True,
     """Train a network wired like the C. elegans chemical connectome to reproduce the
     responses of the same network weighted by its synapse counts; return the losses, or ``None``
     (with a message) when the dataset module is not available. ``method``: how the peak is
-    measured (:func:`~sparselinear.memory.track_peak`)."""
+    measured ([`track_peak`][sparselinear.memory.track_peak])."""
     try:
         from ..datasets import load_celegans
     except ImportError:
@@ -205,13 +204,13 @@ def run_demo(*, small: bool = False, steps: int = 3, seed: int = 0,
     """Run both parts of the demo; returns the exit status (0).
 
     Args:
-        plot: where to write the plot; ``""`` (default): :data:`PLOT`, or :data:`PLOT_SMALL`
+        plot: where to write the plot; ``""`` (default): ``PLOT``, or ``PLOT_SMALL``
             with ``small``, so that a small run never overwrites the full-scale plot; ``None``:
             no plot.
         method: how peaks are measured on CPU: ``"auto"``, ``"reset"`` (exact; resets the
             process's high-water mark, so that ``/usr/bin/time`` then reports the peak of the
             last measured steps, not the demo's) or ``"sample"`` (leaves it alone); see
-            :func:`~sparselinear.memory.track_peak`.
+            [`track_peak`][sparselinear.memory.track_peak].
     """
     if steps < 1:
         raise SparseLinearError(f"'steps' must be a positive integer; got {steps}.")

@@ -3,7 +3,7 @@
 * ``sparselinear profile`` — what a sparse layer costs to train, before building it; with
   ``--measure`` also what it actually peaks at; with ``--plot`` memory against density. The
   layer is a ``--shape`` with ``--nnz``/``--density``, or the pattern of an ``--adjacency`` file
-  (read as in :mod:`sparselinear.cli.adjacency`).
+  (read as in ``sparselinear.cli.adjacency``).
 * ``sparselinear demo`` — a FlyWire-sized layer on this machine, then the C. elegans connectome.
 
 Errors end the command with a one-line message on stderr and a non-zero exit status.

@@ -17,6 +17,8 @@ __all__ = ["DATA_DIR", "celegans_path", "load_celegans"]
 
 # Package data (pyproject's package-data): the same place in a source checkout, an editable
 # install and a wheel, wherever it is installed (a venv, --user, --target).
+#: The folder the shipped data files are read from: ``data/`` inside this package
+#: (``sparselinear/datasets/data/``), in a source checkout and in every installation.
 DATA_DIR = Path(__file__).resolve().parent / "data"
 _CELEGANS = "celegans_white1986.csv"
 _SYNAPSE_TYPES = ("chemical", "electrical", "all")
@@ -50,12 +52,11 @@ def load_celegans(
             if ``True`` (default) each is added in both directions with the same count.
 
     Returns:
-        ``(connectivity, counts)``: the :class:`Connectivity` with ``in_names``/``out_names``
-        set to the neuron names, and the synapse counts as a float tensor of shape ``(nnz,)``
-        aligned with the weight order (``connectivity.indices()``).
+        ``(connectivity, counts)``: the [`Connectivity`][sparselinear.Connectivity] with
+        ``in_names``/``out_names`` set to the neuron names, and the synapse counts as a float tensor
+        of shape ``(nnz,)`` aligned with the weight order (``connectivity.indices()``).
 
-    Examples::
-
+    Examples:
         >>> from sparselinear import SparseLinear
         >>> from sparselinear.datasets import load_celegans
         >>> c, counts = load_celegans("chemical")

@@ -3,11 +3,11 @@ parsed on several threads), Parquet, Arrow IPC/Feather, pyarrow Tables, pandas a
 DataFrames. Only the columns a call uses are read; numbers stay typed numpy arrays, integer node
 ids stay integers.
 
-:func:`read_columns` returns a :class:`~sparselinear.io.table.Table` whose rows are numbered by
-their position. Text files under :data:`COLUMNAR_MIN_BYTES` are left to the line reader, and so
+``read_columns`` returns a ``Table`` whose rows are numbered by
+their position. Text files under ``COLUMNAR_MIN_BYTES`` are left to the line reader, and so
 is a larger one this module cannot read exactly as the line reader would (comment or blank
 lines before the header, whitespace separators, lines the parser refuses, names holding a
-comment mark or a byte-order mark): :func:`read_columns` then gives ``None``.
+comment mark or a byte-order mark): ``read_columns`` then gives ``None``.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def _numpy(column: Any, as_ids: bool) -> np.ndarray:
 
 def _table(arrow: Any, names: list[Column], refs: Sequence[Column], ids: Sequence[Column],
            unit: str, origin: str) -> Table:
-    """A :class:`Table` of the columns ``refs`` of ``arrow`` (others left unread)."""
+    """A ``Table`` of the columns ``refs`` of ``arrow`` (others left unread)."""
     wanted = {_position(names, r) for r in refs} - {None}
     columns: list[np.ndarray | None] = [None] * len(names)
     id_positions = {_position(names, r) for r in ids}

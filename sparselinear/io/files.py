@@ -85,8 +85,9 @@ def pyarrow_or_none() -> Any:
 
 
 def require_pyarrow(what: str) -> Any:
-    """The ``pyarrow`` module; a :class:`MissingDependencyError` naming ``what`` needs it and the
-    install command where it is missing."""
+    """The ``pyarrow`` module; a
+    [`MissingDependencyError`][sparselinear.errors.MissingDependencyError] naming ``what`` needs it
+    and the install command where it is missing."""
     pa = pyarrow_or_none()
     if pa is None:  # pragma: no cover - depends on the environment
         raise MissingDependencyError(f"{what} needs pyarrow, an optional dependency: `{INSTALL}`.")

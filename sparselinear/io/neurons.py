@@ -1,9 +1,10 @@
 """Neuron tables (one row per neuron: an id column and attributes such as cell type, side or
 neurotransmitter) and the signs of neurotransmitters for Dale's law.
 
-A :class:`NeuronTable` passed as ``nodes=`` to :func:`~sparselinear.io.edgelist.read_edges`
-fixes the node order (neurons without edges kept); its other columns are per-node attributes,
-aligned with that order, e.g. for :class:`~sparselinear.constraints.Dale`::
+A [`NeuronTable`][sparselinear.io.NeuronTable] passed as ``nodes=`` to
+[`read_edges`][sparselinear.io.read_edges] fixes the node order (neurons without edges kept); its
+other columns are per-node attributes, aligned with that order, e.g. for
+[`Dale`][sparselinear.constraints.Dale]:
 
     neurons = read_neurons("neurons.csv.gz", id="root_id")
     conn, counts = Connectivity.from_edgelist("connections.csv.gz", source="pre_root_id",
@@ -58,8 +59,7 @@ def read_neurons(data: Any, *, id: Column = 0, columns: list[Column] | None = No
     pyarrow Table): column ``id`` holds one distinct id per neuron, in node order; ``columns``
     (default: all others) become attributes.
 
-    Examples::
-
+    Examples:
         >>> t = read_neurons({"root_id": [7, 3], "nt_type": ["ACH", "GABA"]}, id="root_id")
         >>> t.ids.tolist(), t.attributes["nt_type"].tolist()
         ([7, 3], ['ACH', 'GABA'])
@@ -83,15 +83,15 @@ def read_neurons(data: Any, *, id: Column = 0, columns: list[Column] | None = No
 def neurotransmitter_signs(values: Any, signs: Mapping[str, int] | None = None,
                            *, unknown: int | None = None) -> torch.Tensor:
     """Per-neuron signs (+1, -1 or 0) of neurotransmitter names, for
-    :class:`~sparselinear.constraints.Dale` (``input_signs``).
+    [`Dale`][sparselinear.constraints.Dale] (``input_signs``).
 
     Args:
         values: one neurotransmitter name per neuron (case and surrounding blanks ignored).
-        signs: entries that override or extend :data:`NT_SIGNS`, e.g. ``{"dopamine": 1}``.
+        signs: entries that override or extend [`NT_SIGNS`][sparselinear.io.NT_SIGNS], e.g.
+            ``{"dopamine": 1}``.
         unknown: the sign of a name in neither table (``None``: such a name raises).
 
-    Examples::
-
+    Examples:
         >>> neurotransmitter_signs(["ACH", "gaba", "Glutamate", "DA"]).tolist()
         [1, -1, -1, 0]
     """

@@ -1,16 +1,20 @@
 """Memory of sparse models: estimate it before training, measure it while training.
 
-* :func:`estimate` — bytes per layer and category (values, gradients, optimizer state, pattern,
-  activations, working memory), beside the dense equivalent.
-* :func:`estimate_dynamics` — the same for a :class:`~sparselinear.ConnectomeRNN` trained
-  through time (states per step, checkpointing).
-* :func:`measure` / :func:`track_peak` — the peak memory of a call, per call (``method=``:
-  ``"reset"`` the process's high-water mark, exact, or ``"sample"`` it, leaving the counters
-  that ``getrusage`` and ``/usr/bin/time`` read alone).
-* :func:`step_breakdown` — which module's forward or backward raised the peak of a step.
-* :func:`plot_memory_vs_density` — memory against density, sparse vs dense vs RAM (matplotlib).
-* :func:`estimate_sharded` / :func:`ranks_needed` — per-rank memory and communication of a layer
-  sharded over ranks (:mod:`sparselinear.distributed`).
+* [`estimate`][sparselinear.memory.estimate] — bytes per layer and category (values, gradients,
+  optimizer state, pattern, activations, working memory), beside the dense equivalent.
+* [`estimate_dynamics`][sparselinear.memory.estimate_dynamics] — the same for a
+  [`ConnectomeRNN`][sparselinear.ConnectomeRNN] trained through time (states per step,
+  checkpointing).
+* [`measure`][sparselinear.memory.measure] / [`track_peak`][sparselinear.memory.track_peak] — the
+  peak memory of a call, per call (``method=``: ``"reset"`` the process's high-water mark, exact,
+  or ``"sample"`` it, leaving the counters that ``getrusage`` and ``/usr/bin/time`` read alone).
+* [`step_breakdown`][sparselinear.memory.step_breakdown] — which module's forward or backward raised
+  the peak of a step.
+* [`plot_memory_vs_density`][sparselinear.memory.plot_memory_vs_density] — memory against density,
+  sparse vs dense vs RAM (matplotlib).
+* [`estimate_sharded`][sparselinear.memory.estimate_sharded] /
+  [`ranks_needed`][sparselinear.memory.ranks_needed] — per-rank memory and communication of a layer
+  sharded over ranks ([`sparselinear.distributed`][sparselinear.distributed]).
 """
 
 from .breakdown import StepBreakdown, step_breakdown

@@ -123,10 +123,9 @@ def step_breakdown(
         device: ``"cpu"`` or a CUDA device; default: the model's.
         method: how the CPU peak is measured: ``"auto"``, ``"reset"`` (exact; resets the
             process's high-water mark, which ``getrusage`` and ``/usr/bin/time`` report) or
-            ``"sample"`` (leaves it alone); see :class:`~sparselinear.memory.peak.PeakTracker`.
+            ``"sample"`` (leaves it alone); see [`track_peak`][sparselinear.memory.track_peak].
 
-    Examples::
-
+    Examples:
         >>> import torch
         >>> from sparselinear import Connectivity, SparseLinear
         >>> from sparselinear.memory import step_breakdown

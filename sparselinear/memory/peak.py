@@ -1,7 +1,8 @@
 """Measure the peak memory of a call: the process's resident memory on CPU, the caching
 allocator's on CUDA.
 
-On CPU there are two methods (``method=`` of :func:`track_peak` and :class:`PeakTracker`):
+On CPU there are two methods (``method=`` of [`track_peak`][sparselinear.memory.track_peak] and
+``PeakTracker``):
 
 * ``"reset"`` (Linux; the default where it works): writing ``5`` to ``/proc/self/clear_refs``
   resets the kernel's high-water mark (``VmHWM``) to the current resident size, and ``VmHWM`` is
@@ -58,6 +59,10 @@ __all__ = [
 _STATUS = "/proc/self/status"
 _STATM = "/proc/self/statm"
 _CLEAR_REFS = "/proc/self/clear_refs"
+#: The ways [`track_peak`][sparselinear.memory.track_peak] and the other measurements take a CPU
+#: peak: ``"reset"`` the kernel's high-water mark (exact; also resets what ``getrusage`` and
+#: ``/usr/bin/time`` report), ``"sample"`` the resident size from a thread (leaves them alone),
+#: or ``"auto"`` (``"reset"`` where possible).
 METHODS = ("auto", "reset", "sample")
 
 
@@ -138,7 +143,8 @@ def available_memory(device: torch.device | str | None = None) -> int:
 
 
 def check_fits(needed: int, device: torch.device | str | None = None, what: str = "This") -> None:
-    """Raise :class:`InsufficientMemoryError` when ``needed`` bytes exceed what is available."""
+    """Raise [`InsufficientMemoryError`][sparselinear.errors.InsufficientMemoryError] when
+    ``needed`` bytes exceed what is available."""
     have = available_memory(device)
     if have and needed > have:
         where = "GPU" if _is_cuda(torch.device(device or "cpu")) else "this machine"
@@ -187,7 +193,8 @@ def follow_live_memory(threshold: int = 1 << 16) -> bool:
     allocation of ``threshold`` bytes or more with its own mapping, returned to the OS when freed
     (``mallopt(M_MMAP_THRESHOLD)``), and hands back what is free now (``malloc_trim``). The
     price is a page fault per fresh allocation; the CLI's ``--measure``, the demo and the
-    benchmark use it so that measured peaks can be compared with :func:`estimate`'s.
+    benchmark use it so that measured peaks can be compared with
+    [`estimate`][sparselinear.memory.estimate]'s.
 
     Returns:
         whether it applied (``False`` where the C library is not glibc).
@@ -202,10 +209,10 @@ def follow_live_memory(threshold: int = 1 << 16) -> bool:
 
 # ---------------------------------------------------------------------------- peak trackers
 class PeakTracker:
-    """Peak bytes in use between :meth:`reset` and :meth:`peak`, on one device.
+    """Peak bytes in use between ``reset`` and ``peak``, on one device.
 
-    Used by :func:`track_peak`, :func:`~sparselinear.memory.measure_training` and the per-module
-    breakdown.
+    Used by [`track_peak`][sparselinear.memory.track_peak],
+    [`measure_training`][sparselinear.memory.measure_training] and the per-module breakdown.
 
     Args:
         device: ``"cpu"`` (the process's resident memory) or a CUDA device.
@@ -264,7 +271,8 @@ class PeakTracker:
 
     def reset(self, trim: bool = False) -> None:
         """Start a new interval: the peak becomes the memory in use now. With ``trim``, on CPU,
-        first hand freed memory back to the OS (:func:`release_free_memory`)."""
+        first hand freed memory back to the OS
+        ([`release_free_memory`][sparselinear.memory.release_free_memory])."""
         if trim and self.method != "cuda":
             release_free_memory()
         if self.method == "cuda":
@@ -276,7 +284,7 @@ class PeakTracker:
         self._max = self.current()
 
     def peak(self) -> int:
-        """The peak since the last :meth:`reset` (or :meth:`start`)."""
+        """The peak since the last ``reset`` (or ``start``)."""
         if self.method == "cuda":
             torch.cuda.synchronize(self.device)
             return int(torch.cuda.max_memory_allocated(self.device))
@@ -313,8 +321,8 @@ class Measurement:
         increase: ``peak - baseline``.
         seconds: wall time of the call.
         method: how it was measured: ``"reset"``, ``"sample"`` or ``"cuda"`` (see
-            :class:`PeakTracker`).
-        result: what the call returned (:func:`measure` only).
+            [`track_peak`][sparselinear.memory.track_peak]).
+        result: what the call returned ([`measure`][sparselinear.memory.measure] only).
     """
 
     device: str
@@ -356,8 +364,7 @@ def track_peak(device: torch.device | str | None = None,
             reset, not the lifetime peak) or ``"sample"`` (a thread polls the resident size every
             millisecond and leaves those counters alone; a shorter spike can be missed).
 
-    Examples::
-
+    Examples:
         >>> import torch
         >>> from sparselinear.memory import track_peak
         >>> with track_peak("cpu") as m:
@@ -380,15 +387,16 @@ def track_peak(device: torch.device | str | None = None,
 
 
 def measure(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Measurement:
-    """Call ``fn(*args, **kwargs)`` and return a :class:`Measurement` of its peak memory.
+    """Call ``fn(*args, **kwargs)`` and return a [`Measurement`][sparselinear.memory.Measurement] of
+    its peak memory.
 
     The peak is per call (not the process's lifetime high-water mark). CPU when CUDA is not in
     use, else the current CUDA device, with the default method (on Linux: ``"reset"``, which
     resets the high-water mark that ``getrusage`` and ``/usr/bin/time`` report); use
-    :func:`track_peak` to choose the device or the method.
+    [`track_peak`][sparselinear.memory.track_peak] to choose the device or the method.
 
-    Examples::
 
+    Examples:
         >>> import torch
         >>> from sparselinear.memory import measure
         >>> m = measure(torch.ones, 25_000_000)

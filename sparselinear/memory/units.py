@@ -8,8 +8,7 @@ __all__ = ["format_bytes", "format_seconds"]
 def format_bytes(n: float) -> str:
     """``n`` bytes in decimal units, e.g. ``'76.9 GB'``.
 
-    Examples::
-
+    Examples:
         >>> format_bytes(138_639 ** 2 * 4)
         '76.9 GB'
         >>> format_bytes(512)
@@ -27,8 +26,7 @@ def format_seconds(s: float) -> str:
     """A duration with about three significant digits, in milliseconds (or microseconds) below a
     second, so that a short step never reads ``'0.00 s'``.
 
-    Examples::
-
+    Examples:
         >>> format_seconds(0.2083), format_seconds(0.0042), format_seconds(3.14159)
         ('208 ms', '4.20 ms', '3.14 s')
         >>> format_seconds(0.0000004), format_seconds(125.4)
