@@ -30,8 +30,11 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
         "$PY" -m pip install -q "torch==2.13.0"
     else
         say "installing torch 2.13.0 (CPU build) ..."
-        "$PY" -m pip install -q --extra-index-url https://download.pytorch.org/whl/cpu \
-            "torch==2.13.0+cpu"
+        # The CPU build from wherever pip already looks (a wheel cache, a mirror); else from
+        # PyTorch's CPU index, since PyPI's Linux torch wheels are the CUDA builds.
+        "$PY" -m pip install -q "torch==2.13.0+cpu" 2>/dev/null \
+            || "$PY" -m pip install -q --extra-index-url https://download.pytorch.org/whl/cpu \
+                "torch==2.13.0+cpu"
     fi
 fi
 # `sparselinear` is this project's distribution name before it became torch-sparselinear, and
