@@ -28,7 +28,7 @@ def reset_peak() -> bool:
 
 
 def peak_bytes() -> int:
-    """Peak resident memory since the last :func:`reset_peak` (or process start)."""
+    """Peak resident memory since the last ``reset_peak`` (or process start)."""
     kib = _status_kib("VmHWM")
     if kib is None:
         kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

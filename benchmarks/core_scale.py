@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         shape = f"{r['shape'][0]:,}x{r['shape'][1]:,}"
         print(
             f"{name:8} {shape:>21} {r['nnz']:>11,} {r['batch']:>5} {r['step_s_median']:>8.3f} "
-            f"{r['peak_process_gb']:>8.2f} {target:>7.1f} {r['dense_weight_gb']:>10,.0f}"
+            f"{r['peak_process_gb']:>8.2f} {target:>7.1f} {r['dense_weight_gb']:>10,.1f}"
         )
         print(
             f"         (peak during the steps alone {r['peak_step_gb']:.2f} GB; pattern built in "

@@ -5,7 +5,7 @@ MSE loss on the read-out neurons, backward through time, Adam step. Each impleme
 its own process (median time over the repeats, peak resident memory with the C allocator
 returning freed blocks, as ``sparselinear profile --measure`` does):
 
-* ``ours``: :class:`sparselinear.ConnectomeRNN` (one sparse product per step);
+* ``ours``: ``sparselinear.ConnectomeRNN`` (one sparse product per step);
 * ``gather``: the same equation as flyvis 1.2.0 computes it, a per-edge gather and
   ``scatter_add`` in plain PyTorch (a ``batch x nnz`` tensor per step, kept for backward); above
   ``--gather-max-bytes`` of edge tensors it is not run and the memory it would need is reported;

@@ -11,8 +11,10 @@ own subprocess (an out-of-memory error cannot disturb the others): a full traini
 steps, timed with CUDA synchronisation. Peak memory is ``torch.cuda.max_memory_allocated``
 above what the input data (pattern, input, target) holds. An implementation whose estimated
 memory exceeds the free GPU memory is reported as "does not fit (needs ~X GB)" and not run:
-the dense masked fly layer needs ~540 GB in fp32 with Adam (its weight alone is 77 GB). Peak
-memory is measured from after the layer is built, so it covers training steps, not construction.
+the dense masked fly layer needs ~502 GiB by this estimate (28 bytes per weight entry: weight,
+gradient, two Adam moments, mask, masked weight and its gradient; the weight alone is 76.9 GB).
+Peak memory is measured from after the layer is built, so it covers training steps, not
+construction.
 All implementations start from the same weights; their outputs and gradients are checked
 against ours.
 """

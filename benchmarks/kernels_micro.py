@@ -1,4 +1,4 @@
-"""Micro-benchmark of one training step of :class:`sparselinear.SparseLinear` per kernel choice.
+"""Micro-benchmark of one training step of ``sparselinear.SparseLinear`` per kernel choice.
 
 Each implementation runs in its own process on the same pattern: forward, backward and an Adam
 step, median of ``--steps`` steps after ``--warmup``, with the time of each phase and the peak

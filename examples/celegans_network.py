@@ -1,10 +1,11 @@
 """The C. elegans connectome as a trainable recurrent network.
 
-The 309 neurons and their synapses (White et al. 1986, shipped in ``data/``) become the
-recurrent weight of an RNN; only the connections the worm has exist. A left and a right
-stimulus channel drive the left and right amphid sensory neurons (wired by name), and a readout
-of the motor neurons learns a chemotaxis-like decision: which side had the stronger, noisy
-stimulus over the last few time steps. Everything is generated here from a seed.
+The 309 neurons and their synapses (White et al. 1986, shipped with the package in
+``sparselinear/datasets/data/``) become the recurrent weight of an RNN; only the connections the
+worm has exist. A left and a right stimulus channel drive the left and right amphid sensory
+neurons (wired by name), and a readout of the motor neurons learns a chemotaxis-like decision:
+which side had the stronger, noisy stimulus over the last few time steps. Everything is
+generated here from a seed.
 
     python examples/celegans_network.py [--steps 200] [--time 8]
 """

@@ -3,12 +3,12 @@
 The weight holds only the values at the edges of an adjacency pattern; forward and backward run
 through sparse kernels and never allocate anything of size ``out_features x in_features``.
 
-The package is laid out by stage, each subpackage with one job: :mod:`~sparselinear.io` reads
-graphs into plain arrays, :mod:`~sparselinear.pattern` wraps them as a :class:`Connectivity`,
-:mod:`~sparselinear.datasets` loads shipped connectomes, :mod:`~sparselinear.ops` runs the
-products, :mod:`~sparselinear.nn` holds the modules, :mod:`~sparselinear.constraints` the value
-constraints, :mod:`~sparselinear.memory` estimates and measures, :mod:`~sparselinear.cli` is the
-command line.
+The package is laid out by stage, each subpackage with one job: [`io`][sparselinear.io] reads
+graphs into plain arrays, [`pattern`][sparselinear.pattern] wraps them as a
+[`Connectivity`][sparselinear.Connectivity], [`datasets`][sparselinear.datasets] loads shipped
+connectomes, [`ops`][sparselinear.ops] runs the products, [`nn`][sparselinear.nn] holds the modules,
+[`constraints`][sparselinear.constraints] the value constraints, [`memory`][sparselinear.memory]
+estimates and measures, [`cli`][sparselinear.cli] is the command line.
 """
 
 import sys

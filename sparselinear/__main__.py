@@ -1,4 +1,4 @@
-"""``python -m sparselinear`` runs the command line (see :mod:`sparselinear.cli`)."""
+"""``python -m sparselinear`` runs the command line (see [`sparselinear.cli`][sparselinear.cli])."""
 
 import sys
 

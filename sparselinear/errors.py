@@ -1,12 +1,13 @@
 """Exceptions raised by sparselinear, and the helpers that write their messages.
 
-Every error derives from :class:`SparseLinearError` and from the matching builtin
-(:class:`ValueError`, :class:`TypeError`, :class:`MemoryError` or :class:`ImportError`), so both
+Every error derives from [`SparseLinearError`][sparselinear.errors.SparseLinearError] and from the
+matching builtin (``ValueError``, ``TypeError``, ``MemoryError`` or ``ImportError``), so both
 ``except SparseLinearError`` and ordinary ``except ValueError`` clauses catch them.
 
-Messages follow one form: what was expected, what was given (:func:`describe`: type, shape and
-dtype, never values), and how to fix it. Lists of offending items stop after
-:data:`MAX_LISTED` entries (:func:`listing`).
+Messages follow one form: what was expected, what was given
+([`describe`][sparselinear.errors.describe]: type, shape and dtype, never values), and how to fix
+it. Lists of offending items stop after [`MAX_LISTED`][sparselinear.errors.MAX_LISTED] entries
+([`listing`][sparselinear.errors.listing]).
 """
 
 from __future__ import annotations
@@ -78,8 +79,7 @@ class MissingDependencyError(SparseLinearError, ImportError):
 def describe(obj: Any) -> str:
     """A short description of ``obj`` for error messages: type, shape and dtype, never values.
 
-    Examples::
-
+    Examples:
         >>> import torch
         >>> describe(torch.zeros(2, 3))
         'Tensor, shape (2, 3), dtype torch.float32'
@@ -95,12 +95,11 @@ def describe(obj: Any) -> str:
 
 
 def listing(items: Iterable[Any], total: int | None = None, sep: str = ", ") -> str:
-    """The first :data:`MAX_LISTED` of ``items`` joined by ``sep``, then ``" and N more"`` when
-    ``total`` (default: the number of items) exceeds the number shown. Pass only the first
-    items and the ``total`` when there are many.
+    """The first [`MAX_LISTED`][sparselinear.errors.MAX_LISTED] of ``items`` joined by ``sep``, then
+    ``" and N more"`` when ``total`` (default: the number of items) exceeds the number shown. Pass
+    only the first items and the ``total`` when there are many.
 
-    Examples::
-
+    Examples:
         >>> listing(range(8))
         '0, 1, 2, 3, 4 and 3 more'
         >>> listing(["(0, 1)", "(2, 2)"], total=9, sep="; ")
@@ -117,8 +116,7 @@ def check_choice(value: Any, choices: Iterable[str], name: str, hint: str = "",
     """Return ``value`` if it is one of ``choices``, else raise ``error`` (a ``ValueError``
     subclass by default) naming the argument, the choices, what was given and ``hint``.
 
-    Examples::
-
+    Examples:
         >>> check_choice("sum", ("sum", "max"), "duplicates")
         'sum'
     """

@@ -1,5 +1,5 @@
-"""The functional form of :class:`~sparselinear.SparseLinear` (it lives in
-:mod:`sparselinear.nn.functional`)."""
+"""The functional form of [`SparseLinear`][sparselinear.SparseLinear] (it lives in
+``sparselinear.nn.functional``)."""
 
 from .nn.functional import sparse_linear
 

@@ -1,4 +1,4 @@
-"""Structured sparse layers (they live in :mod:`sparselinear.nn.structured`)."""
+"""Structured sparse layers (they live in ``sparselinear.nn.structured``)."""
 
 from .nn.structured import PositiveDefiniteLinear, TriangularLinear, triangular_pattern
 

@@ -87,7 +87,7 @@ def _given(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
 
 
 def read_adjacency(args: argparse.Namespace) -> Connectivity | None:
-    """The pattern of ``args.adjacency``, read with the options of :func:`add_adjacency_options`
+    """The pattern of ``args.adjacency``, read with the options of ``add_adjacency_options``
     (``None`` without ``--adjacency``).
 
     Raises:

@@ -3,7 +3,7 @@
 * ``sparselinear profile`` — what a sparse layer costs to train, before building it; with
   ``--measure`` also what it actually peaks at; with ``--plot`` memory against density. The
   layer is a ``--shape`` with ``--nnz``/``--density``, or the pattern of an ``--adjacency`` file
-  (read as in :mod:`sparselinear.cli.adjacency`).
+  (read as in ``sparselinear.cli.adjacency``).
 * ``sparselinear demo`` — a FlyWire-sized layer on this machine, then the C. elegans connectome.
 
 Errors end the command with a one-line message on stderr and a non-zero exit status.
@@ -26,6 +26,12 @@ from .adjacency import ORIENTATION_HELP, add_adjacency_options, read_adjacency
 __all__ = ["main"]
 
 _DTYPES = ("float32", "float64", "float16", "bfloat16")
+_PEAK_METHOD_HELP = (
+    "how the CPU peak is measured: 'reset' the kernel's high-water mark (exact; /usr/bin/time "
+    "and getrusage then report the peak since the reset, not the process's), 'sample' the "
+    "resident size every millisecond from a thread (leaves them alone), or 'auto' (default: "
+    "'reset' on Linux)"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--measure", action="store_true",
                    help="build the layer and run real training steps; print measured vs estimated")
     p.add_argument("--steps", type=int, default=3, help="training steps for --measure")
+    p.add_argument("--peak-method", choices=("auto", "reset", "sample"), default="auto",
+                   help=_PEAK_METHOD_HELP)
     p.add_argument("--seed", type=int, default=0, help="seed of the random pattern and data")
     p.add_argument("--plot", metavar="FILE.png", help="plot memory against density to FILE.png")
     p.add_argument("--json", action="store_true", help="print the estimate as JSON")
@@ -82,8 +90,11 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--small", action="store_true", help="a 10x smaller layer (seconds)")
     d.add_argument("--steps", type=int, default=3, help="training steps of the large layer")
     d.add_argument("--seed", type=int, default=0, help="seed of the random pattern")
-    d.add_argument("--plot", metavar="FILE.png", default="sparselinear_memory.png",
-                   help="where to write the plot (default: sparselinear_memory.png)")
+    d.add_argument("--plot", metavar="FILE.png", default="",
+                   help="where to write the plot (default: sparselinear_memory.png, with "
+                   "--small sparselinear_memory_small.png)")
+    d.add_argument("--peak-method", choices=("auto", "reset", "sample"), default="auto",
+                   help=_PEAK_METHOD_HELP)
     d.add_argument("--no-plot", action="store_true", help="do not write a plot")
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
@@ -170,13 +181,14 @@ def _profile(args: argparse.Namespace) -> int:
             build, batch_size=args.batch, in_features=shape[1], out_features=shape[0],
             optimizer=optimizer, steps=args.steps, progress=not args.no_progress,
             seed=args.seed, device=device, dtype=dtype, baseline=baseline,
+            method=args.peak_method,
         )
         measured = run.measurement.increase
         ratio = measured / est.total if est.total else float("nan")
         print(f"measured peak: {memory.format_bytes(measured)} above the process baseline "
               f"(estimate {memory.format_bytes(est.total)}, measured/estimated = {ratio:.2f}); "
-              f"{run.seconds_per_step:.2f} s per step, loss {run.losses[0]:.4g} -> "
-              f"{run.losses[-1]:.4g}")
+              f"{memory.format_seconds(run.seconds_per_step)} per step, "
+              f"loss {run.losses[0]:.4g} -> {run.losses[-1]:.4g}")
     if args.plot:
         memory.plot_memory_vs_density(shape, args.plot, batch_size=args.batch,
                                       optimizer=optimizer, dtype=dtype, nnz=nnz,
@@ -199,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_demo(small=args.small, steps=args.steps, seed=args.seed,
                         plot=None if args.no_plot else args.plot,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, method=args.peak_method)
     except BrokenPipeError:
         # the reader went away (`sparselinear profile --json | head`): exit quietly, and keep
         # Python from reporting the pipe again when it flushes stdout at exit

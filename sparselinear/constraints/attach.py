@@ -1,4 +1,4 @@
-"""Attaching a constraint to a layer: :func:`constrain`."""
+"""Attaching a constraint to a layer: [`constrain`][sparselinear.constraints.constrain]."""
 
 from __future__ import annotations
 
@@ -22,20 +22,21 @@ def constrain(layer: nn.Module, constraint: nn.Module, name: str = "weight") -> 
 
     Equivalent to ``parametrize.register_parametrization(layer, name, constraint)`` after checks
     that name what is wrong: the constraint's size against the layer's number of edges, its
-    pattern against the layer's (for :class:`Dale` and :class:`Diagonal`), and a layer that is
-    already constrained. The constraint's buffers are moved to the weight's device. The layer's
-    current weight is moved into the allowed set (magnitudes kept, see ``project``), so a freshly
-    initialised layer keeps its fan-in scaling.
+    pattern against the layer's (for [`Dale`][sparselinear.constraints.Dale] and
+    [`Diagonal`][sparselinear.constraints.Diagonal]), and a layer that is already constrained. The
+    constraint's buffers are moved to the weight's device. The layer's current weight is moved into
+    the allowed set (magnitudes kept, see ``project``), so a freshly initialised layer keeps its
+    fan-in scaling.
 
     Args:
-        layer: a :class:`~sparselinear.SparseLinear` (or any module with a 1-D ``name``
+        layer: a [`SparseLinear`][sparselinear.SparseLinear] (or any module with a 1-D ``name``
             parameter).
-        constraint: a :class:`Sign`, :class:`Dale`, :class:`Diagonal` or :class:`Bounded`, or any
-            parametrization module.
+        constraint: a [`Sign`][sparselinear.constraints.Sign],
+            [`Dale`][sparselinear.constraints.Dale], [`Diagonal`][sparselinear.constraints.Diagonal]
+            or [`Bounded`][sparselinear.constraints.Bounded], or any parametrization module.
         name: the parameter to constrain. Default: ``"weight"``.
 
-    Examples::
-
+    Examples:
         >>> import torch
         >>> from sparselinear import Connectivity, SparseLinear
         >>> from sparselinear.constraints import Sign, constrain

@@ -1,8 +1,8 @@
 """Smooth maps and input checks shared by the weight constraints.
 
-The constraints in :mod:`sparselinear.constraints` keep an unconstrained free parameter ``u`` and
-map it onto the allowed set with a smooth, differentiable function. This module holds those
-functions, their inverses, and the validation and error-message helpers they share.
+The constraints in [`sparselinear.constraints`][sparselinear.constraints] keep an unconstrained free
+parameter ``u`` and map it onto the allowed set with a smooth, differentiable function. This module
+holds those functions, their inverses, and the validation and error-message helpers they share.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def positive(u: torch.Tensor, map: str) -> torch.Tensor:
 
 
 def positive_inverse(y: torch.Tensor, map: str) -> torch.Tensor:
-    """Inverse of :func:`positive` for ``y > tiny``."""
+    """Inverse of ``positive`` for ``y > tiny``."""
     z = y - tiny(y.dtype)
     if map == "softplus":
         return z + torch.log(-torch.expm1(-z))
@@ -55,7 +55,8 @@ def positive_inverse(y: torch.Tensor, map: str) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------- input checks
 def as_pattern(source: Any, name: str) -> Connectivity:
-    """The :class:`Connectivity` of ``source``: a Connectivity or a layer that has one."""
+    """The [`Connectivity`][sparselinear.Connectivity] of ``source``: a Connectivity or a layer that
+    has one."""
     if isinstance(source, Connectivity):
         return source
     pattern = getattr(source, "connectivity", None)

@@ -1,6 +1,7 @@
 """Bounds on the values (or magnitudes) of a sparse layer's weight.
 
-Part of :mod:`sparselinear.constraints`, which re-exports :class:`Bounded`.
+Part of [`sparselinear.constraints`][sparselinear.constraints], which re-exports
+[`Bounded`][sparselinear.constraints.Bounded].
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ class Bounded(nn.Module):
     sigmoid never reaches a bound.
 
     Args:
-        low, high: numbers, or one value per edge (shape ``(nnz,)``); ``low < high``, finite.
+        low: the lower bound: a number, or one value per edge (shape ``(nnz,)``); finite.
+        high: the upper bound, likewise; ``low < high``.
         signs: optional, one ``+1``/``-1`` per edge: then the *magnitude* lies in
             ``(low, high)`` (``0 <= low``) and the edge has that sign.
 
-    Examples::
-
+    Examples:
         >>> import torch
         >>> from sparselinear import Connectivity, SparseLinear
         >>> from sparselinear.constraints import Bounded, constrain
@@ -102,9 +103,10 @@ class Bounded(nn.Module):
         return w if self.signs is None else w * self.signs.to(weight.dtype)
 
     def right_inverse(self, weight: torch.Tensor) -> torch.Tensor:
-        """The free parameter whose image is ``weight``; raises :class:`DataError` for values
-        outside the bounds or with the wrong sign. At registration the layer's own initial
-        weight (a :class:`~torch.nn.Parameter`) is first moved inside with :meth:`project`."""
+        """The free parameter whose image is ``weight``; raises
+        [`DataError`][sparselinear.errors.DataError] for values outside the bounds or with the wrong
+        sign. At registration the layer's own initial weight (a ``torch.nn.Parameter``) is first
+        moved inside with [`project`][sparselinear.constraints.Bounded.project]."""
         follow_device(self, weight)
         if isinstance(weight, nn.Parameter):
             weight = self.project(weight)

@@ -1,8 +1,10 @@
 """Sign constraints on the edges of a sparse layer: per-edge signs, Dale's law, the diagonal.
 
-Part of :mod:`sparselinear.constraints`, which re-exports :class:`Sign`, :class:`Dale` and
-:class:`Diagonal`: each edge is free, strictly positive, strictly negative or fixed, and the
-signed ones are a smooth positive map of the free parameter times the sign.
+Part of [`sparselinear.constraints`][sparselinear.constraints], which re-exports
+[`Sign`][sparselinear.constraints.Sign], [`Dale`][sparselinear.constraints.Dale] and
+[`Diagonal`][sparselinear.constraints.Diagonal]: each edge is free, strictly positive, strictly
+negative or fixed, and the signed ones are a smooth positive map of the free parameter times the
+sign.
 """
 
 from __future__ import annotations
@@ -89,10 +91,11 @@ class _SignedEdges(nn.Module):
         return w
 
     def right_inverse(self, weight: torch.Tensor) -> torch.Tensor:
-        """The free parameter whose image is ``weight``; raises :class:`DataError` for values that
-        violate the constraint. When the parametrization is registered, PyTorch passes the
-        layer's own weight :class:`~torch.nn.Parameter`: that initial weight is first moved into
-        the allowed set with :meth:`project`."""
+        """The free parameter whose image is ``weight``; raises
+        [`DataError`][sparselinear.errors.DataError] for values that violate the constraint. When
+        the parametrization is registered, PyTorch passes the layer's own weight
+        ``torch.nn.Parameter``: that initial weight is first moved into the allowed set with
+        ``project``."""
         follow_device(self, weight)
         if isinstance(weight, nn.Parameter):
             weight = self.project(weight)
@@ -155,8 +158,7 @@ class Sign(_SignedEdges):
     Shape:
         - Free parameter and weight: ``(nnz,)``.
 
-    Examples::
-
+    Examples:
         >>> import torch
         >>> from sparselinear import Connectivity, SparseLinear
         >>> from sparselinear.constraints import Sign, constrain
@@ -174,7 +176,8 @@ class Dale(_SignedEdges):
     r"""Dale's law: every outgoing edge of an input neuron has that neuron's sign.
 
     Args:
-        connectivity: the layer's pattern (a :class:`Connectivity` or the layer itself).
+        connectivity: the layer's pattern (a [`Connectivity`][sparselinear.Connectivity] or the
+            layer itself).
         input_signs: one entry per input neuron (column): ``+1`` excitatory, ``-1`` inhibitory,
             ``0`` mixed (its edges take ``edge_signs``, or stay free); booleans mean
             ``True`` = excitatory.
@@ -183,8 +186,7 @@ class Dale(_SignedEdges):
             has a sign of its own, a non-zero edge sign must agree with it.
         map: ``"softplus"`` (default) or ``"exp"``.
 
-    Examples::
-
+    Examples:
         >>> import torch
         >>> from sparselinear import Connectivity, SparseLinear
         >>> from sparselinear.constraints import Dale, constrain
@@ -235,22 +237,22 @@ class Dale(_SignedEdges):
         map: str = "softplus",
     ) -> Dale:
         """Dale's law with each input neuron's sign read from a per-node attribute of the
-        pattern (:attr:`Connectivity.in_attributes <sparselinear.Connectivity.in_attributes>`),
-        such as the neurotransmitter column of the neuron table passed as ``nodes=``.
+        pattern ([`Connectivity.in_attributes`][sparselinear.Connectivity.in_attributes]), such
+        as the neurotransmitter column of the neuron table passed as ``nodes=``.
 
         Args:
             connectivity: the layer's pattern (or the layer), with input attributes.
             column: the attribute holding each input's neurotransmitter (or its sign).
             signs: entries that override or extend the table
-                :data:`~sparselinear.io.NT_SIGNS` (acetylcholine ``+1``, GABA and glutamate
+                [`NT_SIGNS`][sparselinear.io.NT_SIGNS] (acetylcholine ``+1``, GABA and glutamate
                 ``-1``, modulatory transmitters ``0``), e.g. ``{"da": 1}``.
             unknown: the sign of a name in neither table (``None``: such a name raises).
-            edge_signs, map: as for :class:`Dale`.
+            edge_signs: as for [`Dale`][sparselinear.constraints.Dale].
+            map: as for [`Dale`][sparselinear.constraints.Dale].
 
         A numeric column is read as the signs themselves (``+1``, ``-1``, ``0``).
 
-        Examples::
-
+        Examples:
             >>> import torch
             >>> from sparselinear import Connectivity, SparseLinear
             >>> from sparselinear.constraints import Dale, constrain
@@ -284,8 +286,8 @@ class Diagonal(_SignedEdges):
     r"""Constrain the diagonal edges (output index == input index); other edges stay free.
 
     Args:
-        connectivity: the layer's pattern (a :class:`Connectivity` or the layer itself); it must
-            contain at least one diagonal edge.
+        connectivity: the layer's pattern (a [`Connectivity`][sparselinear.Connectivity] or the
+            layer itself); it must contain at least one diagonal edge.
         mode: ``"negative"`` (default; ``-(map(u) + tiny)``, strictly negative, e.g. the classic
             negative self-connection), ``"positive"``, or ``"fixed"`` (the diagonal is held at
             ``value`` and does not train).
@@ -293,8 +295,7 @@ class Diagonal(_SignedEdges):
             the index. Default: ``0.0``.
         map: ``"softplus"`` (default) or ``"exp"`` (``-exp(u)``, the log-magnitude form).
 
-    Examples::
-
+    Examples:
         >>> import torch
         >>> from sparselinear import Connectivity, SparseLinear
         >>> from sparselinear.constraints import Diagonal, constrain

@@ -1,12 +1,11 @@
 """The *C. elegans* connectome shipped with the project, loaded as a pattern in one line.
 
-The files live in the project's ``data/`` folder; see ``data/README.md`` for their sources and
-licences.
+The files ship inside the package, in ``sparselinear/datasets/data/`` (so every installation has
+them); see ``data/README.md`` there for their sources and licences.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import torch
@@ -16,13 +15,11 @@ from ..pattern.connectivity import Connectivity
 
 __all__ = ["DATA_DIR", "celegans_path", "load_celegans"]
 
-# A source checkout (and an editable install) reads the repository's data/; a regular install
-# finds the same files where pyproject's data-files put them.
-_DATA_DIRS = (
-    Path(__file__).resolve().parents[2] / "data",
-    Path(sys.prefix) / "share" / "sparselinear" / "data",
-)
-DATA_DIR = next((d for d in _DATA_DIRS if d.is_dir()), _DATA_DIRS[0])
+# Package data (pyproject's package-data): the same place in a source checkout, an editable
+# install and a wheel, wherever it is installed (a venv, --user, --target).
+#: The folder the shipped data files are read from: ``data/`` inside this package
+#: (``sparselinear/datasets/data/``), in a source checkout and in every installation.
+DATA_DIR = Path(__file__).resolve().parent / "data"
 _CELEGANS = "celegans_white1986.csv"
 _SYNAPSE_TYPES = ("chemical", "electrical", "all")
 
@@ -32,8 +29,8 @@ def celegans_path() -> Path:
     path = DATA_DIR / _CELEGANS
     if not path.is_file():
         raise DataError(
-            f"The C. elegans data file is missing: expected {path}. It ships in the project's "
-            "`data/` folder; reinstall from a source checkout."
+            f"The C. elegans data file is missing: expected {path}. It ships inside the "
+            "package (sparselinear/datasets/data/); reinstall the package."
         )
     return path
 
@@ -55,12 +52,11 @@ def load_celegans(
             if ``True`` (default) each is added in both directions with the same count.
 
     Returns:
-        ``(connectivity, counts)``: the :class:`Connectivity` with ``in_names``/``out_names``
-        set to the neuron names, and the synapse counts as a float tensor of shape ``(nnz,)``
-        aligned with the weight order (``connectivity.indices()``).
+        ``(connectivity, counts)``: the [`Connectivity`][sparselinear.Connectivity] with
+        ``in_names``/``out_names`` set to the neuron names, and the synapse counts as a float tensor
+        of shape ``(nnz,)`` aligned with the weight order (``connectivity.indices()``).
 
-    Examples::
-
+    Examples:
         >>> from sparselinear import SparseLinear
         >>> from sparselinear.datasets import load_celegans
         >>> c, counts = load_celegans("chemical")

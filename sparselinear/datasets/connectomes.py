@@ -1,5 +1,5 @@
 """Presets for the tables that connectome projects publish, each a thin mapping onto
-:meth:`Connectivity.from_edgelist <sparselinear.Connectivity.from_edgelist>`:
+[`Connectivity.from_edgelist`][sparselinear.Connectivity.from_edgelist]:
 
 * FlyWire (whole fly brain): ``pre_root_id, post_root_id, neuropil, syn_count, nt_type``, one
   row per neuron pair *per neuropil* (pairs repeat and are summed), 18-digit int64 root ids;
@@ -46,10 +46,10 @@ def load_flywire(
         connections: the connections table (``pre_root_id, post_root_id, neuropil, syn_count,
             nt_type``): a file or a table in memory.
         neurons: optional neuron table (``root_id`` and attributes), a file, table or
-            :class:`~sparselinear.io.neurons.NeuronTable`: its order is the node order,
-            neurons without edges kept, and its other columns (cell type, side,
-            ``nt_type``) become the pattern's per-node attributes
-            (``connectivity.in_attributes``; ``Dale.from_attribute(connectivity)`` reads the
+            [`NeuronTable`][sparselinear.io.NeuronTable]: its order is the node order,
+            neurons without edges kept, and its other columns (cell type, side, ``nt_type``)
+            become the pattern's per-node attributes (``connectivity.in_attributes``;
+            [`Dale.from_attribute`][sparselinear.constraints.Dale.from_attribute] reads the
             signs from ``nt_type``). Default: the neurons of the kept connections, by id.
         threshold: keep rows with ``syn_count >= threshold`` (applied per neuropil row, as
             FlyWire's own tables do), default 5; ``0`` keeps every row.
@@ -59,8 +59,7 @@ def load_flywire(
         ``(connectivity, syn_counts)``: names are the int64 root ids; the synapse counts of
         each pair, summed over neuropils, as a float tensor aligned with the weight order.
 
-    Examples::
-
+    Examples:
         >>> rows = {"pre_root_id": [720575940000000001, 720575940000000001, 720575940000000002],
         ...         "post_root_id": [720575940000000002] * 3, "neuropil": ["AL_L", "AL_R", "MB"],
         ...         "syn_count": [6, 9, 2], "nt_type": ["ACH", "ACH", "GABA"]}
@@ -96,8 +95,7 @@ def load_neuprint(
     Returns:
         ``(connectivity, weights)``: names are the body ids; repeated pairs are summed.
 
-    Examples::
-
+    Examples:
         >>> rows = {"bodyId_pre": [1, 2], "bodyId_post": [2, 3], "weight": [4, 7]}
         >>> c, w = load_neuprint(rows, {"bodyId": [3, 2, 1, 9], "type": ["a", "b", "c", "d"]})
         >>> c.shape, c.out_names.tolist(), w.tolist()

@@ -1,14 +1,21 @@
 """Sparse layers too large for one process: output rows sharded over ``torch.distributed``.
 
-* :class:`ShardedSparseLinear` — each rank holds the rows of a contiguous, edge-balanced range
-  (:class:`RowPartition`): their pattern, values, gradients and optimizer state.
-* Row sources that read one rank's rows alone: :class:`RandomBlocks` (a seeded generator, per
-  row block), :class:`CSRFile` (``.npz``/``.npy``, memory-mapped), :class:`ParquetEdges` (row
-  filter), :class:`ConnectivitySource` (a pattern every rank holds).
-* Checkpoints: :func:`save_checkpoint` / :func:`load_checkpoint` (``torch.distributed.checkpoint``,
-  re-sharded on load), :func:`consolidated_state_dict` / :func:`load_consolidated_state_dict` /
-  :func:`to_sparse_linear` (to and from the single-process layer).
-* :func:`step_volume` — the bytes each rank sends per training step.
+* [`ShardedSparseLinear`][sparselinear.distributed.ShardedSparseLinear] — each rank holds the rows
+  of a contiguous, edge-balanced range ([`RowPartition`][sparselinear.distributed.RowPartition]):
+  their pattern, values, gradients and optimizer state.
+* Row sources that read one rank's rows alone:
+  [`RandomBlocks`][sparselinear.distributed.RandomBlocks] (a seeded generator, per row block),
+  [`CSRFile`][sparselinear.distributed.CSRFile] (``.npz``/``.npy``, memory-mapped),
+  [`ParquetEdges`][sparselinear.distributed.ParquetEdges] (row filter),
+  [`ConnectivitySource`][sparselinear.distributed.ConnectivitySource] (a pattern every rank holds).
+* Checkpoints: [`save_checkpoint`][sparselinear.distributed.save_checkpoint] /
+  [`load_checkpoint`][sparselinear.distributed.load_checkpoint] (``torch.distributed.checkpoint``,
+  re-sharded on load), [`consolidated_state_dict`][sparselinear.distributed.consolidated_state_dict]
+  / [`load_consolidated_state_dict`][sparselinear.distributed.load_consolidated_state_dict] /
+  [`to_sparse_linear`][sparselinear.distributed.to_sparse_linear] (to and from the single-process
+  layer).
+* [`step_volume`][sparselinear.distributed.step_volume] — the bytes each rank sends per training
+  step.
 
 See ``docs/distributed.md``.
 """

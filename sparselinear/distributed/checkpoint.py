@@ -1,12 +1,13 @@
 """Checkpoints of sharded layers: ``torch.distributed.checkpoint`` (DCP) with re-sharding, and
-consolidation into the single-process :class:`~sparselinear.SparseLinear` state dict and back.
+consolidation into the single-process [`SparseLinear`][sparselinear.SparseLinear] state dict and
+back.
 
 In a DCP checkpoint each sharded layer is four global tensors, every rank writing and reading
 only its slice: ``weight`` and ``col_indices`` (``nnz``, in the canonical edge order), ``bias``
 and ``fan_in`` (``out_features``). A checkpoint saved from N ranks loads onto M ranks: DCP reads
 the slices each new rank owns. The pattern read back is compared with the layer's own on every
-rank before any value is copied (:class:`~sparselinear.errors.WiringMismatchError` otherwise).
-Other parameters and buffers of the model are saved as replicated tensors.
+rank before any value is copied ([`WiringMismatchError`][sparselinear.errors.WiringMismatchError]
+otherwise). Other parameters and buffers of the model are saved as replicated tensors.
 """
 
 from __future__ import annotations
@@ -88,8 +89,9 @@ def _group(module: nn.Module) -> Any:
 
 
 def save_checkpoint(module: nn.Module, path: str | os.PathLike) -> None:
-    """Save ``module`` (a :class:`ShardedSparseLinear` or a model holding some) with DCP to the
-    directory ``path``; call it on every rank of the layers' process group."""
+    """Save ``module`` (a [`ShardedSparseLinear`][sparselinear.distributed.ShardedSparseLinear] or a
+    model holding some) with DCP to the directory ``path``; call it on every rank of the layers'
+    process group."""
     import torch.distributed.checkpoint as dcp  # a second to import: only when used
 
     with warnings.catch_warnings():
@@ -98,8 +100,9 @@ def save_checkpoint(module: nn.Module, path: str | os.PathLike) -> None:
 
 
 def load_checkpoint(module: nn.Module, path: str | os.PathLike) -> None:
-    """Load a checkpoint written by :func:`save_checkpoint` from any number of ranks into
-    ``module``, on every rank, after checking each sharded layer's wiring.
+    """Load a checkpoint written by [`save_checkpoint`][sparselinear.distributed.save_checkpoint]
+    from any number of ranks into ``module``, on every rank, after checking each sharded layer's
+    wiring.
 
     Raises:
         WiringMismatchError: on every rank, if the checkpoint's shapes or pattern differ from
@@ -161,12 +164,11 @@ def load_checkpoint(module: nn.Module, path: str | os.PathLike) -> None:
 
 
 def consolidated_state_dict(layer: ShardedSparseLinear, dst: int = 0) -> dict[str, Any] | None:
-    """The whole layer as a single-process :class:`SparseLinear` state dict, on rank ``dst``
-    (``None`` elsewhere). Every rank sends its slices: for small layers (it all lands on one
-    rank).
+    """The whole layer as a single-process [`SparseLinear`][sparselinear.SparseLinear] state dict,
+    on rank ``dst`` (``None`` elsewhere). Every rank sends its slices: for small layers (it all
+    lands on one rank).
 
-    Examples::
-
+    Examples:
         >>> sd = consolidated_state_dict(layer)               # doctest: +SKIP
         >>> SparseLinear(in_f, out_f, conn).load_state_dict(sd)  # doctest: +SKIP
     """
@@ -195,8 +197,9 @@ def consolidated_state_dict(layer: ShardedSparseLinear, dst: int = 0) -> dict[st
 
 
 def load_consolidated_state_dict(layer: ShardedSparseLinear, state_dict: dict[str, Any]) -> None:
-    """Load a single-process :class:`SparseLinear` state dict (every rank holds it) into the
-    sharded layer: each rank takes its rows, checked by :class:`SparseLinear`'s own wiring check.
+    """Load a single-process [`SparseLinear`][sparselinear.SparseLinear] state dict (every rank
+    holds it) into the sharded layer: each rank takes its rows, checked by
+    [`SparseLinear`][sparselinear.SparseLinear]'s own wiring check.
 
     Raises:
         WiringMismatchError: on every rank, if the state dict was made for other wiring.
@@ -230,7 +233,8 @@ def load_consolidated_state_dict(layer: ShardedSparseLinear, state_dict: dict[st
 
 
 def to_sparse_linear(layer: ShardedSparseLinear, dst: int = 0) -> SparseLinear | None:
-    """The whole layer as one :class:`SparseLinear` on rank ``dst`` (``None`` elsewhere)."""
+    """The whole layer as one [`SparseLinear`][sparselinear.SparseLinear] on rank ``dst`` (``None``
+    elsewhere)."""
     state = consolidated_state_dict(layer, dst)
     if state is None:
         return None

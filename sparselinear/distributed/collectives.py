@@ -5,9 +5,9 @@ Activations are ``(batch, features)``; a row-sharded activation holds rank ``r``
 features. Ranks may own different numbers of features, so shards are zero-padded to the largest
 before ``all_gather`` / ``reduce_scatter`` (torch's collectives want equal sizes).
 
-:class:`Communicator` counts the bytes each rank sends per collective with the ring algorithm's
-volumes (``(W - 1) / W`` of the gathered or reduced tensor; twice that for all-reduce), the
-figures :mod:`sparselinear.memory.sharded` predicts.
+[`Communicator`][sparselinear.distributed.Communicator] counts the bytes each rank sends per
+collective with the ring algorithm's volumes (``(W - 1) / W`` of the gathered or reduced tensor;
+twice that for all-reduce), the figures ``sparselinear.memory.sharded`` predicts.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ class ProcessGroupError(SparseLinearError, RuntimeError):
 
 
 def group_info(group: Any = None) -> tuple[Any, int, int]:
-    """``(group, rank, world_size)``, or :class:`ProcessGroupError` if there is no process
+    """``(group, rank, world_size)``, or
+    [`ProcessGroupError`][sparselinear.distributed.ProcessGroupError] if there is no process
     group."""
     if not dist.is_available():
         raise ProcessGroupError("This build of torch has no torch.distributed.")
@@ -53,8 +54,8 @@ def agree(group: Any, what: str, fn: Callable[[], T]) -> T:
     """Run ``fn`` on every rank; if it raises on any rank, raise on every rank.
 
     The rank that failed re-raises its own exception; the others raise the same library error
-    class (or :class:`ProcessGroupError`) naming the rank and its message — so no rank goes on
-    to a collective the failed one will never join.
+    class (or [`ProcessGroupError`][sparselinear.distributed.ProcessGroupError]) naming the rank and
+    its message — so no rank goes on to a collective the failed one will never join.
     """
     failure: tuple[str, str] | None = None
     own: BaseException | None = None
@@ -93,7 +94,7 @@ class Communicator:
     def check(self, problem: str | None, what: str, batch: int, device: torch.device) -> None:
         """Every rank states its problem (``None`` if none) and batch in one small all-reduce;
         if any rank has a problem or the batches differ, every rank raises
-        :class:`~sparselinear.errors.ShapeError` with the first rank's text."""
+        [`ShapeError`][sparselinear.errors.ShapeError] with the first rank's text."""
         flags = torch.tensor([0 if problem is None else 1, batch, -batch], device=device)
         dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=self.group)
         if int(flags[0]) == 0 and int(flags[1]) == -int(flags[2]):

@@ -1,6 +1,6 @@
 """What a row-sharded layer sends per training step, before anything runs.
 
-The formulas are those :class:`~sparselinear.distributed.Communicator` counts while running:
+The formulas are those [`Communicator`][sparselinear.distributed.Communicator] counts while running:
 ring-algorithm volumes per rank, with shards padded to the widest rank's.
 """
 
@@ -31,20 +31,21 @@ def step_volume(
 
     Args:
         batch: rows of the flattened input.
-        in_features, out_features: the layer's shape.
+        in_features: the layer's number of inputs.
+        out_features: the layer's number of outputs.
         world_size: ranks.
         itemsize: bytes per activation value. Default: 4 (float32).
         input: ``"replicated"`` or ``"sharded"`` (the output of a previous sharded layer).
         input_requires_grad: whether the input gradient is computed (and reduced).
         gather_output: whether the full output is all-gathered.
-        input_sizes, output_sizes: features per rank (the partitions' ``sizes()``); default:
-            as even as possible.
+        input_sizes: input features per rank (the partition's ``sizes()``); default: as even
+            as possible.
+        output_sizes: output features per rank, likewise.
 
     Returns:
         ``{"forward": ..., "backward": ..., "total": ...}`` in bytes.
 
-    Examples::
-
+    Examples:
         >>> step_volume(32, 1000, 1000, 4, input="sharded")   # all-gather + reduce-scatter
         {'forward': 96000, 'backward': 96000, 'total': 192000}
         >>> step_volume(32, 1000, 1000, 1)["total"]

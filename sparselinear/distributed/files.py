@@ -1,11 +1,12 @@
 """Row sources on files: each rank reads only the byte ranges or table rows of its own rows.
 
-* :class:`CSRFile` — a CSR ``.npz`` (as written by ``scipy.sparse.save_npz``, or with the keys
-  ``crow_indices``, ``col_indices`` and optionally ``values``) or a directory of ``.npy`` files
-  of those names. ``.npy`` files and uncompressed ``.npz`` members are memory-mapped; compressed
-  members are streamed up to the rows needed.
-* :class:`ParquetEdges` — an edge table with integer ``source``/``target`` columns, read with a
-  row filter on the target (pyarrow, the ``tables`` extra).
+* [`CSRFile`][sparselinear.distributed.CSRFile] — a CSR ``.npz`` (as written by
+  ``scipy.sparse.save_npz``, or with the keys ``crow_indices``, ``col_indices`` and optionally
+  ``values``) or a directory of ``.npy`` files of those names. ``.npy`` files and uncompressed
+  ``.npz`` members are memory-mapped; compressed members are streamed up to the rows needed.
+* [`ParquetEdges`][sparselinear.distributed.ParquetEdges] — an edge table with integer
+  ``source``/``target`` columns, read with a row filter on the target (pyarrow, the ``tables``
+  extra).
 
 Rows are outputs: a file's rows must be targets (postsynaptic neurons). The row pointers
 (``out_features + 1`` integers) are read whole on every rank — they decide the partition — but
@@ -90,8 +91,7 @@ class CSRFile(RowSource):
         shape: ``(out_features, in_features)``; read from a scipy ``.npz``, required otherwise.
         use_values: read the stored values as initial weights. Default: ``False``.
 
-    Examples::
-
+    Examples:
         >>> import scipy.sparse, tempfile, os
         >>> adj = scipy.sparse.random(50, 40, density=0.1, format="csr", random_state=0)
         >>> path = os.path.join(tempfile.mkdtemp(), "w.npz")
@@ -217,15 +217,15 @@ class ParquetEdges(RowSource):
 
     Args:
         path: a Parquet file or dataset directory.
-        source, target: names of the integer input and output index columns.
+        source: name of the integer input index column.
+        target: name of the integer output index column.
         shape: ``(out_features, in_features)``.
         weight: optional name of a column of initial weights.
 
     Each rank reads the ``target`` column once in batches to count edges per output (memory
     ``out_features`` integers), then only the table rows whose target lies in its range.
 
-    Examples::
-
+    Examples:
         >>> import pyarrow as pa, pyarrow.parquet as pq, tempfile, os
         >>> path = os.path.join(tempfile.mkdtemp(), "edges.parquet")
         >>> pq.write_table(pa.table({"pre": [0, 2, 1], "post": [1, 1, 0]}), path)

@@ -1,5 +1,5 @@
-"""The :class:`ShardedSparseLinear` module: a sparse layer whose output rows are split across
-the ranks of a process group."""
+"""The [`ShardedSparseLinear`][sparselinear.distributed.ShardedSparseLinear] module: a sparse layer
+whose output rows are split across the ranks of a process group."""
 
 from __future__ import annotations
 
@@ -38,13 +38,14 @@ def _as_source(source: Any) -> RowSource:
 
 
 class ShardedSparseLinear(nn.Module):
-    r"""A :class:`~sparselinear.SparseLinear` whose output rows are partitioned across ranks.
+    r"""A [`SparseLinear`][sparselinear.SparseLinear] whose output rows are partitioned across
+    ranks.
 
     Rank ``r`` owns a contiguous range of output rows, chosen so that every rank holds about
     ``nnz / world`` edges, and keeps only their pattern, values, bias, gradients and optimizer
-    state: :attr:`local` is an ordinary :class:`~sparselinear.SparseLinear` of shape
-    ``(rows of r, in_features)``. Collectives run on ``torch.distributed`` (gloo on CPU, NCCL
-    on CUDA):
+    state: ``local`` is an ordinary [`SparseLinear`][sparselinear.SparseLinear] of shape
+    ``(rows of r, in_features)``. Collectives run on ``torch.distributed`` (gloo on CPU, NCCL on
+    CUDA):
 
     * forward: the input is replicated on every rank, or row-sharded (the output of a previous
       sharded layer, ``input_partition=``) and then all-gathered; the local sparse product gives
@@ -55,22 +56,29 @@ class ShardedSparseLinear(nn.Module):
 
     Every rank must build the layer with the same arguments; the ranks compare the source's
     fingerprint, the shape and the partition at construction and all raise
-    :class:`~sparselinear.errors.WiringMismatchError` if they disagree. A failure on one rank
-    (a file it cannot read, a bad input width) raises on every rank.
+    [`WiringMismatchError`][sparselinear.errors.WiringMismatchError] if they disagree. A failure on
+    one rank (a file it cannot read, a bad input width) raises on every rank.
 
     Args:
-        in_features, out_features: the layer's shape, as for :class:`SparseLinear`.
-        source: a :class:`Connectivity` (every rank holds it) or a row source that reads one
-            rank's rows alone (:class:`RandomBlocks`, :class:`CSRFile`, :class:`ParquetEdges`).
+        in_features: size of each input sample, as for
+            [`SparseLinear`][sparselinear.SparseLinear].
+        out_features: size of each output sample (all ranks together).
+        source: a [`Connectivity`][sparselinear.Connectivity] (every rank holds it) or a row source
+            that reads one rank's rows alone
+            ([`RandomBlocks`][sparselinear.distributed.RandomBlocks],
+            [`CSRFile`][sparselinear.distributed.CSRFile],
+            [`ParquetEdges`][sparselinear.distributed.ParquetEdges]).
         bias: whether the layer has a bias. Default: ``True``.
         group: the process group; default: the default group.
         input_partition: ``None`` (the input is replicated on every rank), the
-            :attr:`output_partition` of the layer feeding this one (its output is row-sharded),
-            or ``"output"``: sharded like this layer's own output (a recurrent layer, square).
+            ``output_partition`` of the layer feeding this one (its output is row-sharded), or
+            ``"output"``: sharded like this layer's own output (a recurrent layer, square).
         gather_output: return the full ``(*, out_features)`` output on every rank instead of
             this rank's rows. Default: ``False``.
         row_bounds: ``world + 1`` row boundaries to use instead of the edge-balanced ones.
-        device, dtype, mode: as for :class:`SparseLinear`.
+        device: of the parameters, as for [`SparseLinear`][sparselinear.SparseLinear].
+        dtype: of the parameters, likewise.
+        mode: how the local product computes, as for [`SparseLinear`][sparselinear.SparseLinear].
         check_inputs: before each forward pass, the ranks compare the input's width and batch
             in one small all-reduce, so a bad input raises on every rank instead of leaving the
             others blocked in a collective. Default: ``True``.
@@ -80,13 +88,13 @@ class ShardedSparseLinear(nn.Module):
         - Output: ``(*, rows of this rank)``, or ``(*, out_features)`` with ``gather_output``.
 
     Attributes:
-        local: this rank's :class:`SparseLinear` (its ``weight`` and ``bias`` are the
-            parameters).
-        output_partition: the :class:`RowPartition` of the output rows.
+        local: this rank's [`SparseLinear`][sparselinear.SparseLinear] (its ``weight`` and ``bias``
+            are the parameters).
+        output_partition: the [`RowPartition`][sparselinear.distributed.RowPartition] of the output
+            rows.
         digest: a digest of the whole pattern as partitioned, equal on every rank.
 
-    Examples::
-
+    Examples:
         >>> import torch.distributed as dist
         >>> dist.is_initialized()   # doctest: +SKIP
         True

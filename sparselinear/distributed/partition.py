@@ -1,9 +1,10 @@
 """Which output rows each rank owns: contiguous row ranges balanced by edges.
 
 A connectome's in-degrees are skewed, so equal numbers of rows would give some ranks many more
-edges (values, gradients, optimizer state, work) than others. :meth:`RowPartition.balanced`
-places the boundaries where the cumulative edge count crosses ``k · nnz / world``, among the row
-boundaries a source can offer (every row for a CSR file, every row block for a generator).
+edges (values, gradients, optimizer state, work) than others.
+[`RowPartition.balanced`][sparselinear.distributed.RowPartition.balanced] places the boundaries
+where the cumulative edge count crosses ``k · nnz / world``, among the row boundaries a source can
+offer (every row for a CSR file, every row block for a generator).
 """
 
 from __future__ import annotations
@@ -31,8 +32,7 @@ class RowPartition:
         row_bounds: ``world + 1`` increasing row indices from ``0`` to ``out_features``.
         edge_bounds: ``world + 1`` non-decreasing edge offsets from ``0`` to ``nnz``.
 
-    Examples::
-
+    Examples:
         >>> import numpy as np
         >>> crow = np.array([0, 9, 10, 11, 12])          # row 0 holds 9 of 12 edges
         >>> p = RowPartition.balanced(np.arange(5), crow, 2)

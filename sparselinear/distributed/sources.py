@@ -1,15 +1,18 @@
 """Where a rank's rows come from, without any rank holding the whole pattern.
 
 A *row source* knows the layer's shape and nnz, offers row boundaries with the number of edges
-before each (for :meth:`RowPartition.balanced`), and reads the edges of any row range alone:
+before each (for [`RowPartition.balanced`][sparselinear.distributed.RowPartition.balanced]), and
+reads the edges of any row range alone:
 
-* :class:`ConnectivitySource` — a :class:`Connectivity` every rank already holds (small layers,
-  tests);
-* :class:`RandomBlocks` — a seeded random pattern generated per block of rows from a
-  counter-based seed, so any row range is reproducible on its own and the ranks' shards together
-  are exactly :meth:`RandomBlocks.connectivity`, the single-process pattern;
-* :class:`~sparselinear.distributed.files.CSRFile` and
-  :class:`~sparselinear.distributed.files.ParquetEdges` — files read by row range.
+* [`ConnectivitySource`][sparselinear.distributed.ConnectivitySource] — a
+  [`Connectivity`][sparselinear.Connectivity] every rank already holds (small layers, tests);
+* [`RandomBlocks`][sparselinear.distributed.RandomBlocks] — a seeded random pattern generated per
+  block of rows from a counter-based seed, so any row range is reproducible on its own and the
+  ranks' shards together are exactly
+  [`RandomBlocks.connectivity`][sparselinear.distributed.RandomBlocks.connectivity], the
+  single-process pattern;
+* [`CSRFile`][sparselinear.distributed.CSRFile] and
+  [`ParquetEdges`][sparselinear.distributed.ParquetEdges] — files read by row range.
 """
 
 from __future__ import annotations
@@ -38,8 +41,10 @@ class RowBlock(NamedTuple):
 
 
 class RowSource:
-    """Base class of row sources. Subclasses set :attr:`shape` and :attr:`nnz` and implement
-    :meth:`boundaries`, :meth:`read` and :meth:`fingerprint`."""
+    """Base class of row sources. Subclasses set ``shape`` and ``nnz`` and implement
+    [`boundaries`][sparselinear.distributed.RowSource.boundaries],
+    [`read`][sparselinear.distributed.RowSource.read] and
+    [`fingerprint`][sparselinear.distributed.RowSource.fingerprint]."""
 
     shape: tuple[int, int]
     nnz: int
@@ -63,8 +68,9 @@ class RowSource:
 def local_pattern(
     block: RowBlock, n_rows: int, n_in: int, dtype: torch.dtype | None = None
 ) -> tuple[Connectivity, torch.Tensor | None]:
-    """Validate a :class:`RowBlock` as a :class:`Connectivity` of shape ``(n_rows, n_in)``;
-    its values (if any) follow the canonical order."""
+    """Validate a [`RowBlock`][sparselinear.distributed.RowBlock] as a
+    [`Connectivity`][sparselinear.Connectivity] of shape ``(n_rows, n_in)``; its values (if any)
+    follow the canonical order."""
     crow = np.asarray(block.crow, dtype=np.int64)
     col = np.asarray(block.col, dtype=np.int64)
     values = block.values
@@ -133,18 +139,20 @@ class RandomBlocks(RowSource):
     replacement among its ``rows · in_features`` positions by
     ``numpy.random.default_rng([seed, b])``. Any row range is therefore generated from its own
     blocks alone, in time and memory proportional to its edges, and the union over ranks is
-    exactly :meth:`connectivity` — whatever the number of ranks. It differs from
-    :meth:`Connectivity.random`, whose draw over the whole matrix cannot be split, only in that
-    edge counts per block are fixed (stratified) rather than random.
+    exactly [`connectivity`][sparselinear.distributed.RandomBlocks.connectivity] — whatever the
+    number of ranks. It differs from [`Connectivity.random`][sparselinear.Connectivity.random],
+    whose draw over the whole matrix cannot be split, only in that edge counts per block are fixed
+    (stratified) rather than random.
 
     Args:
-        n_out, n_in: the shape ``(out_features, in_features)``.
-        nnz, density: exactly one; the number of edges or their fraction of ``n_out · n_in``.
+        n_out: the number of outputs (rows).
+        n_in: the number of inputs (columns).
+        nnz: the number of edges; pass exactly one of ``nnz`` and ``density``.
+        density: the edges' fraction of ``n_out · n_in``.
         seed: an int; every rank must pass the same one.
         block_rows: rows per block (the partition's granularity). Default: 64.
 
-    Examples::
-
+    Examples:
         >>> src = RandomBlocks(1000, 500, nnz=5000, seed=0, block_rows=100)
         >>> whole = src.connectivity()
         >>> whole.nnz, bool((whole.fan_in()[:100].sum() == 500))

@@ -1,7 +1,8 @@
 """Reading graphs into plain arrays: edge lists with named nodes (CSV/TSV, compressed, Parquet,
 Feather, DataFrames, pyarrow Tables, rows, networkx graphs), neuron tables, node names, the
 streaming export of edge lists, and scipy matrix files (``.npz``, Matrix Market ``.mtx``).
-:class:`~sparselinear.Connectivity` wraps what they return (``Connectivity.from_edgelist``)."""
+[`Connectivity`][sparselinear.Connectivity] wraps what they return
+(``Connectivity.from_edgelist``)."""
 
 from .adjacency import adjacency_kind, read_matrix
 from .edgelist import Edges, edge_rows, networkx_edges, read_edges

@@ -1,8 +1,8 @@
 """Which reader a pattern file needs, from its name, and the reading of scipy matrix files.
 
-Edge lists (:data:`EDGE_LIST_SUFFIXES`) are read by :func:`~sparselinear.io.edgelist.read_edges`
+Edge lists (``EDGE_LIST_SUFFIXES``) are read by [`read_edges`][sparselinear.io.read_edges]
 (``Connectivity.from_edgelist``); scipy sparse ``.npz`` and Matrix Market ``.mtx`` files by
-:func:`read_matrix`, whose matrix :func:`~sparselinear.pattern.sources.scipy_coordinates` turns
+[`read_matrix`][sparselinear.io.read_matrix], whose matrix ``scipy_coordinates`` turns
 into coordinates.
 """
 
@@ -45,8 +45,7 @@ def adjacency_kind(path: str | os.PathLike) -> str:
     Raises:
         DataError: the file does not exist, or its kind is unknown.
 
-    Examples::
-
+    Examples:
         >>> from sparselinear.datasets import celegans_path
         >>> adjacency_kind(celegans_path())
         'edgelist'
@@ -74,8 +73,7 @@ def read_matrix(path: str | os.PathLike) -> scipy.sparse.coo_array:
     Raises:
         DataError: the file is missing, of another kind, or unreadable.
 
-    Examples::
-
+    Examples:
         >>> import scipy.sparse, tempfile, os
         >>> path = os.path.join(tempfile.mkdtemp(), "a.npz")
         >>> scipy.sparse.save_npz(path, scipy.sparse.eye(3, format="csr"))

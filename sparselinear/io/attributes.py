@@ -1,4 +1,4 @@
-"""Per-node attributes carried by a :class:`~sparselinear.Connectivity`: columns of a neuron
+"""Per-node attributes carried by a [`Connectivity`][sparselinear.Connectivity]: columns of a neuron
 table (cell type, side, neurotransmitter, ...) aligned with the node order of one side,
 validated and kept read-only.
 
@@ -50,8 +50,7 @@ def check_attributes(attributes: Any, size: int, role: str) -> Attributes | None
     """``attributes`` (a mapping ``{name: values}``, each with ``size`` values) as a read-only
     mapping of read-only numpy arrays; ``None`` stays ``None``.
 
-    Examples::
-
+    Examples:
         >>> a = check_attributes({"nt_type": ["ACH", "GABA"]}, 2, "in_attributes")
         >>> a["nt_type"].tolist(), a["nt_type"].flags.writeable
         (['ACH', 'GABA'], False)

@@ -5,11 +5,10 @@ ids stay integers.
 
 Every source is read in blocks (a text file's lines, a Parquet file's batches, an Arrow file's
 record batches), each filtered by ``where=`` and reduced to the kept columns as it is read
-(:mod:`~sparselinear.io.stream`): :func:`read_columns` returns a
-:class:`~sparselinear.io.table.Table` of the kept rows, each named by its file line (text) or
-position (other sources). Text files under :data:`COLUMNAR_MIN_BYTES` are left to the line
-reader, and so is a larger one this module cannot read exactly as the line reader would
-(:mod:`~sparselinear.io.textblocks`): :func:`read_columns` then gives ``None``.
+(``sparselinear.io.stream``): ``read_columns`` returns a ``Table`` of the kept rows, each named
+by its file line (text) or position (other sources). Text files under ``COLUMNAR_MIN_BYTES`` are
+left to the line reader, and so is a larger one this module cannot read exactly as the line
+reader would (``sparselinear.io.textblocks``): ``read_columns`` then gives ``None``.
 """
 
 from __future__ import annotations
@@ -70,7 +69,7 @@ def _column(pa: Any, column: Any) -> Any:
 
 def _block(pa: Any, batch: Any, names: list[Column], wanted: Iterable[int], unit: str,
            origin: str, offset: int) -> Table:
-    """A :class:`Table` of the columns ``wanted`` of a record batch (others left unread)."""
+    """A ``Table`` of the columns ``wanted`` of a record batch (others left unread)."""
     columns: list[Any] = [None] * len(names)
     for j in wanted:
         columns[j] = _column(pa, batch.column(str(names[j])))
@@ -124,7 +123,7 @@ def _read_arrow_file(path: Path, kind: str, selection: Selection) -> Table:
 
 
 def _reading(pa: Any, batches: Iterable[Any], kind: str, path: Path) -> Iterator[Any]:
-    """The batches of a file; a damaged one raises :class:`DataError`."""
+    """The batches of a file; a damaged one raises ``DataError``."""
     try:
         yield from batches
     except (pa.ArrowInvalid, OSError) as exc:

@@ -1,8 +1,8 @@
 """Edge lists with named nodes, read into plain index arrays: CSV/TSV files, pandas DataFrames,
 plain sequences and networkx graphs; and the export back to ``(source, target, weight)`` rows.
 
-The readers return :class:`Edges` (coordinates, node names and weights);
-:meth:`Connectivity.from_edgelist <sparselinear.Connectivity.from_edgelist>` validates and wraps
+The readers return [`Edges`][sparselinear.io.Edges] (coordinates, node names and weights);
+[`Connectivity.from_edgelist`][sparselinear.Connectivity.from_edgelist] validates and wraps
 them.
 
 An edge ``source -> target`` carries signal from ``source`` to ``target``: ``source`` is an input
@@ -201,7 +201,8 @@ def read_edges(
     comment: str | None = "#",
     progress: bool | None = None,
 ) -> Edges:
-    """Read an edge list with named nodes into index arrays and names (:class:`Edges`).
+    """Read an edge list with named nodes into index arrays and names
+    ([`Edges`][sparselinear.io.Edges]).
 
     An edge ``source -> target`` feeds input ``source`` into output ``target``: it becomes
     ``W[target, source]``. Whitespace around names and fields is stripped.
@@ -210,8 +211,10 @@ def read_edges(
         data: a CSV/TSV file path (gzip-compressed if it ends in ``.gz``; with a header row
             unless ``header=False``), a pandas DataFrame, a mapping ``{column: values}``, or a
             sequence of ``(source, target)`` / ``(source, target, weight)`` rows.
-        source, target: column name or position of the edge endpoints. Default: the first and
-            the second column.
+        source: column name or position of the edges' sources (inputs). Default: the first
+            column.
+        target: column name or position of the edges' targets (outputs). Default: the second
+            column.
         weight: column name or position of a numeric weight, read into ``Edges.weights``.
         sep: field separator of a file. Default: detected from the header line (tab, comma or
             semicolon, else runs of whitespace).
@@ -225,17 +228,19 @@ def read_edges(
         nodes: the node names, used for both inputs and outputs (an ``N x N`` pattern, e.g. a
             recurrent layer), in this order, nodes without edges included; names in the data
             that are not listed raise an error. ``range(n)``: the data holds integer positions
-            ``0 .. n-1`` and the pattern has no names (what :meth:`Connectivity.to_edgelist
-            <sparselinear.Connectivity.to_edgelist>` writes for an unnamed pattern). Or a
-            neuron table: a :class:`~sparselinear.io.neurons.NeuronTable`
-            (:func:`~sparselinear.io.neurons.read_neurons`), a pandas/polars DataFrame or
+            ``0 .. n-1`` and the pattern has no names (what
+            [`Connectivity.to_edgelist`][sparselinear.Connectivity.to_edgelist] writes for an
+            unnamed pattern). Or a neuron table: a
+            [`NeuronTable`][sparselinear.io.NeuronTable]
+            ([`read_neurons`][sparselinear.io.read_neurons]), a pandas/polars DataFrame or
             pyarrow Table, or a table file (CSV/TSV, Parquet, Feather), whose first column
             holds the node ids, in node order; its other columns become per-node attributes
-            (:attr:`Edges.out_attributes`, :attr:`Connectivity.in_attributes
-            <sparselinear.Connectivity.in_attributes>`).
-        in_names, out_names: node names of each side, for a bipartite (feed-forward) pattern;
-            ``range(n)`` as for ``nodes``. Given names are matched without their surrounding
-            whitespace, as the data is read, and kept as given.
+            (``Edges.out_attributes`` and ``in_attributes``;
+            [`Connectivity.in_attributes`][sparselinear.Connectivity.in_attributes]).
+        in_names: node names of the inputs, for a bipartite (feed-forward) pattern; ``range(n)``
+            as for ``nodes``. Given names are matched without their surrounding whitespace, as
+            the data is read, and kept as given.
+        out_names: node names of the outputs, likewise.
         shared_nodes: when no names are given: ``True`` (default) uses the sorted union of all
             names on both sides (``N x N``); ``False`` uses the sorted sources as inputs and the
             sorted targets as outputs. Names sort as text, or as numbers when all are integers.
@@ -257,12 +262,11 @@ def read_edges(
     line, as does a sum of repeats (``duplicates="sum"``) that overflows.
 
     Returns:
-        :class:`Edges` of shape ``(len(out_names), len(in_names))``; ``weights`` (when
-        ``weight`` is given) a tensor of the default float dtype and shape ``(nnz,)``, in the
+        [`Edges`][sparselinear.io.Edges] of shape ``(len(out_names), len(in_names))``; ``weights``
+        (when ``weight`` is given) a tensor of the default float dtype and shape ``(nnz,)``, in the
         order of the edges.
 
-    Examples::
-
+    Examples:
         >>> rows = [("a", "b", 2.0), (" c", "b ", 1.0), ("b", "a", 5.0)]
         >>> edges = read_edges(rows, weight=2)
         >>> edges.shape, edges.in_names
@@ -334,8 +338,7 @@ def networkx_edges(
         nodes: node order (default: ``graph.nodes`` order); a subset selects the induced
             subgraph. Names are ``str(node)``.
 
-    Examples::
-
+    Examples:
         >>> import networkx as nx
         >>> edges = networkx_edges(nx.DiGraph([("x", "y"), ("y", "z")]))
         >>> edges.out_names, edges.rows.tolist(), edges.cols.tolist()
@@ -380,8 +383,7 @@ def edge_rows(
     input ``cols[k]`` into output ``rows[k]``: sources are inputs and targets outputs, named
     when names are given (else indices).
 
-    Examples::
-
+    Examples:
         >>> import torch
         >>> edge_rows(torch.tensor([1, 2]), torch.tensor([0, 1]), None, ("a", "b", "c"),
         ...           torch.tensor([0.5, -1.0]))

@@ -30,7 +30,7 @@ TEXT = (".csv", ".tsv", ".txt", ".edges")
 COMPRESSIONS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 PARQUET = (".parquet", ".pq")
 FEATHER = (".feather", ".arrow", ".ipc")
-INSTALL = "pip install 'sparselinear[tables]'"
+INSTALL = "pip install 'torch-sparselinear[tables]'"
 
 
 def file_format(path: Path) -> tuple[str, str | None]:
@@ -84,8 +84,9 @@ def pyarrow_or_none() -> Any:
 
 
 def require_pyarrow(what: str) -> Any:
-    """The ``pyarrow`` module; a :class:`MissingDependencyError` naming ``what`` needs it and the
-    install command where it is missing."""
+    """The ``pyarrow`` module; a
+    [`MissingDependencyError`][sparselinear.errors.MissingDependencyError] naming ``what`` needs it
+    and the install command where it is missing."""
     pa = pyarrow_or_none()
     if pa is None:  # pragma: no cover - depends on the environment
         raise MissingDependencyError(f"{what} needs pyarrow, an optional dependency: `{INSTALL}`.")

@@ -46,7 +46,7 @@ def id_array(strings: Any) -> np.ndarray | None:
     """A pyarrow string array of node ids as int64 (or uint64) when every one is a canonical
     integer that fits; ``None`` where any is not. Each value is parsed, then its text length
     checked against its digits: a sign, padding or blanks make the text longer. The chunks of
-    a large column (of :data:`_THREADED_IDS` or more) are parsed on several threads."""
+    a large column (of ``_THREADED_IDS`` or more) are parsed on several threads."""
     pa = pyarrow_or_none()
     if len(strings) == 0:
         return None

@@ -22,8 +22,7 @@ class LineMap:
         first_line: the file line of the stretch's first line.
         skipped: the lines of the stretch that hold no row.
 
-    Examples::
-
+    Examples:
         >>> lines = LineMap(2, [4, 5])          # a header on line 1, lines 4 and 5 blank
         >>> [lines.line(i) for i in range(3)]
         [2, 3, 6]

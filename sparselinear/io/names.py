@@ -1,4 +1,4 @@
-"""Node names carried by a :class:`~sparselinear.Connectivity`: validation and lookup.
+"""Node names carried by a [`Connectivity`][sparselinear.Connectivity]: validation and lookup.
 
 Names are either a tuple of strings or, for integer node ids (connectome root ids, body ids), a
 read-only 1-D integer array (int64 or uint64): ids stay integers, never turned into text.

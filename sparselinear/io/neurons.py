@@ -1,10 +1,10 @@
 """Neuron tables (one row per neuron: an id column and attributes such as cell type, side or
 neurotransmitter) and the signs of neurotransmitters for Dale's law.
 
-A neuron table passed as ``nodes=`` to :func:`~sparselinear.io.edgelist.read_edges` (a
-:class:`NeuronTable`, a DataFrame or a table file) fixes the node order (neurons without edges
-kept); its other columns become per-node attributes of the pattern, aligned with that order,
-e.g. for :class:`~sparselinear.constraints.Dale`::
+A neuron table passed as ``nodes=`` to [`read_edges`][sparselinear.io.read_edges] (a
+[`NeuronTable`][sparselinear.io.NeuronTable], a DataFrame or a table file) fixes the node order
+(neurons without edges kept); its other columns become per-node attributes of the pattern,
+aligned with that order, e.g. for [`Dale`][sparselinear.constraints.Dale]:
 
     neurons = read_neurons("neurons.csv.gz", id="root_id")
     conn, counts = Connectivity.from_edgelist("connections.csv.gz", source="pre_root_id",
@@ -57,7 +57,7 @@ class NeuronTable:
 
 
 def neuron_table(nodes: Any) -> NeuronTable | None:
-    """``nodes`` as a :class:`NeuronTable` where it is one (or a table: a file path, a
+    """``nodes`` as a ``NeuronTable`` where it is one (or a table: a file path, a
     pandas/polars DataFrame or a pyarrow Table, read with its first column as the ids), else
     ``None`` (a list of names)."""
     if isinstance(nodes, NeuronTable):
@@ -73,8 +73,7 @@ def read_neurons(data: Any, *, id: Column = 0, columns: list[Column] | None = No
     pyarrow Table): column ``id`` holds one distinct id per neuron, in node order; ``columns``
     (default: all others) become attributes, numbers typed as numbers.
 
-    Examples::
-
+    Examples:
         >>> t = read_neurons({"root_id": [7, 3], "nt_type": ["ACH", "GABA"]}, id="root_id")
         >>> t.ids.tolist(), t.attributes["nt_type"].tolist()
         ([7, 3], ['ACH', 'GABA'])
@@ -119,15 +118,15 @@ def _typed(values: np.ndarray) -> np.ndarray:
 def neurotransmitter_signs(values: Any, signs: Mapping[str, int] | None = None,
                            *, unknown: int | None = None) -> torch.Tensor:
     """Per-neuron signs (+1, -1 or 0) of neurotransmitter names, for
-    :class:`~sparselinear.constraints.Dale` (``input_signs``).
+    [`Dale`][sparselinear.constraints.Dale] (``input_signs``).
 
     Args:
         values: one neurotransmitter name per neuron (case and surrounding blanks ignored).
-        signs: entries that override or extend :data:`NT_SIGNS`, e.g. ``{"dopamine": 1}``.
+        signs: entries that override or extend [`NT_SIGNS`][sparselinear.io.NT_SIGNS], e.g.
+            ``{"dopamine": 1}``.
         unknown: the sign of a name in neither table (``None``: such a name raises).
 
-    Examples::
-
+    Examples:
         >>> neurotransmitter_signs(["ACH", "gaba", "Glutamate", "DA"]).tolist()
         [1, -1, -1, 0]
     """

@@ -15,7 +15,7 @@ _STAGES = ("read", "nodes", "edges")
 
 
 class Progress:
-    """Stages of one load (read, nodes, edges) on a tqdm bar shown after :data:`DELAY`
+    """Stages of one load (read, nodes, edges) on a tqdm bar shown after ``DELAY``
     seconds; ``enabled=False`` never shows it, ``None`` shows it for loads that long."""
 
     def __init__(self, enabled: bool | None, path: Path | None) -> None:

@@ -27,8 +27,7 @@ class Selection:
     read as integers where they are), the rows that meet ``where``, and ``check``, run on each
     block before it is filtered (the header check of an edge list).
 
-    Examples::
-
+    Examples:
         >>> Selection(keep=("pre", "post", "count"), ids=("pre", "post"),
         ...           where=[("neuropil", "in", ["AL_L"])]).refs
         ['pre', 'post', 'count', 'neuropil']
@@ -57,7 +56,8 @@ class Blocks:
     Args:
         selection: what to keep.
         names: the column names of the source.
-        unit, origin: how the rows and the source are named in messages.
+        unit: how a row is named in messages (``"edges.csv, line"``).
+        origin: how the source is named in messages (``"file 'edges.csv'"``).
         header_line: the line of a text file's header row, if it has one.
     """
 
@@ -103,7 +103,7 @@ class Blocks:
 
 class Parts:
     """The blocks of one column, appended one by one. Numbers are copied at once into large
-    chunks allocated ahead (:data:`CHUNK_BYTES` each, a memory map of its own, resident only
+    chunks allocated ahead (``CHUNK_BYTES`` each, a memory map of its own, resident only
     as it fills), so no small allocation outlives its block to fragment the heap: the kept
     rows cost their own size. Text stays a list of blocks."""
 
@@ -134,7 +134,7 @@ CHUNK_BYTES = 1 << 27
 
 
 class _Run:
-    """Numbers of one dtype, gathered in chunks of :data:`CHUNK_BYTES`."""
+    """Numbers of one dtype, gathered in chunks of ``CHUNK_BYTES``."""
 
     def __init__(self, dtype: np.dtype) -> None:
         self.dtype = dtype

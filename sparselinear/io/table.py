@@ -3,7 +3,7 @@ pandas DataFrames, mappings of columns and sequences of rows; and the check that
 row is not an edge.
 
 Every row keeps a label (``"edges.csv, line 7"`` or ``"row 3"``) for the error messages of the
-edge-list reader (:mod:`sparselinear.io.edgelist`).
+edge-list reader (``sparselinear.io.edgelist``).
 """
 
 from __future__ import annotations
@@ -39,8 +39,7 @@ _BOM = "\ufeff"
 def is_number(text: str) -> bool:
     """Whether ``text`` (surrounding whitespace ignored) reads as a number in a text file.
 
-    Examples::
-
+    Examples:
         >>> [is_number(t) for t in ("12", " -0.5e3 ", "+1", "NaN", "1_000", "²", "x1")]
         [True, True, True, True, False, False, False]
     """
@@ -364,7 +363,7 @@ def _read_rows(data: Sequence | np.ndarray) -> Table:
 
 def read_table(data: Any, sep: str | None, header: bool, comment: str | None) -> Table:
     """Read ``data`` (a file path, a DataFrame, a mapping of columns or a sequence of rows)
-    into a :class:`Table`; ``sep``, ``header`` and ``comment`` apply to files."""
+    into a ``Table``; ``sep``, ``header`` and ``comment`` apply to files."""
     if isinstance(data, (str, os.PathLike)):
         return _read_file(Path(data), sep, header, comment)
     if type(data).__module__.startswith("pandas") and hasattr(data, "columns"):

@@ -1,5 +1,5 @@
 """Delimited text files (plain or compressed) read in blocks of whole lines, each parsed by
-pyarrow on several threads, filtered and reduced as it is read (:mod:`~sparselinear.io.stream`),
+pyarrow on several threads, filtered and reduced as it is read (``sparselinear.io.stream``),
 while the next block is decompressed on a thread of its own.
 
 Every block knows the file line it starts on, and which of its lines hold no row (blank lines,
@@ -7,7 +7,7 @@ comments), so a row is always named by its file line, in a file of any size. A b
 refuses (a row of another width, a quote left open) is read by the line reader, which names the
 flaw by its line. Where a file must be read as a whole by the line reader (lines broken by a
 lone carriage return, runs of whitespace as the separator, a header it cannot use),
-:func:`read_text_blocks` gives ``None``.
+``read_text_blocks`` gives ``None``.
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ def _first_row(pieces: Iterator[Piece], comment: str | None,
 def read_text_blocks(path: Path, selection: Selection, sep: str | None, header: bool,
                      comment: str | None) -> Table | None:
     """The rows of a delimited text file that ``selection`` keeps, read in blocks of
-    :data:`BLOCK_BYTES`; ``None`` where the line reader must read it (see the module)."""
+    ``BLOCK_BYTES``; ``None`` where the line reader must read it (see the module)."""
     pa = pyarrow_or_none()
     if pa is None:  # pragma: no cover - depends on the environment
         return None

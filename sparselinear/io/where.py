@@ -5,7 +5,7 @@ thresholds (``>=``, ``>``, ``<=``, ``<``, ``!=``) on numeric ones.
 ``(column, op, value)`` triples (the filter convention of ``pyarrow`` and
 ``pandas.read_parquet``), e.g. ``[("syn_count", ">=", 5), ("neuropil", "in", ["AL_L", "AL_R"])]``.
 
-A :class:`RowFilter` applies them to a whole table or to a file block by block as it is read,
+A ``RowFilter`` applies them to a whole table or to a file block by block as it is read,
 vectorised: numbers compare as numpy arrays; text is matched through each column's distinct
 values (pyarrow's dictionary encoding where pyarrow is installed), never one Python object per
 row.
@@ -30,7 +30,7 @@ __all__ = ["OPS", "RowFilter", "apply_where", "conditions", "strings"]
 COMPARE = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt,
            "!=": operator.ne}
 OPS = ("==", "=", "in", "not in", *COMPARE)
-#: :data:`~sparselinear.io.table.NUMBER` for pyarrow's regular expressions (RE2).
+#: ``sparselinear.io.table.NUMBER`` for pyarrow's regular expressions (RE2).
 _ARROW_NUMBER = f"^(?i:{NUMBER.pattern})$"
 
 
@@ -81,7 +81,7 @@ def _values(wanted: Any, ref: Column) -> list:
 class RowFilter:
     """The conditions of ``where``, applied to the blocks of one source in turn.
 
-    :meth:`mask` gives the rows of a block that meet every condition; :meth:`finish`, called
+    ``mask`` gives the rows of a block that meet every condition; ``finish``, called
     once every block has been seen, raises where a selected value is held by no row of the
     source, or where no row meets every condition (a filter never empties the pattern).
 
@@ -89,8 +89,7 @@ class RowFilter:
         where: a mapping ``{column: value or list of values}``, a list of ``(column, op,
             value)`` triples, or ``None`` (every row is kept).
 
-    Examples::
-
+    Examples:
         >>> f = RowFilter([("count", ">=", 5)])
         >>> f.mask(Table(["count"], [np.array([3, 7, 5])], None, "row", "the table",
         ...              rows=3)).tolist()

@@ -34,8 +34,7 @@ def write_edges(
     """Write edges ``cols[k] -> rows[k]`` to ``path`` as ``source, target[, weight]`` columns,
     ``chunk`` edges at a time (``.parquet`` needs pyarrow; CSV/TSV does not).
 
-    Examples::
-
+    Examples:
         >>> import tempfile, torch
         >>> from pathlib import Path
         >>> path = Path(tempfile.mkdtemp()) / "edges.csv"

@@ -1,14 +1,20 @@
 """Memory of sparse models: estimate it before training, measure it while training.
 
-* :func:`estimate` — bytes per layer and category (values, gradients, optimizer state, pattern,
-  activations, working memory), beside the dense equivalent.
-* :func:`estimate_dynamics` — the same for a :class:`~sparselinear.ConnectomeRNN` trained
-  through time (states per step, checkpointing).
-* :func:`measure` / :func:`track_peak` — the peak memory of a call, per call.
-* :func:`step_breakdown` — which module's forward or backward raised the peak of a step.
-* :func:`plot_memory_vs_density` — memory against density, sparse vs dense vs RAM (matplotlib).
-* :func:`estimate_sharded` / :func:`ranks_needed` — per-rank memory and communication of a layer
-  sharded over ranks (:mod:`sparselinear.distributed`).
+* [`estimate`][sparselinear.memory.estimate] — bytes per layer and category (values, gradients,
+  optimizer state, pattern, activations, working memory), beside the dense equivalent.
+* [`estimate_dynamics`][sparselinear.memory.estimate_dynamics] — the same for a
+  [`ConnectomeRNN`][sparselinear.ConnectomeRNN] trained through time (states per step,
+  checkpointing).
+* [`measure`][sparselinear.memory.measure] / [`track_peak`][sparselinear.memory.track_peak] — the
+  peak memory of a call, per call (``method=``: ``"reset"`` the process's high-water mark, exact,
+  or ``"sample"`` it, leaving the counters that ``getrusage`` and ``/usr/bin/time`` read alone).
+* [`step_breakdown`][sparselinear.memory.step_breakdown] — which module's forward or backward raised
+  the peak of a step.
+* [`plot_memory_vs_density`][sparselinear.memory.plot_memory_vs_density] — memory against density,
+  sparse vs dense vs RAM (matplotlib).
+* [`estimate_sharded`][sparselinear.memory.estimate_sharded] /
+  [`ranks_needed`][sparselinear.memory.ranks_needed] — per-rank memory and communication of a layer
+  sharded over ranks ([`sparselinear.distributed`][sparselinear.distributed]).
 """
 
 from .breakdown import StepBreakdown, step_breakdown
@@ -23,6 +29,7 @@ from .estimate import (
 )
 from .optimizers import OPTIMIZERS, resolve_optimizer
 from .peak import (
+    METHODS,
     InsufficientMemoryError,
     Measurement,
     available_memory,
@@ -38,11 +45,13 @@ from .peak import (
 from .plot import MissingDependencyError, check_plot_target, plot_memory_vs_density
 from .sharded import ShardedEstimate, estimate_sharded, ranks_needed
 from .training import TrainingRun, measure_training
+from .units import format_seconds
 
 __all__ = [
     "BUILD_BYTES_PER_EDGE",
     "CATEGORIES",
     "DYNAMICS_CATEGORIES",
+    "METHODS",
     "OPTIMIZERS",
     "DynamicsEstimate",
     "InsufficientMemoryError",
@@ -62,6 +71,7 @@ __all__ = [
     "estimate_sharded",
     "follow_live_memory",
     "format_bytes",
+    "format_seconds",
     "measure",
     "measure_training",
     "plot_memory_vs_density",

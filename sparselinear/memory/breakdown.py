@@ -111,6 +111,7 @@ def step_breakdown(
     *,
     optimizer: torch.optim.Optimizer | None = None,
     device: torch.device | str | None = None,
+    method: str = "auto",
 ) -> StepBreakdown:
     """Run ``step()`` once and report the peak memory reached in each module's forward and
     backward, in the optimizer step (when ``optimizer`` is given) and elsewhere.
@@ -120,9 +121,11 @@ def step_breakdown(
         step: a function running one training step (forward, loss, backward, optimizer step).
         optimizer: its step gets a row of its own.
         device: ``"cpu"`` or a CUDA device; default: the model's.
+        method: how the CPU peak is measured: ``"auto"``, ``"reset"`` (exact; resets the
+            process's high-water mark, which ``getrusage`` and ``/usr/bin/time`` report) or
+            ``"sample"`` (leaves it alone); see [`track_peak`][sparselinear.memory.track_peak].
 
-    Examples::
-
+    Examples:
         >>> import torch
         >>> from sparselinear import Connectivity, SparseLinear
         >>> from sparselinear.memory import step_breakdown
@@ -147,7 +150,7 @@ def step_breakdown(
     if device is None:
         param = next(model.parameters(), None)
         device = param.device if param is not None else default_device()
-    tracker = PeakTracker(device)
+    tracker = PeakTracker(device, method)
     segments = _Segments(tracker)
     handles = []
 

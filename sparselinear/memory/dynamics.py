@@ -1,12 +1,12 @@
-"""What training a :class:`~sparselinear.ConnectomeRNN` through time costs in memory.
+"""What training a [`ConnectomeRNN`][sparselinear.ConnectomeRNN] through time costs in memory.
 
 Backpropagation through ``T`` steps keeps, for every step, what the step's backward reads: the
 activation ``f(v)``, the sparse product's copy of it and the Euler increment (when ``τ``
 trains), plus the read-out. With gradient checkpointing every ``k`` steps it keeps one state per
 chunk instead and recomputes the ``k`` steps of one chunk at a time. One step's kernels and
-their temporaries are what :func:`sparselinear.ops.policy.plan_step` plans for the sparse product
-(the same plan the product runs with); the optimizer's temporaries come from
-:mod:`sparselinear.memory.transients`.
+their temporaries are what [`sparselinear.kernels.plan_step`][sparselinear.kernels.plan_step]
+plans for the sparse product (the same plan the product runs with); the optimizer's temporaries come
+from ``sparselinear.memory.transients``.
 """
 
 from __future__ import annotations
@@ -44,9 +44,14 @@ class DynamicsEstimate:
     """The estimated peak of one training step of a connectome model through time.
 
     Attributes:
-        n_neurons, nnz, n_strengths: the model's size.
-        batch_size, steps, checkpoint_every: the simulation.
-        parts: bytes per category (:data:`DYNAMICS_CATEGORIES`).
+        n_neurons: the model's number of neurons.
+        nnz: its number of edges (synapses).
+        n_strengths: its number of strengths.
+        batch_size: the simulation's batch size.
+        steps: its number of time steps.
+        checkpoint_every: steps per checkpointed chunk (``None``: every step kept).
+        parts: bytes per category
+            ([`DYNAMICS_CATEGORIES`][sparselinear.memory.DYNAMICS_CATEGORIES]).
         gather_scatter: bytes of the ``batch x nnz`` edge tensors a per-edge gather /
             ``scatter_add`` implementation of the same dynamics keeps for backward (one per
             step), for comparison.
@@ -122,28 +127,30 @@ def estimate_dynamics(
     steps, backward through time, optimizer step.
 
     Args:
-        model: a :class:`~sparselinear.ConnectomeRNN`, or the number of neurons ``n`` (then
+        model: a [`ConnectomeRNN`][sparselinear.ConnectomeRNN], or the number of neurons ``n`` (then
             give ``nnz``; to ask before building anything).
         batch_size: samples per step. steps: simulated steps ``T``.
         checkpoint_every: chunk length ``k`` of gradient checkpointing; default: the model's
             (``None``: every step is kept).
-        nnz, n_strengths, n_outputs, trainable: for a model given by ``n``: edges, strengths
-            (default: ``nnz``, one per edge), read-out neurons (default: ``n``) and the
-            parameters that train.
-        optimizer: as for :func:`~sparselinear.memory.estimate`.
+        nnz: for a model given by ``n``: its number of edges.
+        n_strengths: for a model given by ``n``: its number of strengths. Default: ``nnz``, one
+            per edge.
+        n_outputs: for a model given by ``n``: its read-out neurons. Default: ``n``.
+        trainable: for a model given by ``n``: the parameters that train.
+        optimizer: as for [`estimate`][sparselinear.memory.estimate].
         dtype: default: the model's, or ``torch.get_default_dtype()``.
         device: where training runs; default: the model's, else CPU.
 
     Returns:
-        A :class:`DynamicsEstimate`. ``states`` counts, per kept step, ``f(v)``, the product's
-        saved input (:func:`~sparselinear.ops.policy.plan_step`'s ``saved_bytes``), the Euler
-        increment when ``τ`` trains and the read-out; with checkpointing, one state per chunk
-        and the ``k`` steps of the chunk being recomputed. ``working`` is the backward pass's
+        A [`DynamicsEstimate`][sparselinear.memory.DynamicsEstimate]. ``states`` counts, per kept
+        step, ``f(v)``, the product's saved input ([`plan_step`][sparselinear.kernels.plan_step]'s
+        ``saved_bytes``), the Euler increment when ``τ`` trains and the read-out; with
+        checkpointing, one state per chunk and the ``k`` steps of the chunk being recomputed.
+        ``working`` is the backward pass's
         peak beyond them: the edge weights' gradient and its accumulator, the step's kernel
         temporaries, a few state-sized gradients; or the optimizer step's temporaries.
 
-    Examples::
-
+    Examples:
         >>> from sparselinear import memory
         >>> est = memory.estimate_dynamics(138_639, nnz=15_091_983, n_strengths=5_000,
         ...                                batch_size=4, steps=100)

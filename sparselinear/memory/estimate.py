@@ -1,9 +1,10 @@
 """What training a sparse model costs in memory, computed before anything is allocated.
 
-:func:`estimate` takes a model (or just a layer's shape and nnz) and returns a
-:class:`MemoryEstimate`: for each :class:`~sparselinear.SparseLinear` the bytes of weight values,
-gradients, optimizer state, pattern buffers, activations kept for backward and the working memory
-of one step, each beside what a dense ``nn.Linear`` of the same shape would need.
+[`estimate`][sparselinear.memory.estimate] takes a model (or just a layer's shape and nnz) and
+returns a [`MemoryEstimate`][sparselinear.memory.MemoryEstimate]: for each
+[`SparseLinear`][sparselinear.SparseLinear] the bytes of weight values, gradients, optimizer state,
+pattern buffers, activations kept for backward and the working memory of one step, each beside what
+a dense ``nn.Linear`` of the same shape would need.
 """
 
 from __future__ import annotations
@@ -93,10 +94,11 @@ class LayerEstimate:
 
 @dataclass
 class MemoryEstimate:
-    """The estimate of one training step. ``str()`` gives a table; :meth:`to_dict` a plain dict.
+    """The estimate of one training step. ``str()`` gives a table;
+    [`to_dict`][sparselinear.memory.MemoryEstimate.to_dict] a plain dict.
 
     Attributes:
-        layers: one :class:`LayerEstimate` per sparse layer.
+        layers: one [`LayerEstimate`][sparselinear.memory.LayerEstimate] per sparse layer.
         other: bytes of the model's other parameters (values, gradients, optimizer state).
         working: the working memory of a step for the whole model (a peak, not a sum of layers).
         total: the estimated peak in bytes; ``dense_total`` the same for dense layers.
@@ -284,8 +286,8 @@ def estimate(
     r"""Estimate the peak memory of one training step (forward, backward, optimizer step).
 
     Args:
-        model: an ``nn.Module`` containing :class:`~sparselinear.SparseLinear` layers, a
-            :class:`~sparselinear.Connectivity`, or a shape ``(out_features, in_features)``
+        model: an ``nn.Module`` containing [`SparseLinear`][sparselinear.SparseLinear] layers, a
+            [`Connectivity`][sparselinear.Connectivity], or a shape ``(out_features, in_features)``
             together with ``nnz`` or ``density`` (to ask before building anything).
         batch_size: rows of the flattened input, ``x.reshape(-1, in_features).shape[0]``.
         optimizer: ``"sgd"``, ``"momentum"``, ``"adam"``, ``"adamw"``, an ``int`` number of
@@ -293,35 +295,37 @@ def estimate(
             A name means torch's default implementation; pass the instance to account for
             ``Adam(fused=True)`` (no temporaries) or ``foreach``.
         dtype: parameter dtype; default: the model's, or ``torch.get_default_dtype()``.
-        nnz, density: the number of edges (or their fraction) when ``model`` is a shape.
+        nnz: the number of edges, when ``model`` is a shape (or pass ``density``).
+        density: the fraction of edges, when ``model`` is a shape.
         bias: whether a layer described by shape or Connectivity has a bias.
         device: where training runs (decides kernel dtypes and the optimizer's implementation);
             default: the model's device, else CPU.
         input_requires_grad: whether the model's input needs a gradient. The first sparse layer
             then also computes ``grad_input``; later layers always do.
         mode: ``"auto"``, ``"sparse"`` or ``"dense"``, as for
-            :class:`~sparselinear.SparseLinear`; default: each layer's own :attr:`mode`, and
+            [`SparseLinear`][sparselinear.SparseLinear]; default: each layer's own ``mode``, and
             ``"auto"`` for a Connectivity or a shape. With a pattern at hand (a model or a
             Connectivity), ``"auto"`` and ``"dense"`` count the dense-band tiles of the
-            pattern's band plan where :func:`sparselinear.ops.policy.use_dense_bands` picks
+            pattern's band plan where
+            [`sparselinear.kernels.use_dense_bands`][sparselinear.kernels.use_dense_bands] picks
             them; for a bare shape the bands are unknown: ``"auto"`` assumes sparse kernels and
             ``"dense"`` bands covering the whole ``out x in`` matrix.
-        steps: for a :class:`~sparselinear.ConnectomeRNN`, the simulated steps: the estimate is
-            then :func:`~sparselinear.memory.estimate_dynamics`'s.
+        steps: for a [`ConnectomeRNN`][sparselinear.ConnectomeRNN], the simulated steps: the
+            estimate is then [`estimate_dynamics`][sparselinear.memory.estimate_dynamics]'s.
 
     Returns:
-        A :class:`MemoryEstimate`. Per layer: values and gradients ``itemsize · (nnz + out)``,
-        optimizer state ``slots · itemsize · (nnz + out)``, pattern ``index_itemsize · (out + 1 +
-        nnz)`` (the CSR) plus what a step builds from it and keeps (the transposed pattern, the
-        column-block layout, the dense-band positions), activations (the output and what is
+        A [`MemoryEstimate`][sparselinear.memory.MemoryEstimate]. Per layer: values and gradients
+        ``itemsize · (nnz + out)``, optimizer state ``slots · itemsize · (nnz + out)``, pattern
+        ``index_itemsize · (out + 1 + nnz)`` (the CSR) plus what a step builds from it and keeps
+        (the transposed pattern, the column-block layout, the dense-band positions), activations
+        (the output and what is
         saved for backward: the input's ``(in, batch)`` copy, or the dense-band tiles) and the
-        step's working memory: what :func:`sparselinear.ops.policy.plan_step` says the kernels
-        that run allocate, or the optimizer step's temporaries
-        (:mod:`sparselinear.memory.transients`), whichever is larger. The input batch itself and
-        PyTorch's own baseline are not counted.
+        step's working memory: what
+        [`sparselinear.kernels.plan_step`][sparselinear.kernels.plan_step] says the kernels that
+        run allocate, or the optimizer step's temporaries (``sparselinear.memory.transients``),
+        whichever is larger. The input batch itself and PyTorch's own baseline are not counted.
 
-    Examples::
-
+    Examples:
         >>> from sparselinear import memory
         >>> est = memory.estimate((138_639, 138_639), nnz=15_091_983, batch_size=16)
         >>> memory.format_bytes(est.category("values", dense=True))

@@ -22,10 +22,10 @@ OPTIMIZERS = {
 
 @dataclass(frozen=True)
 class OptimizerSpec:
-    """``kind`` is a key of :data:`OPTIMIZERS` or ``"other"``; ``slots`` state tensors per
-    parameter, each the parameter's size; ``implementation`` the one an optimizer instance
-    asked for (``"fused"``, ``"foreach"`` or ``"for-loop"``), or ``None`` for torch's default on
-    the device (a name such as ``"adam"`` always means the default)."""
+    """``kind`` is a key of [`OPTIMIZERS`][sparselinear.memory.OPTIMIZERS] or ``"other"``; ``slots``
+    state tensors per parameter, each the parameter's size; ``implementation`` the one an optimizer
+    instance asked for (``"fused"``, ``"foreach"`` or ``"for-loop"``), or ``None`` for torch's
+    default on the device (a name such as ``"adam"`` always means the default)."""
 
     kind: str
     slots: int
@@ -62,10 +62,9 @@ def _from_instance(opt: torch.optim.Optimizer) -> OptimizerSpec:
 
 
 def resolve_optimizer(optimizer: Any) -> OptimizerSpec:
-    """An :class:`OptimizerSpec` from a name, a slot count or an optimizer instance.
+    """An ``OptimizerSpec`` from a name, a slot count or an optimizer instance.
 
-    Examples::
-
+    Examples:
         >>> resolve_optimizer("adam")
         OptimizerSpec(kind='adam', slots=2, label='Adam', implementation=None)
         >>> resolve_optimizer(3).slots

@@ -1,10 +1,26 @@
 """Measure the peak memory of a call: the process's resident memory on CPU, the caching
 allocator's on CUDA.
 
-On Linux the CPU peak is exact and per call: writing ``5`` to ``/proc/self/clear_refs`` resets the
-kernel's high-water mark (``VmHWM``) to the current resident size, and ``VmHWM`` is read back
-afterwards. Where that is not possible a background thread samples the resident size every
-millisecond (a short spike between two samples can be missed).
+On CPU there are two methods (``method=`` of [`track_peak`][sparselinear.memory.track_peak] and
+``PeakTracker``):
+
+* ``"reset"`` (Linux; the default where it works): writing ``5`` to ``/proc/self/clear_refs``
+  resets the kernel's high-water mark (``VmHWM``) to the current resident size, and ``VmHWM`` is
+  read back afterwards. Exact and per call, but it has a **side effect on the whole process**:
+  the kernel keeps one high-water mark, and it is also what ``getrusage()`` (``ru_maxrss``) and
+  ``/usr/bin/time`` (the "Maximum resident set size" it reports at exit) read. After a reset they
+  report the peak since the last reset (or, if higher, the mark at the exit of one of the
+  process's threads), not the lifetime peak of the process: a program that peaks while it builds
+  its model and then measures its training steps is reported by ``/usr/bin/time`` at the
+  training steps' peak.
+* ``"sample"``: a background thread reads the resident size (``/proc/self/statm``) every
+  millisecond and keeps the largest. It leaves the process's counters alone, so ``/usr/bin/time``
+  and ``getrusage`` still see the lifetime peak; a spike shorter than the interval between two
+  samples can be missed. The fallback where ``clear_refs`` cannot be written (not Linux, a
+  restricted container).
+
+On CUDA the method is ``"cuda"``: ``torch.cuda.reset_peak_memory_stats`` and
+``max_memory_allocated``, which reset only the caching allocator's statistics.
 """
 
 from __future__ import annotations
@@ -20,10 +36,11 @@ from typing import Any
 
 import torch
 
-from ..errors import InsufficientMemoryError
+from ..errors import DataError, InsufficientMemoryError, check_choice
 from .units import format_bytes
 
 __all__ = [
+    "METHODS",
     "InsufficientMemoryError",
     "Measurement",
     "PeakTracker",
@@ -40,7 +57,13 @@ __all__ = [
 ]
 
 _STATUS = "/proc/self/status"
+_STATM = "/proc/self/statm"
 _CLEAR_REFS = "/proc/self/clear_refs"
+#: The ways [`track_peak`][sparselinear.memory.track_peak] and the other measurements take a CPU
+#: peak: ``"reset"`` the kernel's high-water mark (exact; also resets what ``getrusage`` and
+#: ``/usr/bin/time`` report), ``"sample"`` the resident size from a thread (leaves them alone),
+#: or ``"auto"`` (``"reset"`` where possible).
+METHODS = ("auto", "reset", "sample")
 
 
 # ---------------------------------------------------------------------------- reading memory
@@ -53,7 +76,22 @@ def _status_bytes(key: str) -> int | None:
     return int(match.group(1)) * 1024 if match else None
 
 
+def _page_size() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 4096
+
+
+_PAGE = _page_size()
+
+
 def _rss() -> int:
+    try:  # the second field of statm: resident pages (the same count as VmRSS), cheap to read
+        with open(_STATM) as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, IndexError, ValueError):
+        pass
     rss = _status_bytes("VmRSS")
     if rss is not None:
         return rss
@@ -105,7 +143,8 @@ def available_memory(device: torch.device | str | None = None) -> int:
 
 
 def check_fits(needed: int, device: torch.device | str | None = None, what: str = "This") -> None:
-    """Raise :class:`InsufficientMemoryError` when ``needed`` bytes exceed what is available."""
+    """Raise [`InsufficientMemoryError`][sparselinear.errors.InsufficientMemoryError] when
+    ``needed`` bytes exceed what is available."""
     have = available_memory(device)
     if have and needed > have:
         where = "GPU" if _is_cuda(torch.device(device or "cpu")) else "this machine"
@@ -154,7 +193,8 @@ def follow_live_memory(threshold: int = 1 << 16) -> bool:
     allocation of ``threshold`` bytes or more with its own mapping, returned to the OS when freed
     (``mallopt(M_MMAP_THRESHOLD)``), and hands back what is free now (``malloc_trim``). The
     price is a page fault per fresh allocation; the CLI's ``--measure``, the demo and the
-    benchmark use it so that measured peaks can be compared with :func:`estimate`'s.
+    benchmark use it so that measured peaks can be compared with
+    [`estimate`][sparselinear.memory.estimate]'s.
 
     Returns:
         whether it applied (``False`` where the C library is not glibc).
@@ -169,26 +209,46 @@ def follow_live_memory(threshold: int = 1 << 16) -> bool:
 
 # ---------------------------------------------------------------------------- peak trackers
 class PeakTracker:
-    """Peak bytes in use between :meth:`reset` and :meth:`peak`, on one device.
+    """Peak bytes in use between ``reset`` and ``peak``, on one device.
 
-    Used by :func:`track_peak` and the per-module breakdown; ``method`` says how it measures:
-    ``"cuda"``, ``"vmhwm"`` (exact, Linux) or ``"sampling"``.
+    Used by [`track_peak`][sparselinear.memory.track_peak],
+    [`measure_training`][sparselinear.memory.measure_training] and the per-module breakdown.
+
+    Args:
+        device: ``"cpu"`` (the process's resident memory) or a CUDA device.
+        method: on CPU, ``"reset"`` (exact; resets the process's high-water mark, which
+            ``getrusage`` and ``/usr/bin/time`` also report: see the module's notes),
+            ``"sample"`` (a thread polls the resident size every millisecond; leaves the process's
+            counters alone) or ``"auto"`` (``"reset"`` where ``/proc/self/clear_refs`` can be
+            written, else ``"sample"``; finding out writes it once). Ignored on CUDA.
+
+    The attribute ``method`` says how it measures: ``"reset"``, ``"sample"`` or ``"cuda"``.
     """
 
-    def __init__(self, device: torch.device | str | None = None) -> None:
+    def __init__(self, device: torch.device | str | None = None, method: str = "auto") -> None:
+        check_choice(method, METHODS, "method",
+                     "'sample' leaves the process's high-water mark (getrusage, /usr/bin/time) "
+                     "alone; 'reset' is exact but resets it.")
         self.device = torch.device(device or "cpu")
         self._max = 0
         self._stop: threading.Event | None = None
         self._thread: threading.Thread | None = None
         if _is_cuda(self.device):
             self.method = "cuda"
+        elif method == "sample":
+            self.method = "sample"
         elif _can_clear_refs():
-            self.method = "vmhwm"
+            self.method = "reset"
+        elif method == "reset":
+            raise DataError(
+                f"method='reset' needs a writable {_CLEAR_REFS} (Linux) and VmHWM in "
+                f"{_STATUS}, which this system does not offer; use method='sample'."
+            )
         else:
-            self.method = "sampling"
+            self.method = "sample"
 
     def start(self, trim: bool = False) -> PeakTracker:
-        if self.method == "sampling" and self._thread is None:
+        if self.method == "sample" and self._thread is None:
             self._stop = threading.Event()
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
@@ -211,23 +271,24 @@ class PeakTracker:
 
     def reset(self, trim: bool = False) -> None:
         """Start a new interval: the peak becomes the memory in use now. With ``trim``, on CPU,
-        first hand freed memory back to the OS (:func:`release_free_memory`)."""
+        first hand freed memory back to the OS
+        ([`release_free_memory`][sparselinear.memory.release_free_memory])."""
         if trim and self.method != "cuda":
             release_free_memory()
         if self.method == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
-        elif self.method == "vmhwm":
+        elif self.method == "reset":
             with open(_CLEAR_REFS, "w") as f:
                 f.write("5")
         self._max = self.current()
 
     def peak(self) -> int:
-        """The peak since the last :meth:`reset` (or :meth:`start`)."""
+        """The peak since the last ``reset`` (or ``start``)."""
         if self.method == "cuda":
             torch.cuda.synchronize(self.device)
             return int(torch.cuda.max_memory_allocated(self.device))
-        if self.method == "vmhwm":
+        if self.method == "reset":
             return max(_status_bytes("VmHWM") or 0, self.current())
         return max(self._max, self.current())
 
@@ -236,6 +297,7 @@ _CLEAR_REFS_OK: bool | None = None
 
 
 def _can_clear_refs() -> bool:
+    """Whether the high-water mark can be reset here; the first call finds out by resetting it."""
     global _CLEAR_REFS_OK
     if _CLEAR_REFS_OK is None:
         try:
@@ -258,8 +320,9 @@ class Measurement:
         peak: the highest bytes in use during the call.
         increase: ``peak - baseline``.
         seconds: wall time of the call.
-        method: ``"vmhwm"``, ``"sampling"`` or ``"cuda"``.
-        result: what the call returned (:func:`measure` only).
+        method: how it was measured: ``"reset"``, ``"sample"`` or ``"cuda"`` (see
+            [`track_peak`][sparselinear.memory.track_peak]).
+        result: what the call returned ([`measure`][sparselinear.memory.measure] only).
     """
 
     device: str
@@ -288,15 +351,20 @@ def default_device() -> torch.device:
 
 
 @contextmanager
-def track_peak(device: torch.device | str | None = None) -> Iterator[Measurement]:
+def track_peak(device: torch.device | str | None = None,
+               method: str = "auto") -> Iterator[Measurement]:
     """Context manager measuring the peak memory of its body.
 
     Args:
         device: ``"cpu"`` (the process's resident memory) or a CUDA device. Default: the current
             CUDA device if CUDA is in use, else CPU.
+        method: on CPU, ``"auto"`` (default: ``"reset"`` on Linux, else ``"sample"``),
+            ``"reset"`` (exact, per call; **resets the process's high-water mark**, so that
+            ``getrusage().ru_maxrss`` and ``/usr/bin/time`` afterwards report the peak since the
+            reset, not the lifetime peak) or ``"sample"`` (a thread polls the resident size every
+            millisecond and leaves those counters alone; a shorter spike can be missed).
 
-    Examples::
-
+    Examples:
         >>> import torch
         >>> from sparselinear.memory import track_peak
         >>> with track_peak("cpu") as m:
@@ -305,7 +373,7 @@ def track_peak(device: torch.device | str | None = None) -> Iterator[Measurement
         >>> m.increase > 90e6
         True
     """
-    tracker = PeakTracker(device if device is not None else default_device())
+    tracker = PeakTracker(device if device is not None else default_device(), method)
     m = Measurement(device=str(tracker.device), method=tracker.method)
     m.baseline = tracker.current()
     tracker.start()
@@ -319,13 +387,16 @@ def track_peak(device: torch.device | str | None = None) -> Iterator[Measurement
 
 
 def measure(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Measurement:
-    """Call ``fn(*args, **kwargs)`` and return a :class:`Measurement` of its peak memory.
+    """Call ``fn(*args, **kwargs)`` and return a [`Measurement`][sparselinear.memory.Measurement] of
+    its peak memory.
 
     The peak is per call (not the process's lifetime high-water mark). CPU when CUDA is not in
-    use, else the current CUDA device; use :func:`track_peak` to choose.
+    use, else the current CUDA device, with the default method (on Linux: ``"reset"``, which
+    resets the high-water mark that ``getrusage`` and ``/usr/bin/time`` report); use
+    [`track_peak`][sparselinear.memory.track_peak] to choose the device or the method.
 
-    Examples::
 
+    Examples:
         >>> import torch
         >>> from sparselinear.memory import measure
         >>> m = measure(torch.ones, 25_000_000)

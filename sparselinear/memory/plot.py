@@ -1,7 +1,7 @@
 """Plot the memory of a training step against density: sparse layer, dense layer, RAM.
 
-Needs matplotlib (``pip install matplotlib``); everything else in :mod:`sparselinear.memory`
-works without it.
+Needs matplotlib (``pip install matplotlib``); everything else in
+[`sparselinear.memory`][sparselinear.memory] works without it.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ __all__ = [
 
 def check_plot_target(path: str) -> None:
     """Raise before any work is done if a PNG plot cannot be written to ``path``: matplotlib
-    missing (:class:`MissingDependencyError`), no such folder or not a ``.png`` name
-    (:class:`DataError`)."""
+    missing ([`MissingDependencyError`][sparselinear.errors.MissingDependencyError]), no such folder
+    or not a ``.png`` name ([`DataError`][sparselinear.errors.DataError])."""
     require_matplotlib()
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
@@ -38,7 +38,8 @@ def check_plot_target(path: str) -> None:
 
 def require_matplotlib() -> Any:
     """Import matplotlib with a non-interactive backend, or raise
-    :class:`MissingDependencyError` saying how to install it."""
+    [`MissingDependencyError`][sparselinear.errors.MissingDependencyError] saying how to install
+    it."""
     try:
         import matplotlib
 
@@ -47,7 +48,7 @@ def require_matplotlib() -> Any:
     except ImportError:
         raise MissingDependencyError(
             "Plotting needs matplotlib, which is not installed. Install it with "
-            "`pip install matplotlib` (or `pip install sparselinear[plot]`)."
+            "`pip install matplotlib` (or `pip install 'torch-sparselinear[plot]'`)."
         ) from None
     return plt
 
@@ -69,7 +70,9 @@ def plot_memory_vs_density(
     Args:
         shape: ``(out_features, in_features)``.
         path: the image file to write (``.png``).
-        batch_size, optimizer, dtype: as for :func:`~sparselinear.memory.estimate`.
+        batch_size: as for [`estimate`][sparselinear.memory.estimate].
+        optimizer: as for [`estimate`][sparselinear.memory.estimate].
+        dtype: as for [`estimate`][sparselinear.memory.estimate].
         nnz: the requested layer, marked on the sparse curve.
         ram: the horizontal memory line; default: this machine's physical memory.
         measured: a measured peak of the requested layer, marked beside the estimate.

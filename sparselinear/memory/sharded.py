@@ -1,10 +1,12 @@
 """Per-rank memory and per-step communication of a row-sharded layer, before anything runs.
 
-:func:`estimate_sharded` splits a layer over ``world_size`` ranks as
-:class:`~sparselinear.distributed.ShardedSparseLinear` does (rows balanced by edges), asks
-:func:`~sparselinear.memory.estimate` what each rank's local layer costs, and adds the
-collectives' padded buffers and volumes (:func:`sparselinear.distributed.step_volume`).
-:func:`ranks_needed` answers the planning question: how many devices of a given memory.
+[`estimate_sharded`][sparselinear.memory.estimate_sharded] splits a layer over ``world_size`` ranks
+as [`ShardedSparseLinear`][sparselinear.distributed.ShardedSparseLinear] does (rows balanced by
+edges), asks [`estimate`][sparselinear.memory.estimate] what each rank's local layer costs, and adds
+the collectives' padded buffers and volumes
+([`sparselinear.distributed.step_volume`][sparselinear.distributed.step_volume]).
+[`ranks_needed`][sparselinear.memory.ranks_needed] answers the planning question: how many devices
+of a given memory.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ class ShardedEstimate:
     """What each rank of a sharded layer needs for one training step.
 
     Attributes:
-        world_size, batch_size: as passed.
-        ranks: one :class:`MemoryEstimate` per rank (its local layer).
+        world_size: the number of ranks, as passed.
+        batch_size: as passed.
+        ranks: one [`MemoryEstimate`][sparselinear.memory.MemoryEstimate] per rank (its local
+            layer).
         buffers: bytes per rank of the collectives' padded send/receive buffers.
         communication: bytes one rank sends per step: ``forward``, ``backward``, ``total``.
         single: the estimate of the whole layer in one process.
@@ -116,17 +120,20 @@ def estimate_sharded(
     """Estimate one training step of a layer sharded over ``world_size`` ranks.
 
     Args:
-        model: a :class:`~sparselinear.distributed.ShardedSparseLinear` (its own partition), a
-            :class:`~sparselinear.Connectivity` (split as the layer would), or a shape
-            ``(out, in)`` with ``nnz``/``density`` (rows and edges split evenly).
-        world_size, batch_size: ranks, and rows of the flattened input.
-        optimizer, dtype, device, bias: as for :func:`~sparselinear.memory.estimate`.
+        model: a [`ShardedSparseLinear`][sparselinear.distributed.ShardedSparseLinear] (its own
+            partition), a [`Connectivity`][sparselinear.Connectivity] (split as the layer would), or
+            a shape ``(out, in)`` with ``nnz``/``density`` (rows and edges split evenly).
+        world_size: the number of ranks.
+        batch_size: rows of the flattened input.
+        optimizer: as for [`estimate`][sparselinear.memory.estimate].
+        dtype: as for [`estimate`][sparselinear.memory.estimate].
+        device: as for [`estimate`][sparselinear.memory.estimate].
+        bias: as for [`estimate`][sparselinear.memory.estimate].
         input: ``"replicated"`` or ``"sharded"`` (the output of a previous sharded layer).
         input_requires_grad: whether the input gradient is computed and reduced.
         gather_output: whether the full output is all-gathered.
 
-    Examples::
-
+    Examples:
         >>> from sparselinear import memory
         >>> est = memory.estimate_sharded((1_000_000, 1_000_000), nnz=40_000_000,
         ...                               world_size=4, batch_size=32)
@@ -170,10 +177,10 @@ def ranks_needed(model: Any, memory_per_rank: int, *, max_ranks: int = 1 << 20,
                  **options: Any) -> ShardedEstimate:
     """The smallest sharding whose largest rank fits ``memory_per_rank`` bytes.
 
-    ``options`` are those of :func:`estimate_sharded` (``batch_size`` is required).
+    ``options`` are those of [`estimate_sharded`][sparselinear.memory.estimate_sharded]
+    (``batch_size`` is required).
 
-    Examples::
-
+    Examples:
         >>> from sparselinear import memory
         >>> plan = memory.ranks_needed((70_000_000, 70_000_000), 141 * 10**9,
         ...                            nnz=10**11, batch_size=8)

@@ -17,7 +17,7 @@ __all__ = ["TrainingRun", "make_optimizer", "measure_training"]
 
 
 def make_optimizer(params, optimizer: str | int, lr: float = 1e-3) -> torch.optim.Optimizer:
-    """A ``torch.optim`` optimizer for a name of :data:`~.optimizers.OPTIMIZERS`.
+    """A ``torch.optim`` optimizer for a name of [`OPTIMIZERS`][sparselinear.memory.OPTIMIZERS].
 
     An integer slot count has no real optimizer behind it: Adam (2 slots) stands in for it.
     """
@@ -57,6 +57,7 @@ def measure_training(
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
     baseline: int | None = None,
+    method: str = "auto",
 ) -> TrainingRun:
     """Train a model on random data for ``steps`` steps (MSE loss) and measure the peak.
 
@@ -64,15 +65,19 @@ def measure_training(
         model: maps ``(batch, in_features)`` to ``(batch, out_features)``; or a function that
             builds it, called after the data exist and the baseline is taken, so that the
             measurement's ``increase`` covers the model and its training but not the data
-            batch: the quantity :func:`~sparselinear.memory.estimate` predicts.
+            batch: the quantity [`estimate`][sparselinear.memory.estimate] predicts.
         baseline: bytes in use before anything was built (the data batch, made here, is added
             to it); default: the memory in use just before the model is built (or, for a built
             model, just before training).
-        device, dtype: of the data (default: the model's).
+        device: of the data (default: the model's).
+        dtype: of the data (default: the model's).
         progress: show a tqdm progress bar.
+        method: how the CPU peak is measured: ``"auto"``, ``"reset"`` (exact; resets the
+            process's high-water mark, which ``getrusage`` and ``/usr/bin/time`` report) or
+            ``"sample"`` (leaves it alone); see [`track_peak`][sparselinear.memory.track_peak].
 
     Returns:
-        A :class:`TrainingRun`.
+        A [`TrainingRun`][sparselinear.memory.TrainingRun].
     """
     from tqdm.auto import tqdm  # imported before the baseline is taken
 
@@ -80,7 +85,7 @@ def measure_training(
     gen = torch.Generator(device="cpu").manual_seed(seed)
     x = torch.randn(batch_size, in_features, generator=gen, dtype=dtype).to(device)
     target = torch.randn(batch_size, out_features, generator=gen, dtype=dtype).to(device)
-    tracker = PeakTracker(device)
+    tracker = PeakTracker(device, method)
     m = Measurement(device=str(device), method=tracker.method)
     release_free_memory()
     # The data batch is not part of what an estimate counts: it joins the baseline.

@@ -1,8 +1,8 @@
 """Working memory of the optimizer step, beyond the parameters, gradients and optimizer state.
 
 What the kernels of a sparse layer allocate in its forward and backward passes is the dispatch
-policy's to say (:func:`sparselinear.ops.policy.plan_step`, which also decides which kernels
-run); this module adds the optimizer step:
+policy's to say ([`sparselinear.kernels.plan_step`][sparselinear.kernels.plan_step], which also
+decides which kernels run); this module adds the optimizer step:
 
 * the single-tensor Adam/AdamW used on CPU holds two parameter-sized temporaries (``sqrt`` and
   the division) of the parameter it is updating and the division of the parameter before it

@@ -1,6 +1,7 @@
-"""Modules whose connectivity is a sparse pattern: :class:`SparseLinear`, its functional form,
-the structured layers (:class:`TriangularLinear`, :class:`PositiveDefiniteLinear`) and the
-conversions from dense layers, prune masks and scipy matrices."""
+"""Modules whose connectivity is a sparse pattern: [`SparseLinear`][sparselinear.SparseLinear], its
+functional form, the structured layers ([`TriangularLinear`][sparselinear.TriangularLinear],
+[`PositiveDefiniteLinear`][sparselinear.PositiveDefiniteLinear]) and the conversions from dense
+layers, prune masks and scipy matrices."""
 
 from .connectome import ConnectomeRNN
 from .functional import sparse_linear

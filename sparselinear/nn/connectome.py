@@ -1,4 +1,5 @@
-"""The :class:`ConnectomeRNN` module: leaky rate dynamics on a connectome, through time."""
+"""The [`ConnectomeRNN`][sparselinear.ConnectomeRNN] module: leaky rate dynamics on a connectome,
+through time."""
 
 from __future__ import annotations
 
@@ -33,28 +34,27 @@ class ConnectomeRNN(nn.Module):
     r"""Leaky rate dynamics on a connectome, integrated by explicit Euler steps and trained by
     backpropagation through time.
 
-    Every neuron ``i`` is a leaky unit with voltage :math:`v_i`:
+    Every neuron ``i`` is a leaky unit with voltage ``v_i``:
 
-    .. math::
-        \tau_i \frac{dv_i}{dt} = -v_i + b_i + \sum_j w_{ij} f(v_j) + x_i(t), \qquad
-        w_{ij} = s_j \, c_{ij} \, \theta_{g(i,j)}
+        τ_i dv_i/dt = -v_i + b_i + Σ_j w_ij f(v_j) + x_i(t),    w_ij = s_j · c_ij · θ_g(i,j)
 
-    with :math:`s` the sign of the synapse (Dale's law: the presynaptic neuron's), :math:`c` the
-    synapse count (fixed), :math:`\theta > 0` a strength shared by the edges of one group (e.g.
-    one pre/post cell-type pair), :math:`f` the activation. One step is
+    with ``s`` the sign of the synapse (Dale's law: the presynaptic neuron's), ``c`` the synapse
+    count (fixed), ``θ > 0`` a strength shared by the edges of one group (e.g. one pre/post
+    cell-type pair), ``f`` the activation. One step is
     ``v ← v + dt / max(τ, dt) · (−v + b + W f(v) + x)``, starting from ``v = b``: the
     formulation of flyvis (Lappalainen et al. 2024), so the same parameters give the same
     activity. The sum over edges is one sparse product per step
-    (:func:`~sparselinear.functional.sparse_linear`): no ``batch x nnz`` tensor is ever made.
+    ([`sparse_linear`][sparselinear.functional.sparse_linear]): no ``batch x nnz`` tensor is ever
+    made.
 
     Args:
         connectivity: the synapses, shape ``(n, n)``: rows are postsynaptic neurons, columns
-            presynaptic. A :class:`Connectivity` (its names, if any, name the neurons) or
-            anything it accepts.
+            presynaptic. A [`Connectivity`][sparselinear.Connectivity] (its names, if any, name the
+            neurons) or anything it accepts.
         syn_count: synapse count of each edge, shape ``(nnz,)`` in the order of
             ``connectivity.indices()``, ``>= 0``; fixed. Default: 1 for every edge.
         signs: ``+1``/``-1`` per presynaptic neuron (shape ``(n,)``) or per edge (``(nnz,)``), or
-            a :class:`~sparselinear.constraints.Dale` / :class:`~sparselinear.constraints.Sign`
+            a [`Dale`][sparselinear.constraints.Dale] / [`Sign`][sparselinear.constraints.Sign]
             made for the pattern (which also settles the case ``n == nnz``); fixed. Default: all
             ``+1``.
         groups: group index of each edge, integer ``(nnz,)``; edges of a group share one
@@ -73,11 +73,13 @@ class ConnectomeRNN(nn.Module):
         trainable: which of ``"syn_strength"``, ``"time_const"``, ``"bias"`` train; the others
             are frozen (``requires_grad=False``). Default: all three.
         checkpoint_every: with an int ``k``, the simulation runs in chunks of ``k`` steps under
-            :func:`torch.utils.checkpoint.checkpoint`: backward keeps one state per chunk and
+            ``torch.utils.checkpoint.checkpoint``: backward keeps one state per chunk and
             recomputes a chunk's steps when it reaches it, so memory grows like ``T / k + k``
             states instead of ``T``. Default: ``None`` (keep every step).
-        mode: how the sparse product computes, as for :class:`SparseLinear`. Default: ``"auto"``.
-        device, dtype: of the parameters.
+        mode: how the sparse product computes, as for [`SparseLinear`][sparselinear.SparseLinear].
+            Default: ``"auto"``.
+        device: of the parameters.
+        dtype: of the parameters.
 
     Shape:
         - Input ``x``: ``(batch, T, n_input)`` (``n_input`` the number of input neurons), or a
@@ -88,8 +90,9 @@ class ConnectomeRNN(nn.Module):
           step; with ``return_states=True`` also every neuron's voltage, ``(batch, T, n)``.
 
     Attributes:
-        synapses: the :class:`SparseLinear` holding the pattern (its checkpoints refuse other
-            wiring); its ``weight`` is computed from the strengths, ``s · c · θ[group]``.
+        synapses: the [`SparseLinear`][sparselinear.SparseLinear] holding the pattern (its
+            checkpoints refuse other wiring); its ``weight`` is computed from the strengths,
+            ``s · c · θ[group]``.
         syn_strength: θ, shape ``(n_groups,)`` (``(nnz,)`` without groups), positive.
         time_const: τ, shape ``(n,)``, positive (clamped at ``dt`` in the dynamics).
         bias: ``b``, shape ``(n,)``.
@@ -97,8 +100,7 @@ class ConnectomeRNN(nn.Module):
     The free parameters are ``synapses.parametrizations.weight.original`` (θ through softplus),
     ``parametrizations.time_const.original`` (τ through softplus) and ``bias``.
 
-    Examples::
-
+    Examples:
         >>> import torch
         >>> from sparselinear import Connectivity, ConnectomeRNN
         >>> c = Connectivity.random(50, 50, nnz=400, seed=0)

@@ -1,5 +1,5 @@
 """Patterns and values taken from dense ``nn.Linear`` layers, ``torch.nn.utils.prune`` masks and
-scipy sparse matrices; :class:`~sparselinear.SparseLinear` builds its layers from them
+scipy sparse matrices; [`SparseLinear`][sparselinear.SparseLinear] builds its layers from them
 (``from_linear``, ``from_scipy``).
 
 Dense conversions allocate ``out x in`` values: they are meant for layers that exist densely
@@ -54,8 +54,7 @@ def scipy_to_pattern(
     Returns:
         ``(connectivity, values)`` with ``values`` a float64 array of shape ``(nnz,)``.
 
-    Examples::
-
+    Examples:
         >>> import scipy.sparse
         >>> adj = scipy.sparse.coo_array(([5.0, 0.0], ([0, 1], [2, 0])), shape=(3, 3))
         >>> c, v = scipy_to_pattern(adj, orientation="source_target")
@@ -109,7 +108,8 @@ def linear_to_pattern(
     topk: int | None = None,
 ) -> tuple[Connectivity, torch.Tensor]:
     """The sparse pattern of ``linear`` and its weight values there (in weight order, on the
-    weight's device and dtype): what :meth:`SparseLinear.from_linear` builds its layer from.
+    weight's device and dtype): what
+    [`SparseLinear.from_linear`][sparselinear.SparseLinear.from_linear] builds its layer from.
 
     The pattern is the first that applies: the explicit ``mask``; else the
     ``torch.nn.utils.prune`` mask ``linear.weight_mask``; else the nonzero entries of
@@ -120,12 +120,11 @@ def linear_to_pattern(
     Args:
         linear: the dense layer (pruned or not).
         mask: ``(out_features, in_features)`` boolean or 0/1 tensor or array, or a
-            :class:`Connectivity`.
+            [`Connectivity`][sparselinear.Connectivity].
         threshold: magnitude threshold, ``>= 0``.
         topk: number of entries kept, ``0 <= topk <=`` number of candidate entries.
 
-    Examples::
-
+    Examples:
         >>> import torch
         >>> from torch import nn
         >>> linear = nn.Linear(3, 2)

@@ -63,11 +63,11 @@ def sparse_linear_csr(
     mode: str = "auto",
     recycle: bool | None = None,
 ) -> torch.Tensor:
-    """:func:`sparse_linear` on CSR index tensors ``(crow, col)`` of ``shape`` (a layer's own
-    buffers), through the ``torch.ops.sparselinear.linear`` operator. The indices are checked
-    before any kernel reads them (cached while they are unchanged). ``recycle``: whether the
-    weight gradient may reuse a kept buffer; default: ``weight`` is a leaf (it becomes its
-    ``.grad`` as it is)."""
+    """[`sparse_linear`][sparselinear.functional.sparse_linear] on CSR index tensors ``(crow, col)``
+    of ``shape`` (a layer's own buffers), through the ``torch.ops.sparselinear.linear`` operator.
+    The indices are checked before any kernel reads them (cached while they are unchanged).
+    ``recycle``: whether the weight gradient may reuse a kept buffer; default: ``weight`` is a leaf
+    (it becomes its ``.grad`` as it is)."""
     n_out, n_in = shape
     cast = autocast_dtype(input.device.type) if isinstance(input, torch.Tensor) else None
     if cast is not None and input.is_floating_point():  # as nn.Linear does under autocast
@@ -103,14 +103,14 @@ def sparse_linear(
         mode: ``"sparse"`` (sparse kernels), ``"dense"`` (dense tiles over the row bands the
             pattern touches, with the same parameters and results) or ``"auto"`` (dense when
             the pattern fills enough of its bands and they fit a memory budget; see
-            :mod:`sparselinear.ops.dense`, :mod:`sparselinear.ops.policy`). Default: ``"auto"``.
+            ``sparselinear.ops.dense``, [`sparselinear.kernels`][sparselinear.kernels]). Default:
+            ``"auto"``.
 
     Shape:
         - Input: ``(*, in_features)``
         - Output: ``(*, out_features)``
 
-    Examples::
-
+    Examples:
         >>> import torch
         >>> from sparselinear import Connectivity
         >>> from sparselinear.functional import sparse_linear

@@ -1,4 +1,4 @@
-"""The :class:`SparseLinear` module."""
+"""The [`SparseLinear`][sparselinear.SparseLinear] module."""
 
 from __future__ import annotations
 
@@ -35,25 +35,26 @@ _WEIGHT_KEYS = ("weight", "parametrizations.weight.original")
 class SparseLinear(nn.Module):
     r"""A linear layer ``y = x Wᵀ + b`` whose weight ``W`` exists only on a sparse pattern.
 
-    The trainable :attr:`weight` is a 1-D parameter with one value per edge, so every optimizer
-    works and entries off the pattern are zero by construction. In sparse mode, forward and
-    backward run through sparse kernels and never allocate anything of size
-    ``out_features x in_features``; ``mode="auto"`` may instead choose dense tiles covering the
-    pattern's bands when the pattern fills them densely and they fit a fixed memory budget (see
-    :mod:`sparselinear.ops.dense`, :mod:`sparselinear.ops.policy`).
+    The trainable ``weight`` is a 1-D parameter with one value per edge, so every optimizer works
+    and entries off the pattern are zero by construction. In sparse mode, forward and backward run
+    through sparse kernels and never allocate anything of size ``out_features x in_features``;
+    ``mode="auto"`` may instead choose dense tiles covering the pattern's bands when the pattern
+    fills them densely and they fit a fixed memory budget (see ``sparselinear.ops.dense``,
+    [`sparselinear.kernels`][sparselinear.kernels]).
 
     Args:
         in_features: size of each input sample.
         out_features: size of each output sample.
         connectivity: the pattern, shape ``(out_features, in_features)``: rows are outputs,
-            columns are inputs. A :class:`Connectivity` or anything it accepts (a scipy sparse
-            matrix, a ``(2, nnz)`` index tensor ``[output, input]``, a boolean mask, a torch
-            sparse tensor).
+            columns are inputs. A [`Connectivity`][sparselinear.Connectivity] or anything it accepts
+            (a scipy sparse matrix, a ``(2, nnz)`` index tensor ``[output, input]``, a boolean mask,
+            a torch sparse tensor).
         bias: if ``False``, the layer has no additive bias. Default: ``True``.
-        device, dtype: of the parameters, as for ``nn.Linear``.
+        device: of the parameters, as for ``nn.Linear``.
+        dtype: of the parameters, as for ``nn.Linear``.
         mode: ``"auto"``, ``"sparse"`` or ``"dense"``: how forward and backward compute (see
-            :func:`~sparselinear.functional.sparse_linear`); the attribute :attr:`mode` can be
-            changed later. Default: ``"auto"``.
+            [`sparse_linear`][sparselinear.functional.sparse_linear]); the attribute ``mode`` can
+            be changed later. Default: ``"auto"``.
 
     Shape:
         - Input: ``(*, in_features)``
@@ -61,22 +62,21 @@ class SparseLinear(nn.Module):
 
     Attributes:
         weight: the edge values, shape ``(nnz,)``, aligned with ``connectivity.indices()``;
-            initialised from :math:`\mathcal{U}(-1/\sqrt{k_i}, 1/\sqrt{k_i})` where :math:`k_i`
-            is the real fan-in of the edge's output.
+            initialised from ``U(-1/√k_i, 1/√k_i)`` (uniform) where ``k_i`` is the real fan-in
+            of the edge's output.
         bias: shape ``(out_features,)``, initialised the same way per output.
-        connectivity: the :class:`Connectivity`.
+        connectivity: the [`Connectivity`][sparselinear.Connectivity].
 
     The pattern is stored as two buffers, ``crow_indices`` and ``col_indices`` (the CSR), so
     ``.to()``, ``.double()`` and ``state_dict()`` carry it; loading a state dict made for a
-    different pattern raises :class:`~sparselinear.errors.WiringMismatchError`. The transposed
-    pattern (``crow_indices_t``, ``row_indices_t``, ``transpose_perm``: ``in + 1 + 2 · nnz`` more
-    indices) is built from them only when a computation needs it, on their device, and rebuilt
-    after they move or change. So is, on CPU, a copy of the column indices in column blocks
-    (``nnz + blocks · (2 · out + 1)`` more indices), used by the backward pass once its tables
-    outgrow the CPU's cache (``kernels.CACHE_BYTES``).
+    different pattern raises [`WiringMismatchError`][sparselinear.errors.WiringMismatchError]. The
+    transposed pattern (``crow_indices_t``, ``row_indices_t``, ``transpose_perm``:
+    ``in + 1 + 2 · nnz`` more indices) is built from them only when a computation needs it, on their
+    device, and rebuilt after they move or change. So is, on CPU, a copy of the column indices in
+    column blocks (``nnz + blocks · (2 · out + 1)`` more indices), used by the backward pass once
+    its tables outgrow the CPU's cache (``kernels.CACHE_BYTES``).
 
-    Examples::
-
+    Examples:
         >>> import torch
         >>> from sparselinear import SparseLinear, Connectivity
         >>> layer = SparseLinear(20, 30, Connectivity.random(30, 20, density=0.1, seed=0))
@@ -178,8 +178,9 @@ class SparseLinear(nn.Module):
         """Draw weights and bias from ``U(-1/sqrt(k), 1/sqrt(k))``, ``k`` the output's fan-in.
 
         Outputs with no inputs get a zero bias, as ``nn.Linear`` does for ``in_features=0``. With
-        constraints registered on ``weight`` (:mod:`sparselinear.constraints`), the drawn values
-        are moved into each constraint's allowed set and written to the free parameter.
+        constraints registered on ``weight``
+        ([`sparselinear.constraints`][sparselinear.constraints]), the drawn values are moved into
+        each constraint's allowed set and written to the free parameter.
         """
         fan_in = self.crow_indices.diff()
         bound = torch.where(fan_in > 0, fan_in.clamp(min=1).double().rsqrt(), 0.0)
@@ -382,10 +383,11 @@ class SparseLinear(nn.Module):
                 the two are easy to confuse and a square matrix cannot tell.
             use_values: start from the stored values as weights (else the usual random init).
             explicit_zeros: a stored zero is an ``"edge"`` (default) or ``"drop"``-ped.
-            bias, device, dtype: as for the constructor.
+            bias: as for the constructor.
+            device: as for the constructor.
+            dtype: as for the constructor.
 
-        Examples::
-
+        Examples:
             >>> import scipy.sparse
             >>> adj = scipy.sparse.csr_array([[0, 2.0, 0], [0, 0, 3.0], [0, 0, 0]])  # 0->1, 1->2
             >>> layer = SparseLinear.from_scipy(adj, orientation="source_target", use_values=True)
@@ -416,10 +418,9 @@ class SparseLinear(nn.Module):
     ) -> SparseLinear:
         """A layer from an edge list; edge ``source -> target`` feeds input ``source`` into output
         ``target``. With ``weight=`` a column, its values are the initial weights. ``options``
-        are those of :meth:`Connectivity.from_edgelist`.
+        are those of [`Connectivity.from_edgelist`][sparselinear.Connectivity.from_edgelist].
 
-        Examples::
-
+        Examples:
             >>> layer = SparseLinear.from_edgelist([("a", "b", 0.5), ("b", "c", 2.0)], weight=2)
             >>> layer.in_names, layer.weight.tolist()
             (('a', 'b', 'c'), [0.5, 2.0])
@@ -443,11 +444,10 @@ class SparseLinear(nn.Module):
     ) -> SparseLinear:
         """The same function as ``linear`` on a sparse pattern: its prune mask, ``mask``, its
         nonzeros, or a magnitude ``threshold``/``topk`` (see
-        :func:`sparselinear.nn.convert.linear_to_pattern`). The values, bias, dtype and device
+        ``sparselinear.nn.convert.linear_to_pattern``). The values, bias, dtype and device
         are copied; on its pattern the new layer gives the same output.
 
-        Examples::
-
+        Examples:
             >>> from torch.nn.utils import prune
             >>> linear = nn.Linear(64, 32)
             >>> _ = prune.l1_unstructured(linear, "weight", amount=0.9)
@@ -473,11 +473,11 @@ class SparseLinear(nn.Module):
         device.
 
         With ``keep_mask=True`` the pattern is attached as a ``torch.nn.utils.prune`` mask, so
-        training the dense layer keeps zeros off the pattern and :meth:`from_linear` recovers the
-        exact pattern (zero-valued edges included). Allocates ``out x in`` values.
+        training the dense layer keeps zeros off the pattern and
+        [`from_linear`][sparselinear.SparseLinear.from_linear] recovers the exact pattern
+        (zero-valued edges included). Allocates ``out x in`` values.
 
-        Examples::
-
+        Examples:
             >>> layer = SparseLinear(4, 3, Connectivity.tril(3, 4))
             >>> dense = layer.to_linear()
             >>> x = torch.randn(2, 4)
@@ -498,8 +498,7 @@ class SparseLinear(nn.Module):
     def to_edgelist(self) -> list[tuple[Any, Any, float]]:
         """``(source, target, weight)`` rows, one per edge, named when the layer has names.
 
-        Examples::
-
+        Examples:
             >>> layer = SparseLinear.from_edgelist([("a", "b", 0.5)], weight=2, bias=False)
             >>> layer.to_edgelist()
             [('a', 'b', 0.5)]
@@ -523,7 +522,7 @@ def _encode_names(names: dict[str, Any]) -> torch.Tensor:
 
 
 def _decode_names(state: Any) -> dict[str, Any] | None:
-    """The names of a checkpoint's extra state: a tensor from :func:`_encode_names`, the dict
+    """The names of a checkpoint's extra state: a tensor from ``_encode_names``, the dict
     that checkpoints of earlier versions hold, or ``None``."""
     if isinstance(state, torch.Tensor):
         try:

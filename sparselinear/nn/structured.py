@@ -61,8 +61,7 @@ def triangular_pattern(
     With neither ``bandwidth`` nor ``density`` the whole triangle is kept (``n (n + 1) / 2``
     edges). Memory is proportional to the number of edges.
 
-    Examples::
-
+    Examples:
         >>> from sparselinear.structured import triangular_pattern
         >>> triangular_pattern(4).to_dense().int()
         tensor([[1, 0, 0, 0],
@@ -150,12 +149,13 @@ class TriangularLinear(SparseLinear):
         lower: ``W`` lower triangular (``W[i, j] = 0`` for ``j > i``) or upper. Default: ``True``.
         diagonal: ``"free"`` (trained like the rest), ``"unit"`` (held at 1), ``"positive"`` or
             ``"negative"`` (strictly, by a smooth map, see
-            :class:`~sparselinear.constraints.Diagonal`). Default: ``"free"``.
+            [`Diagonal`][sparselinear.constraints.Diagonal]). Default: ``"free"``.
         bias: learn an additive bias. Default: ``True``.
         pattern: optional triangular pattern, e.g. ``triangular_pattern(n, bandwidth=16)``;
             the full triangle when ``None``. Unless ``diagonal="free"`` it must hold the whole
             diagonal.
-        device, dtype: of the parameters.
+        device: of the parameters.
+        dtype: of the parameters.
 
     Shape:
         - Input: ``(*, n)``
@@ -165,8 +165,7 @@ class TriangularLinear(SparseLinear):
         weight: the ``(nnz,)`` edge values (constrained on the diagonal when ``diagonal`` is not
             ``"free"``; the free parameter is then ``parametrizations.weight.original``).
 
-    Examples::
-
+    Examples:
         >>> import torch
         >>> from sparselinear.structured import TriangularLinear
         >>> layer = TriangularLinear(5, diagonal="unit", bias=False)
@@ -217,7 +216,7 @@ class PositiveDefiniteLinear(nn.Module):
     r"""``y = x (L Lᵀ + εI) + b``: a symmetric positive definite linear map with a sparse factor.
 
     ``L`` is lower triangular with a strictly positive diagonal (a smooth map, see
-    :class:`~sparselinear.constraints.Diagonal`), stored on a sparse pattern. The map is applied
+    [`Diagonal`][sparselinear.constraints.Diagonal]), stored on a sparse pattern. The map is applied
     as two sparse products, ``(x L) Lᵀ``, so ``L Lᵀ`` (generally much denser than ``L``) is
     never formed; cost and memory follow ``nnz(L)``. Every eigenvalue of the matrix is at least
     ``ε``, at every step of training.
@@ -229,20 +228,21 @@ class PositiveDefiniteLinear(nn.Module):
         pattern: optional lower triangular pattern for ``L`` holding the whole diagonal, e.g.
             ``triangular_pattern(n, bandwidth=8)`` or ``triangular_pattern(n, density=1e-3)``;
             the full triangle when ``None``.
-        device, dtype: of the parameters.
+        device: of the parameters.
+        dtype: of the parameters.
 
     Shape:
         - Input: ``(*, n)``
         - Output: ``(*, n)``
 
     Attributes:
-        factor: the :class:`TriangularLinear` holding ``L`` (``factor.to_dense()`` is ``L``).
+        factor: the [`TriangularLinear`][sparselinear.TriangularLinear] holding ``L``
+            (``factor.to_dense()`` is ``L``).
         bias: shape ``(n,)`` or ``None``.
 
     ``L`` starts as the identity, so the layer starts as ``(1 + ε) x``.
 
-    Examples::
-
+    Examples:
         >>> import torch
         >>> from sparselinear.structured import PositiveDefiniteLinear, triangular_pattern
         >>> pd = PositiveDefiniteLinear(6, pattern=triangular_pattern(6, bandwidth=1))

@@ -1,10 +1,10 @@
 """The per-edge data of a connectome model and the maps that keep its parameters positive.
 
-Helpers of :class:`~sparselinear.nn.connectome.ConnectomeRNN`:
+Helpers of [`ConnectomeRNN`][sparselinear.ConnectomeRNN]:
 
-* :class:`EdgeWeights` — the parametrization ``w_e = s_e · c_e · θ_{g(e)}`` that turns a few
+* ``EdgeWeights`` — the parametrization ``w_e = s_e · c_e · θ_{g(e)}`` that turns a few
   shared synaptic strengths into one weight per edge (nnz-sized; its backward is a segment sum);
-* :class:`Positive` — ``softplus(u) + tiny``, the map that keeps strengths and time constants
+* ``Positive`` — ``softplus(u) + tiny``, the map that keeps strengths and time constants
   positive through training;
 * the checks that turn user-given signs, synapse counts, groups and neuron selections into
   tensors aligned with the pattern, with messages that say what was expected.
@@ -44,8 +44,7 @@ __all__ = [
 class Positive(nn.Module):
     """Parametrization ``value = softplus(u) + tiny``: strictly positive for every finite ``u``.
 
-    Examples::
-
+    Examples:
         >>> import torch
         >>> p = Positive()
         >>> u = p.right_inverse(torch.tensor([0.5, 2.0]))
@@ -135,9 +134,9 @@ def edge_scale(pattern: Connectivity, syn_count: Any, signs: Any) -> torch.Tenso
     """The fixed factor ``s_e · c_e`` of each edge, float ``(nnz,)`` on the pattern's device.
 
     ``signs`` is ``None`` (all excitatory), one ``+1``/``-1`` per presynaptic neuron (length
-    ``n``) or per edge (length ``nnz``; for ``n == nnz`` pass a :class:`Sign`), or a
-    :class:`~sparselinear.constraints.Dale` / :class:`~sparselinear.constraints.Sign` made for
-    the pattern.
+    ``n``) or per edge (length ``nnz``; for ``n == nnz`` pass a
+    [`Sign`][sparselinear.constraints.Sign]), or a [`Dale`][sparselinear.constraints.Dale] /
+    [`Sign`][sparselinear.constraints.Sign] made for the pattern.
     """
     nnz, device = pattern.nnz, pattern.device
     if syn_count is None:

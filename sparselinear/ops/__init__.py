@@ -1,10 +1,11 @@
-"""The operations behind every sparse layer: the dispatch policy (:mod:`.policy`: which kernels a
-step runs, the backend switch and the tuning constants), the autograd function, dense-band
-execution, torch's CSR kernels in bounded chunks, column blocks and the compiled CPU kernels
-(``_ext``).
+"""The operations behind every sparse layer: the dispatch policy ([`policy`][sparselinear.kernels]:
+which kernels a step runs, the backend switch and the tuning constants), the autograd function,
+dense-band execution, torch's CSR kernels in bounded chunks, column blocks and the compiled CPU
+kernels (``_ext``).
 
 The names here are copies taken at import: to change a tuning constant, assign it on
-:mod:`sparselinear.kernels` (the policy module itself), e.g. ``kernels.CACHE_BYTES = 0``."""
+[`sparselinear.kernels`][sparselinear.kernels] (the policy module itself), e.g.
+``kernels.CACHE_BYTES = 0``."""
 
 from .policy import (
     BACKENDS,

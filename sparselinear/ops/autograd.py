@@ -5,21 +5,21 @@ gradients are sparse x dense products; the weight gradient is computed only at t
 (a sampled dense-dense product). Nothing of size ``out x in`` is ever allocated.
 
 Dense operands are handled transposed, ``(features, batch)``, so that each edge reads one
-contiguous batch vector. Which kernels run is :func:`.policy.plan_step`'s decision, made once per
-forward pass and kept for its backward pass: on CPU the compiled kernels
-(:mod:`~sparselinear.ops._ext`) compute the forward pass in one sweep over the rows and both
+contiguous batch vector. Which kernels run is [`policy.plan_step`][sparselinear.kernels.plan_step]'s
+decision, made once per forward pass and kept for its backward pass: on CPU the compiled kernels
+(``_ext``) compute the forward pass in one sweep over the rows and both
 gradients in one fused sweep (per-thread input-gradient buffers), or in one sweep over the
 transposed pattern (gathering rows of the output gradient, each of which meets its edge's input
-there too), the fused sweep in column blocks (:mod:`~sparselinear.ops.blocks`) once its gathered
+there too), the fused sweep in column blocks (``blocks``) once its gathered
 tables outgrow the cache. Elsewhere, or when they are unavailable, torch's CSR kernels run in
-bounded chunks (:mod:`~sparselinear.ops.torch_kernels`), the input gradient over the transposed
+bounded chunks (``torch_kernels``), the input gradient over the transposed
 pattern.
 
 The transposed pattern is asked for (through a callable, so that it can be built lazily and
 cached by its owner) only in the branches that read it.
 
 These are plain functions of tensors; the operators that autograd, ``torch.compile`` and
-``torch.export`` see are in :mod:`~sparselinear.ops.library`.
+``torch.export`` see are in [`library`][sparselinear.ops.library].
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def _compiled_forward(plan, x, w, bias, crow, col):
 
 def _in_blocks(crow, col, n_in, n_blocks):
     """``(crow, col, run)`` for a backward sweep: the pattern as it is (``run`` ``None``), or in
-    the plan's column blocks (:mod:`~sparselinear.ops.blocks`)."""
+    the plan's column blocks (``blocks``)."""
     if n_blocks == 1:
         blocks.forget(col)
         return crow, col, None
@@ -128,7 +128,7 @@ def sparse_forward(plan: policy.StepPlan, x: torch.Tensor, weight: torch.Tensor,
 
 
 def gathered_input(plan: policy.StepPlan, x: torch.Tensor) -> torch.Tensor:
-    """``x_t (in, batch)`` in the compute dtype, as :func:`sparse_forward` makes it."""
+    """``x_t (in, batch)`` in the compute dtype, as ``sparse_forward`` makes it."""
     dtype = policy.compute_dtype(x.dtype, x.device)
     if plan.compiled:
         return _ext.transposed(x, dtype)

@@ -5,19 +5,21 @@ row of a per-thread input-gradient buffer for every edge, at random. Once those 
 the last-level cache, each edge costs a trip to memory and the time per edge doubles or more.
 Cutting the columns into blocks, each small enough for its slices of the tables to stay in
 cache, and sweeping the pattern once per block brings part of it back (figures in
-BENCHMARKS.md). How many blocks a backward pass uses is :func:`.policy.backward_blocks`'s
-decision; this module builds and keeps the layout.
+BENCHMARKS.md). How many blocks a backward pass uses is
+[`policy.backward_blocks`][sparselinear.kernels.backward_blocks]'s decision; this module builds and
+keeps the layout.
 
 A sweep reads its block's column indices from a block-ordered copy of them (``col_blk``: one
 index per edge, kept beside the pattern), and the values and weight gradients in place, in the
 CSR order, through each row's run position (``run``). The copy is built on first use and kept
-for as long as the pattern's index tensors live unchanged (see :class:`PatternCaches`): it costs
-``index_itemsize · (nnz + n_blocks · (2 · out + 1))`` bytes (:func:`.policy.layout_bytes`),
-which is why blocks are used only when the tables outgrow the cache (``policy.CACHE_BYTES``); a
-backward pass that runs without blocks (a narrower batch, ``policy.CACHE_BYTES = 0``) drops it.
-Like the transposed pattern, it follows changes to the pattern's index tensors through their
-version counters: writing into them behind autograd's back (``.data``, ``.numpy()``) leaves it
-stale.
+for as long as the pattern's index tensors live unchanged (see
+[`PatternCaches`][sparselinear.pattern.PatternCaches]): it costs
+``index_itemsize · (nnz + n_blocks · (2 · out + 1))`` bytes
+([`policy.layout_bytes`][sparselinear.kernels.layout_bytes]), which is why blocks are used only when
+the tables outgrow the cache (``policy.CACHE_BYTES``); a backward pass that runs without blocks (a
+narrower batch, ``policy.CACHE_BYTES = 0``) drops it. Like the transposed pattern, it follows
+changes to the pattern's index tensors through their version counters: writing into them behind
+autograd's back (``.data``, ``.numpy()``) leaves it stale.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ __all__ = ["BlockLayout", "forget", "layout"]
 
 
 class BlockLayout(NamedTuple):
-    """The pattern in column blocks (see :func:`sparselinear.ops._ext.block_layout`)."""
+    """The pattern in column blocks (see ``sparselinear.ops._ext.block_layout``)."""
 
     n_blocks: int
     crow: torch.Tensor  # (n_blocks, out + 1)

@@ -10,7 +10,8 @@ results (to rounding) are the same as in sparse mode.
 ``mode="auto"`` picks dense bands when the edges fill at least ``DENSE_MIN_FILL`` of the band
 area (for the device type) and the tiles fit ``DENSE_BUDGET_BYTES``; ``"sparse"`` and
 ``"dense"`` force one or the other. The choice and the band sizes are
-:mod:`~sparselinear.ops.policy`'s (:func:`~.policy.use_dense_bands`, :func:`~.policy.band_rows`).
+[`policy`][sparselinear.kernels]'s ([`use_dense_bands`][sparselinear.kernels.use_dense_bands],
+[`band_rows`][sparselinear.kernels.band_rows]).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ __all__ = ["BandPlan", "band_backward", "band_forward", "plan_for", "tiles_of"]
 class BandPlan:
     """Row blocks ``[r0, r1)`` with the column span ``[c0, c1)`` and edge range ``[k0, k1)`` of
     each. The tiles of all bands lie one after another in one flat buffer of ``area`` values,
-    and :meth:`positions` gives each edge's place in it (per device)."""
+    and ``positions`` gives each edge's place in it (per device)."""
 
     bands: list[tuple[int, int, int, int, int, int]]
     area: int
@@ -106,13 +107,13 @@ def plan_for(
 def band_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                  plan: BandPlan, where: torch.Tensor, keep: bool = False) -> torch.Tensor:
     """``y = x Wᵀ + b`` for a 2-D ``x`` through the dense tiles of ``plan``; ``where`` is
-    :meth:`BandPlan.positions` of the pattern.
+    ``BandPlan.positions`` of the pattern.
 
     Activations stay batch-major, ``(batch, features)``: every tile product reads and writes a
     column range of them in place (BLAS takes the row stride), so no transposed copies are made.
     The tiles' zeros would multiply a non-finite input into outputs not wired to it
     (``0 x inf`` is NaN): the caller sends such inputs to the sparse kernels. ``keep``: hold the
-    tiles for the backward pass that follows (:func:`band_backward` takes them).
+    tiles for the backward pass that follows (``band_backward`` takes them).
     """
     dtype = policy.compute_dtype(x.dtype, x.device)
     x_c = x.to(dtype).contiguous()
@@ -143,7 +144,7 @@ def tiles_of(w: torch.Tensor, plan: BandPlan, where: torch.Tensor) -> torch.Tens
 
 def band_backward(grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, plan: BandPlan,
                   where: torch.Tensor, want_gx: bool, want_gw: bool):
-    """``(grad_x or None, grad_w or None)`` of :func:`band_forward` for a finite ``grad_y``
+    """``(grad_x or None, grad_w or None)`` of ``band_forward`` for a finite ``grad_y``
     (a non-finite one goes to the sparse kernels, for the same reason as in the forward pass)."""
     dtype = policy.compute_dtype(x.dtype, x.device)
     x_c = x.to(dtype).contiguous()

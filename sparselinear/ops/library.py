@@ -2,12 +2,12 @@
 
 ``torch.compile`` (``fullgraph=True``), ``torch.export``, fake and meta tensors, ``torch.func``
 and autocast see operators with a schema and a fake implementation for shapes, differentiated by
-:class:`LinearFunction` and :class:`SampledFunction`, and never trace into the kernels:
+``LinearFunction`` and ``SampledFunction``, and never trace into the kernels:
 
 * ``sparselinear::linear(x, weight, bias, crow, col, n_in, mode, keep) -> y`` — ``y = x Wᵀ +
   b`` for a 2-D ``x (batch, in)``: dense bands or sparse kernels as
-  :mod:`~sparselinear.ops.policy` decides, after checking the pattern
-  (:func:`~sparselinear.pattern.connectivity.validate_csr`, cached while the index tensors are
+  [`policy`][sparselinear.kernels] decides, after checking the pattern
+  (``validate_csr``, cached while the index tensors are
   unchanged);
 * ``sparselinear::linear_backward(grad_y, x, weight, crow, col, n_in, mode, want_gx, want_gw,
   recycle) -> (grad_x, grad_w)`` — its gradients by the same kernels (an empty tensor for a
@@ -19,13 +19,13 @@ and autocast see operators with a schema and a fake implementation for shapes, d
 The forward pass keeps the input itself for the backward pass, which gathers its transposed copy
 again (the compiled kernels read it so): nothing else is held between the two. A backward pass
 that builds a graph (``create_graph=True``: gradient penalties, Hessian-vector products, MAML,
-``torch.func.grad``) takes differentiable sparse products instead (:func:`sparse_gradients`):
+``torch.func.grad``) takes differentiable sparse products instead (``sparse_gradients``):
 ``grad_x = grad_y W`` is ``linear`` over the transposed pattern and ``grad_w`` is ``sampled``,
 whose own gradients are ``linear`` again — to any order.
 
 Under ``torch.func.vmap`` the mapped dimension of the input joins its batch; a weight gradient
 per mapped sample (``vmap(grad(...))``) is computed sample by sample. Mapping over the weight,
-the bias or the pattern raises :class:`~sparselinear.errors.SparseLinearError`.
+the bias or the pattern raises [`SparseLinearError`][sparselinear.errors.SparseLinearError].
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def _linear_fake(x, weight, bias, crow, col, n_in, mode, keep):
 def linear_backward(grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
                     crow: torch.Tensor, col: torch.Tensor, n_in: int, mode: str, want_gx: bool,
                     want_gw: bool, recycle: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(grad_x, grad_w)`` of :func:`linear`; an empty tensor for a gradient not asked for."""
+    """``(grad_x, grad_w)`` of ``linear``; an empty tensor for a gradient not asked for."""
     with _without_autocast(x.device.type):
         # the weight gradient reads the tiles' products at the edges only: just the input
         # gradient (grad_y times the tiles) needs a finite grad_y
@@ -137,7 +137,7 @@ def _linear_backward_fake(grad_y, x, weight, crow, col, n_in, mode, want_gx, wan
 
 
 class LinearFunction(torch.autograd.Function):
-    """The autograd formula of :func:`linear`: ``apply(x, weight, bias, crow, col, n_in, mode,
+    """The autograd formula of ``linear``: ``apply(x, weight, bias, crow, col, n_in, mode,
     recycle, keep)``; ``recycle``: whether the weight gradient may reuse a kept buffer (it
     becomes a leaf's ``.grad`` as it is). An ``autograd.Function`` with ``setup_context``
     (rather than a registration on the operator) so that ``torch.func`` transforms (``grad``,
@@ -196,8 +196,8 @@ def _sampled_fake(g, x, crow, col, n_in):
 
 
 class SampledFunction(torch.autograd.Function):
-    """The autograd formula of :func:`sampled`: ``apply(g, x, crow, col, n_in)``; its gradients
-    are :class:`LinearFunction` products on the same pattern, so it differentiates to any
+    """The autograd formula of ``sampled``: ``apply(g, x, crow, col, n_in)``; its gradients
+    are ``LinearFunction`` products on the same pattern, so it differentiates to any
     order."""
 
     generate_vmap_rule = True

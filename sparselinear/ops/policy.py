@@ -1,41 +1,45 @@
 """The dispatch policy: which kernels a step of a sparse layer runs and what they allocate.
 
-One function, :func:`plan_step`, decides for a pattern (its shape, nnz and, for dense bands,
-band area), a batch, a dtype and a device:
+One function, [`plan_step`][sparselinear.kernels.plan_step], decides for a pattern (its shape, nnz
+and, for dense bands, band area), a batch, a dtype and a device:
 
-* dense bands (:mod:`~sparselinear.ops.dense`) or sparse kernels (``mode``, the fill of the
-  bands, :data:`DENSE_MIN_FILL`, :data:`DENSE_BUDGET_BYTES`);
-* for sparse kernels, the compiled CPU kernels (:mod:`~sparselinear.ops._ext`) or torch's CSR
-  kernels (:mod:`~sparselinear.ops.torch_kernels`), after the backend switch
-  (:func:`use_backend`, ``$SPARSELINEAR_KERNELS``) and :func:`compute_dtype`;
+* dense bands (``dense``) or sparse kernels (``mode``, the fill of the
+  bands, [`DENSE_MIN_FILL`][sparselinear.kernels.DENSE_MIN_FILL],
+  [`DENSE_BUDGET_BYTES`][sparselinear.kernels.DENSE_BUDGET_BYTES]);
+* for sparse kernels, the compiled CPU kernels (``_ext``) or torch's CSR
+  kernels (``torch_kernels``), after the backend switch
+  ([`use_backend`][sparselinear.kernels.use_backend], ``$SPARSELINEAR_KERNELS``) and
+  [`compute_dtype`][sparselinear.kernels.compute_dtype];
 * for the compiled kernels, the backward form: ``"fused"`` (both gradients in one sweep over the
   pattern, the input gradient scattered into per-thread buffers), ``"gather"`` (both over the
   transposed pattern) or ``"weight"`` (the weight gradient alone); whether activations are
-  read and written batch-major in place (:data:`STRIDED_MAX_BATCH`) and in how many column
-  blocks the backward sweep runs (:func:`column_blocks`);
+  read and written batch-major in place
+  ([`STRIDED_MAX_BATCH`][sparselinear.kernels.STRIDED_MAX_BATCH]) and in how many column blocks the
+  backward sweep runs ([`column_blocks`][sparselinear.kernels.column_blocks]);
 * whether the step reads the transposed pattern, and the bytes of what it allocates: saved for
   backward, temporaries at the peak of the forward and backward passes, derived pattern memory
   kept between steps (transposed pattern, column-block layout, dense-band positions) and the
   one-off temporaries of building the dense-band positions.
 
-The autograd functions and :func:`sparselinear.memory.estimate` both ask it, so the estimate
-follows the kernels that run. The tuning constants are module attributes read at call time:
-assigning one (``sparselinear.kernels.CACHE_BYTES = 0``) changes the next step. The figures
-they were tuned on are in BENCHMARKS.md ("Tuning constants").
+The autograd functions and [`sparselinear.memory.estimate`][sparselinear.memory.estimate] both ask
+it, so the estimate follows the kernels that run. The tuning constants are module attributes read at
+call time: assigning one (``sparselinear.kernels.CACHE_BYTES = 0``) changes the next step. The
+figures they were tuned on are in BENCHMARKS.md ("Tuning constants").
 
 The temporaries, per phase, with the compiled kernels (float32/float64; float16/bfloat16
 computed in float32):
 
 * forward: the kernel writes the output ``(batch, out)`` itself (bias included), or for a batch
-  wider than :data:`STRIDED_MAX_BATCH` an ``(out, batch)`` copy first; a float16/bfloat16 input
-  adds the float32 result beside its cast and the weight's float32 copy.
+  wider than [`STRIDED_MAX_BATCH`][sparselinear.kernels.STRIDED_MAX_BATCH] an ``(out, batch)`` copy
+  first; a float16/bfloat16 input adds the float32 result beside its cast and the weight's float32
+  copy.
 * backward: ``grad_y`` is read in place (an ``(out, batch)`` copy for wide batches or the gather
   form, a float32 copy for float16/bfloat16; ``grad_y`` itself takes the place of the released
   output). The fused form adds one private ``(in, batch)`` buffer per thread and ``grad_x`` they
   are summed into; the gather form ``grad_x`` (and its batch-major copy for wide batches) or
   building the transposed pattern, whichever is larger (a frozen weight adds its values in the
   transposed order, not modelled). The weight gradient counts as a gradient: its buffer is
-  recycled between steps (:mod:`~sparselinear.ops._ext.buffers`), which adds nothing to the
+  recycled between steps (``buffers``), which adds nothing to the
   peak when ``zero_grad`` sets gradients to ``None``; with ``set_to_none=False`` one idle
   gradient-sized buffer per distinct size stays resident (not modelled). float16/bfloat16
   weights add a float32 copy of the values and the float32 weight gradient beside its cast.
@@ -48,7 +52,9 @@ With torch's kernels (CUDA, the ``"torch"`` backend, or CPU without the compiled
   transposed order (``nnz`` values, plus an int64 copy of an int32 permutation while gathering)
   and ``grad_x`` itself; ``sddmm`` writes the weight gradient and per chunk a zero value array
   and ``sampled_addmm``'s result (about ``2 · itemsize + 8`` bytes per edge of the chunk); or
-  building the transposed pattern (:data:`TRANSPOSE_BUILD_BYTES_PER_EDGE`), whichever is larger.
+  building the transposed pattern
+  ([`TRANSPOSE_BUILD_BYTES_PER_EDGE`][sparselinear.kernels.TRANSPOSE_BUILD_BYTES_PER_EDGE]),
+  whichever is larger.
 
 With dense bands (any device): the weight scattered into the flat tile buffer (``area`` values,
 saved for backward), the input saved as it is (a copy when it is cast); in backward the tiles'
@@ -115,8 +121,9 @@ PRIVATE_BYTES = 1 << 27
 
 #: Bytes of CPU cache the compiled fused backward pass's gathered tables (the saved input and
 #: one input-gradient buffer per thread, ``in x batch`` each) may fill before it sweeps the
-#: pattern in column blocks (:func:`column_blocks`). The blocks need a block-ordered copy of
-#: the column indices, built on first use and kept with the pattern (:func:`layout_bytes`).
+#: pattern in column blocks ([`column_blocks`][sparselinear.kernels.column_blocks]). The blocks
+#: need a block-ordered copy of the column indices, built on first use and kept with the pattern
+#: ([`layout_bytes`][sparselinear.kernels.layout_bytes]).
 #: ``None`` (the default): ``$SPARSELINEAR_CACHE_BYTES`` if set, else the CPU's last-level
 #: cache size; 0 never uses blocks (the memory-lean choice; a copy already built is dropped by
 #: the next backward pass).
@@ -131,8 +138,9 @@ FUSED_MAX_BATCH = 64
 #: ``(features, batch)`` copies.
 STRIDED_MAX_BATCH = 64
 
-#: The layer modes: ``"auto"`` (dense bands where :func:`use_dense_bands` says so),
-#: ``"sparse"`` and ``"dense"`` (forced).
+#: The layer modes: ``"auto"`` (dense bands where
+#: [`use_dense_bands`][sparselinear.kernels.use_dense_bands] says so), ``"sparse"`` and ``"dense"``
+#: (forced).
 MODES = ("auto", "sparse", "dense")
 
 #: ``"auto"`` uses dense bands when ``nnz / band area`` reaches this fill, per device type
@@ -168,18 +176,22 @@ TRANSPOSE_BUILD_BYTES_PER_EDGE = 16
 
 
 # ---------------------------------------------------------------------------- backend switch
+#: The CPU kernel backends [`set_backend`][sparselinear.kernels.set_backend] accepts;
+#: ``$SPARSELINEAR_KERNELS`` chooses the one a process starts with (default ``"auto"``).
 BACKENDS = ("auto", "extension", "torch")
 _backend = os.environ.get("SPARSELINEAR_KERNELS", "auto").strip().lower() or "auto"
 
 
 def check_backend(name: object) -> str:
-    """Validate a kernel backend name and return it; raises :class:`DataError`."""
+    """Validate a kernel backend name and return it; raises
+    [`DataError`][sparselinear.errors.DataError]."""
     return check_choice(name, BACKENDS, "backend",
                         "Check the SPARSELINEAR_KERNELS environment variable or the argument.")
 
 
 def check_mode(mode: object) -> str:
-    """Validate a ``mode`` argument and return it; raises :class:`DataError`."""
+    """Validate a ``mode`` argument and return it; raises
+    [`DataError`][sparselinear.errors.DataError]."""
     return check_choice(mode, MODES, "mode", "Use 'auto' to let the layer choose dense or sparse "
                         "kernels from the pattern's fill.")
 
@@ -198,10 +210,9 @@ def set_backend(name: str) -> None:
 
 @contextlib.contextmanager
 def use_backend(name: str) -> Iterator[None]:
-    """Context manager form of :func:`set_backend`.
+    """Context manager form of [`set_backend`][sparselinear.kernels.set_backend].
 
-    Examples::
-
+    Examples:
         >>> from sparselinear import kernels
         >>> with kernels.use_backend("torch"):
         ...     kernels.get_backend()
@@ -225,8 +236,7 @@ def empty_cache() -> int:
     buffers of large weight gradients (``optimizer.zero_grad()`` frees them) for reuse, up to
     1 GiB; call this after training to release them.
 
-    Examples::
-
+    Examples:
         >>> from sparselinear import kernels
         >>> kernels.empty_cache() >= 0
         True
@@ -274,7 +284,7 @@ def compute_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
 
 # ---------------------------------------------------------------------------- dense bands
 def band_rows(n_out: int) -> int:
-    """Rows per dense band: about :data:`BAND_BLOCKS` bands, within
+    """Rows per dense band: about ``BAND_BLOCKS`` bands, within
     ``[BAND_MIN_ROWS, BAND_MAX_ROWS]`` rows each."""
     return min(BAND_MAX_ROWS, max(BAND_MIN_ROWS, -(-n_out // BAND_BLOCKS)))
 
@@ -283,8 +293,9 @@ def use_dense_bands(mode: str, nnz: int, area: int, dtype: torch.dtype,
                     device: torch.device) -> bool:
     """Whether a pattern of ``nnz`` edges whose bands cover ``area`` entries runs as dense
     bands: always for ``"dense"``, never for ``"sparse"``; for ``"auto"`` when the edges fill
-    :data:`DENSE_MIN_FILL` of the area (per device type) and the tiles with their gradients
-    and masks fit :data:`DENSE_BUDGET_BYTES`."""
+    [`DENSE_MIN_FILL`][sparselinear.kernels.DENSE_MIN_FILL] of the area (per device type) and the
+    tiles with their gradients and masks fit
+    [`DENSE_BUDGET_BYTES`][sparselinear.kernels.DENSE_BUDGET_BYTES]."""
     check_mode(mode)
     if mode != "auto":
         return mode == "dense"
@@ -323,8 +334,8 @@ def _detected_cache_bytes() -> int:
 
 
 def cache_bytes() -> int:
-    """:data:`CACHE_BYTES`, else ``$SPARSELINEAR_CACHE_BYTES``, else the CPU's last-level cache
-    size (:data:`FALLBACK_CACHE_BYTES` where unknown)."""
+    """[`CACHE_BYTES`][sparselinear.kernels.CACHE_BYTES], else ``$SPARSELINEAR_CACHE_BYTES``, else
+    the CPU's last-level cache size (``FALLBACK_CACHE_BYTES`` where unknown)."""
     if CACHE_BYTES is not None:
         return int(CACHE_BYTES)
     configured = _from_environment()
@@ -335,9 +346,9 @@ def column_blocks(n_in: int, n_out: int, nnz: int, batch: int, itemsize: int,
                   tables: int) -> int:
     """Column blocks for a backward sweep over ``tables`` gathered ``(in, batch)`` tables (the
     saved input, plus one input-gradient buffer per thread when the input needs a gradient):
-    1 while they fit :func:`cache_bytes`, else enough for each block's slices to fill
-    ``1 / BLOCK_SHARE`` of it (at least :data:`MIN_BLOCK_BYTES`, or the whole cache if
-    smaller), at most one per :data:`MIN_RUN` edges of a row and at most :data:`MAX_BLOCKS`."""
+    1 while they fit [`cache_bytes`][sparselinear.kernels.cache_bytes], else enough for each block's
+    slices to fill ``1 / BLOCK_SHARE`` of it (at least ``MIN_BLOCK_BYTES``, or the whole cache if
+    smaller), at most one per ``MIN_RUN`` edges of a row and at most ``MAX_BLOCKS``."""
     limit = cache_bytes()
     row = max(64, batch * itemsize)  # a gathered row costs at least one cache line
     footprint = n_in * row * tables
@@ -351,9 +362,9 @@ def column_blocks(n_in: int, n_out: int, nnz: int, batch: int, itemsize: int,
 def backward_blocks(n_in: int, n_out: int, nnz: int, batch: int, itemsize: int, threads: int,
                     input_grad: bool) -> int:
     """Column blocks of the compiled fused backward pass: sized for the saved input and one
-    input-gradient buffer per thread (:func:`column_blocks`), so that a pattern keeps one layout
-    whether or not its input needs a gradient; without it, blocks are used only if the saved
-    input alone outgrows the cache."""
+    input-gradient buffer per thread ([`column_blocks`][sparselinear.kernels.column_blocks]), so
+    that a pattern keeps one layout whether or not its input needs a gradient; without it, blocks
+    are used only if the saved input alone outgrows the cache."""
     if not input_grad and column_blocks(n_in, n_out, nnz, batch, itemsize, 1) == 1:
         return 1
     return column_blocks(n_in, n_out, nnz, batch, itemsize, 1 + threads)
@@ -369,7 +380,8 @@ def layout_bytes(n_out: int, nnz: int, n_blocks: int, index_itemsize: int) -> in
 # ---------------------------------------------------------------------------- the plan
 @dataclass(frozen=True)
 class StepPlan:
-    """What one training step of a sparse layer runs and allocates (see :func:`plan_step`).
+    """What one training step of a sparse layer runs and allocates (see
+    [`plan_step`][sparselinear.kernels.plan_step]).
 
     Attributes:
         kernels: ``"dense"`` (dense bands), ``"compiled"`` (the compiled CPU kernels) or
@@ -379,14 +391,15 @@ class StepPlan:
             transposed pattern) or ``"weight"`` (the weight gradient alone); ``"none"`` when
             nothing needs a gradient.
         in_place: activations read and written batch-major in place, without
-            ``(features, batch)`` copies (the compiled kernels up to :data:`STRIDED_MAX_BATCH`,
-            dense bands always).
+            ``(features, batch)`` copies (the compiled kernels up to
+            [`STRIDED_MAX_BATCH`][sparselinear.kernels.STRIDED_MAX_BATCH], dense bands always).
         column_blocks: column blocks of the compiled backward sweep (1: none).
         transposed: whether the backward pass reads the transposed pattern.
         threads: threads the kernels use.
         saved_bytes: bytes saved for backward besides the output (the input copy; the tiles).
-        forward_bytes, backward_bytes: bytes of temporaries at the peak of each pass (the
-            backward peak includes building the transposed pattern when the step reads it).
+        forward_bytes: bytes of temporaries at the peak of the forward pass.
+        backward_bytes: bytes of temporaries at the peak of the backward pass (including
+            building the transposed pattern when the step reads it).
         derived_bytes: bytes of pattern memory built on first use and kept: the transposed
             pattern, the column-block layout, the dense-band positions.
         build_bytes: bytes of temporaries of the first forward pass's dense-band positions (before
@@ -436,22 +449,27 @@ def plan_step(
     bytes it allocates (see the module docstring for what is counted).
 
     Args:
-        n_out, n_in: the layer's shape. nnz: its number of edges.
+        n_out: the layer's number of outputs.
+        n_in: the layer's number of inputs.
+        nnz: its number of edges.
         batch: rows of the flattened input.
-        dtype: of the parameters and the input; the kernels compute in :func:`compute_dtype`.
+        dtype: of the parameters and the input; the kernels compute in
+            [`compute_dtype`][sparselinear.kernels.compute_dtype].
         device: where the step runs.
-        mode: ``"auto"``, ``"sparse"`` or ``"dense"`` (:data:`MODES`).
+        mode: ``"auto"``, ``"sparse"`` or ``"dense"`` ([`MODES`][sparselinear.kernels.MODES]).
         band_area: the entries of the pattern's dense-band tiles (``BandPlan.area``); ``None``
             when the pattern is not known: ``"auto"`` then plans sparse kernels and ``"dense"``
             assumes bands covering ``n_out x n_in``.
         band_edges: edges of the largest band (sizes the positions' build); default: ``nnz``
             over the number of bands.
-        needs_input_grad, needs_weight_grad: which gradients the backward pass computes.
+        needs_input_grad: whether the backward pass computes the input gradient.
+        needs_weight_grad: whether the backward pass computes the weight gradient.
         index_dtype: of the pattern's indices.
         compiled: force the compiled (``True``) or torch (``False``) sparse kernels; default:
             what the backend switch gives (without raising).
-        threads: threads of the kernels; default: :func:`kernel_threads` for the compiled
-            kernels, ``torch.get_num_threads()`` otherwise.
+        threads: threads of the kernels; default:
+            [`kernel_threads`][sparselinear.kernels.kernel_threads] for the compiled kernels,
+            ``torch.get_num_threads()`` otherwise.
         deterministic: plan only kernels whose results are the same bit for bit from run to
             run; default: ``torch.are_deterministic_algorithms_enabled()``. With several threads
             the fused backward sweep sums per-thread buffers whose share of the rows varies, so

@@ -1,15 +1,16 @@
 """The two sparse kernels of a sparse linear layer, in pure PyTorch.
 
-* :func:`spmm` — sparse x dense: ``out[r, :] = sum_k values[k] * dense[col[k], :]`` over row r.
-* :func:`sddmm` — sampled dense-dense: ``out[k] = left[row[k], :] · right[col[k], :]``.
+* ``spmm`` — sparse x dense: ``out[r, :] = sum_k values[k] * dense[col[k], :]`` over row r.
+* ``sddmm`` — sampled dense-dense: ``out[k] = left[row[k], :] · right[col[k], :]``.
 
 Both take CSR index tensors and "row-major by edge endpoint" dense operands of shape
 ``(n, batch)``, so each edge reads one contiguous batch vector. They run on torch's CSR kernels
 (MKL on CPU, cuSPARSE on CUDA), in row chunks so that no temporary grows with ``batch x nnz``.
 Where torch has no kernel for the dtype (float16/bfloat16 on CPU) they compute in float32.
 
-On CPU the compiled kernels of :mod:`~sparselinear.ops._ext` replace these when they are
-available; :mod:`~sparselinear.ops.policy` decides, and holds :data:`~.policy.CHUNK_BYTES`.
+On CPU the compiled kernels of ``_ext`` replace these when they are
+available; [`policy`][sparselinear.kernels] decides, and holds
+[`CHUNK_BYTES`][sparselinear.kernels.CHUNK_BYTES].
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ def spmm(
     chunk_bytes: int | None = None,
 ) -> torch.Tensor:
     """``(n_rows, batch)`` product of the CSR matrix with ``dense`` of shape ``(n_cols, batch)``;
-    ``chunk_bytes`` defaults to :data:`.policy.CHUNK_BYTES`, read at call time."""
+    ``chunk_bytes`` defaults to [`policy.CHUNK_BYTES`][sparselinear.kernels.CHUNK_BYTES], read at
+    call time."""
     chunk_bytes = policy.CHUNK_BYTES if chunk_bytes is None else chunk_bytes
     n_rows, (n_cols, batch) = crow.numel() - 1, dense.shape
     chunks = list(_row_chunks(crow, batch, dense.element_size(), chunk_bytes))
@@ -81,7 +83,7 @@ def sddmm(
     chunk_bytes: int | None = None,
 ) -> torch.Tensor:
     """Per-edge dot products ``left[row[k]] · right[col[k]]`` for ``left (n_rows, batch)``,
-    ``right (n_cols, batch)``; returns ``(nnz,)``. ``chunk_bytes`` as for :func:`spmm`."""
+    ``right (n_cols, batch)``; returns ``(nnz,)``. ``chunk_bytes`` as for ``spmm``."""
     chunk_bytes = policy.CHUNK_BYTES if chunk_bytes is None else chunk_bytes
     nnz = col.numel()
     out = torch.empty(nnz, dtype=left.dtype, device=left.device)

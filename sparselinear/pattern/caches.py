@@ -3,9 +3,10 @@
 The forward pass and, on CPU with the compiled kernels, the fused backward pass read only the
 canonical CSR ``(crow, col)``. The transposed CSR ``(crow_t, row_t, perm)`` is needed by the
 input gradient of torch's kernels, by the compiled backward over the transposed pattern (wide
-batches), by :meth:`Connectivity.transpose` and by structured layers that multiply by ``Wᵀ``. It
-costs ``in + 1 + 2 · nnz`` indices, so it is built on first use and kept in a
-:class:`DerivedCache` that knows which index tensors it was built from.
+batches), by [`Connectivity.transpose`][sparselinear.Connectivity.transpose] and by structured
+layers that multiply by ``Wᵀ``. It costs ``in + 1 + 2 · nnz`` indices, so it is built on first use
+and kept in a [`DerivedCache`][sparselinear.pattern.DerivedCache] that knows which index tensors it
+was built from.
 """
 
 from __future__ import annotations
@@ -64,9 +65,9 @@ class DerivedCache(Generic[T]):
     The value is valid while ``crow`` and ``col`` are the very tensors it was built from (held by
     weak reference, so the cache never keeps them alive) with the same storage and the same
     version counter: moving them (``module.to(device)``) or copying into them in place
-    (``load_state_dict``) makes the next :meth:`get` rebuild. The entry is replaced as a whole,
-    so a concurrent reader sees either the old entry or the new one; two threads may both build.
-    Copies and pickles of a cache start empty.
+    (``load_state_dict``) makes the next [`get`][sparselinear.pattern.DerivedCache.get] rebuild. The
+    entry is replaced as a whole, so a concurrent reader sees either the old entry or the new one;
+    two threads may both build. Copies and pickles of a cache start empty.
     """
 
     __slots__ = ("_entry",)
@@ -109,9 +110,10 @@ class DerivedCache(Generic[T]):
 
 
 class PatternCaches(Generic[T]):
-    """One :class:`DerivedCache` per live index tensor, for values derived from patterns that
-    are not owned by an object that could hold them (e.g. a pattern passed to the functional
-    form). An entry is dropped when its tensor is freed; ``key in caches`` tests ``id(tensor)``.
+    """One [`DerivedCache`][sparselinear.pattern.DerivedCache] per live index tensor, for values
+    derived from patterns that are not owned by an object that could hold them (e.g. a pattern
+    passed to the functional form). An entry is dropped when its tensor is freed; ``key in caches``
+    tests ``id(tensor)``.
     """
 
     __slots__ = ("_caches", "_lock")
@@ -153,5 +155,6 @@ def transposed_pattern(
     crow: torch.Tensor, col: torch.Tensor, n_in: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(crow_t, row_t, perm)`` of the pattern ``(crow, col)`` with ``n_in`` columns, built on
-    first use (:func:`transpose_order`) and kept while ``crow`` and ``col`` are unchanged."""
+    first use ([`transpose_order`][sparselinear.pattern.transpose_order]) and kept while ``crow``
+    and ``col`` are unchanged."""
     return transposed_cache(col).get(crow, col, lambda: transpose_order(crow, col, n_in))

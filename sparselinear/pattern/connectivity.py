@@ -1,13 +1,13 @@
 """The immutable sparsity pattern of a sparse layer.
 
-A :class:`Connectivity` holds a pattern of shape ``(out_features, in_features)`` in canonical CSR
-order (rows sorted, columns sorted inside each row). The transposed pattern and the permutation
-between the two orders, which some backward passes need, are built on first use and cached
-(:mod:`sparselinear.pattern.caches`).
+A [`Connectivity`][sparselinear.Connectivity] holds a pattern of shape
+``(out_features, in_features)`` in canonical CSR order (rows sorted, columns sorted inside each
+row). The transposed pattern and the permutation between the two orders, which some backward passes
+need, are built on first use and cached (``sparselinear.pattern.caches``).
 
 Everything below it in the house hands it plain arrays: the pattern generators, the set
-operations on edge keys and the edge-list readers (:mod:`sparselinear.io`); this class validates
-and wraps them, so none of them imports it.
+operations on edge keys and the edge-list readers ([`sparselinear.io`][sparselinear.io]); this class
+validates and wraps them, so none of them imports it.
 """
 
 from __future__ import annotations
@@ -39,13 +39,13 @@ from .sources import Shape, as_indices, check_shape, from_indices, to_coordinate
 
 __all__ = ["Connectivity", "index_dtype_for", "pattern_digest", "validate_csr"]
 
-#: Index tensors checked by :func:`validate_csr`, per crow tensor, while unchanged.
+#: Index tensors checked by ``validate_csr``, per crow tensor, while unchanged.
 _validated: PatternCaches[bool] = PatternCaches()
 
 
 def validate_csr(crow: torch.Tensor, col: torch.Tensor, shape: Shape) -> None:
     """Raise unless ``(crow, col)`` is still a canonical CSR pattern of ``shape``
-    (:func:`~sparselinear.pattern.csr.check_canonical`); the result is kept while the tensors
+    (``check_canonical``); the result is kept while the tensors
     are unchanged (same storage and version counter), so repeated calls cost nothing."""
     _validated.for_tensor(crow).get(crow, col, lambda: check_canonical(crow, col, shape) or True)
 
@@ -134,7 +134,8 @@ class Connectivity:
         source: the edges. One of: a ``scipy.sparse`` matrix or array of any format (its stored
             entries are the edges, explicit zeros included); a ``(2, nnz)`` integer tensor,
             array or nested list ``[output_index, input_index]``; a dense boolean mask (torch or
-            numpy); a torch sparse COO or CSR tensor; another :class:`Connectivity`.
+            numpy); a torch sparse COO or CSR tensor; another
+            [`Connectivity`][sparselinear.Connectivity].
         shape: ``(out_features, in_features)``. Required for index lists with trailing empty rows
             or columns (otherwise inferred as max index + 1); checked against the source's own
             shape for the other sources.
@@ -147,10 +148,9 @@ class Connectivity:
         density: ``nnz / (out_features * in_features)``.
 
     Indices are int32 where the shape and nnz allow, int64 otherwise. Duplicate edges, negative or
-    out-of-range indices raise :class:`~sparselinear.errors.PatternError`.
+    out-of-range indices raise [`PatternError`][sparselinear.errors.PatternError].
 
-    Examples::
-
+    Examples:
         >>> import torch
         >>> from sparselinear import Connectivity
         >>> c = Connectivity(torch.tensor([[0, 2, 1], [1, 0, 3]]), shape=(3, 4))
@@ -232,9 +232,9 @@ class Connectivity:
 
         For owners of checked patterns (a layer wrapping its own buffers): the caller guarantees
         that ``crow`` and ``col`` are a canonical CSR pattern of ``shape`` with one index dtype;
-        anything else is undefined. Use :meth:`from_csr` for arrays from elsewhere. Every
-        pattern over the same index tensors shares their transposed pattern
-        (:func:`~sparselinear.pattern.caches.transposed_cache`).
+        anything else is undefined. Use [`from_csr`][sparselinear.Connectivity.from_csr] for arrays
+        from elsewhere. Every pattern over the same index tensors shares their transposed pattern
+        (``transposed_cache``).
         """
         self = cls.__new__(cls)
         self._set(shape, crow, col, digest, out_names, in_names, out_attributes, in_attributes)
@@ -256,8 +256,7 @@ class Connectivity:
 
         Unlike ``Connectivity(indices)``, never reads the array as a 0/1 mask.
 
-        Examples::
-
+        Examples:
             >>> Connectivity.from_indices([[0, 1], [1, 0]], shape=(2, 2)).to_dense().int()
             tensor([[0, 1],
                     [1, 0]], dtype=torch.int32)
@@ -309,8 +308,7 @@ class Connectivity:
         Memory and time are proportional to nnz, so a 1,000,000 x 1,000,000 pattern with 10 M
         edges takes seconds. The same ``seed`` gives the same pattern.
 
-        Examples::
-
+        Examples:
             >>> Connectivity.random(100, 50, density=0.1, seed=0)
             Connectivity(shape=(100, 50), nnz=500, density=0.1)
         """
@@ -462,8 +460,7 @@ class Connectivity:
         Raises:
             PatternError, ShapeError, SparseLinearTypeError: what is wrong, and how to rebuild.
 
-        Examples::
-
+        Examples:
             >>> c = Connectivity.tril(3, 3)
             >>> c.validate() is c
             True
@@ -503,8 +500,7 @@ class Connectivity:
     def with_names(self, out_names: Any = None, in_names: Any = None) -> Connectivity:
         """The same pattern with node names attached (``None`` leaves an axis unnamed).
 
-        Examples::
-
+        Examples:
             >>> c = Connectivity.diagonal(2, 2).with_names(["y0", "y1"], ["x0", "x1"])
             >>> c.in_index("x1"), c.out_names
             (1, ('y0', 'y1'))
@@ -520,27 +516,28 @@ class Connectivity:
     def out_attributes(self) -> Attributes | None:
         """Per-node attributes of the outputs (rows): a read-only mapping ``{column: numpy
         array}`` aligned with the output order (e.g. the columns of a neuron table passed as
-        ``nodes=`` to :meth:`from_edgelist`), or ``None``."""
+        ``nodes=`` to [`from_edgelist`][sparselinear.Connectivity.from_edgelist]), or
+        ``None``."""
         return self._out_attributes
 
     @property
     def in_attributes(self) -> Attributes | None:
         """Per-node attributes of the inputs (columns), aligned with the input order, or
         ``None``; for an ``N x N`` pattern read with ``nodes=`` the same as
-        :attr:`out_attributes`. :meth:`Dale.from_attribute
-        <sparselinear.constraints.Dale.from_attribute>` reads the signs of the inputs here."""
+        [`out_attributes`][sparselinear.Connectivity.out_attributes].
+        [`Dale.from_attribute`][sparselinear.constraints.Dale.from_attribute] reads the signs of
+        the inputs here."""
         return self._in_attributes
 
     def with_attributes(self, out_attributes: Any = None, in_attributes: Any = None
                         ) -> Connectivity:
         """The same pattern with per-node attributes attached: mappings ``{column: values}``,
         one value per output (row) or input (column) node, in node order (``None`` leaves a
-        side without attributes). They travel with the pattern: :meth:`to`,
-        :meth:`with_names` and a layer built on it keep them, :meth:`transpose` swaps the
-        sides, and a set operation keeps those of its left operand (else its right one's).
+        side without attributes). They travel with the pattern: ``to()``, ``with_names()``
+        and a layer built on it keep them, ``transpose()`` swaps the sides, and a set operation
+        keeps those of its left operand (else its right one's).
 
-        Examples::
-
+        Examples:
             >>> c = Connectivity.diagonal(2, 2).with_attributes(
             ...     in_attributes={"nt_type": ["ACH", "GABA"]})
             >>> c.in_attributes["nt_type"].tolist(), c.T.out_attributes["nt_type"].tolist()
@@ -580,10 +577,10 @@ class Connectivity:
     ) -> Connectivity | tuple[Connectivity, torch.Tensor]:
         """Build from an edge list with named nodes; an edge ``source -> target`` feeds input
         ``source`` into output ``target``. Returns ``(connectivity, weights)`` when ``weight``
-        names a column. See :func:`sparselinear.io.edgelist.read_edges` for every option.
+        names a column. See [`sparselinear.io.edgelist.read_edges`][sparselinear.io.read_edges] for
+        every option.
 
-        Examples::
-
+        Examples:
             >>> c = Connectivity.from_edgelist([("a", "b"), ("b", "c")])
             >>> c.shape, c.in_names
             ((3, 3), ('a', 'b', 'c'))
@@ -601,10 +598,9 @@ class Connectivity:
     ) -> Connectivity | tuple[Connectivity, torch.Tensor]:
         """Build from a networkx graph (edge ``u -> v``: input ``u``, output ``v``); returns
         ``(connectivity, weights)`` when ``weight`` names an edge attribute. See
-        :func:`sparselinear.io.edgelist.networkx_edges`.
+        [`sparselinear.io.edgelist.networkx_edges`][sparselinear.io.networkx_edges].
 
-        Examples::
-
+        Examples:
             >>> import networkx as nx
             >>> c = Connectivity.from_networkx(nx.DiGraph([("x", "y"), ("y", "z")]))
             >>> c.out_names, c.indices().tolist()
@@ -632,20 +628,20 @@ class Connectivity:
         integer positions). With ``path``, the edges are written to that file instead
         (``.csv``/``.tsv``, optionally ``.gz``/``.bz2``/``.xz``, or ``.parquet``) with their
         original ids, in chunks, and the path is returned; ``columns`` renames the columns
-        (``source=``, ``target=``, ``weight=``; see :func:`sparselinear.io.write_edges`).
+        (``source=``, ``target=``, ``weight=``; see
+        [`sparselinear.io.write_edges`][sparselinear.io.write_edges]).
 
         The rows hold edges only: the shape and the node order travel in the names. Read
         them back into the same pattern (shape, node order and nodes without edges
         included) and weights by passing the names of each side, or ``range(n)`` for a side
-        without names::
+        without names:
 
             out = c.out_names if c.out_names is not None else range(c.out_features)
             inp = c.in_names if c.in_names is not None else range(c.in_features)
             back, weights = Connectivity.from_edgelist(rows, weight=2, out_names=out,
                                                        in_names=inp)
 
-        Examples::
-
+        Examples:
             >>> c = Connectivity.from_edgelist([("a", "b"), ("b", "c")], nodes=["c", "b", "a", "z"])
             >>> rows = c.to_edgelist(torch.tensor([0.5, -1.0]))
             >>> rows
@@ -671,8 +667,7 @@ class Connectivity:
     def tril(cls, n_out: int, n_in: int, diagonal: int = 0) -> Connectivity:
         """Lower triangle: edge ``(i, j)`` where ``j <= i + diagonal`` (as ``numpy.tril``).
 
-        Examples::
-
+        Examples:
             >>> Connectivity.tril(3, 3).to_dense().int()
             tensor([[1, 0, 0],
                     [1, 1, 0],
@@ -698,7 +693,7 @@ class Connectivity:
     @classmethod
     def block_diagonal(cls, sizes: Any) -> Connectivity:
         """Dense blocks on the diagonal; ``sizes`` lists ``(rows, cols)`` pairs (an int ``n``
-        means ``(n, n)``; a :class:`Connectivity` is placed as it is)."""
+        means ``(n, n)``; a [`Connectivity`][sparselinear.Connectivity] is placed as it is)."""
         return cls._generated(generators.block_diagonal(sizes))
 
     @classmethod
@@ -719,7 +714,7 @@ class Connectivity:
         seed: int | None = None,
     ) -> Connectivity:
         """Distance-dependent bipartite small-world pattern. See
-        :func:`sparselinear.pattern.generators.small_world`."""
+        ``sparselinear.pattern.generators.small_world``."""
         return cls._generated(
             generators.small_world(n_out, n_in, nnz=nnz, density=density, seed=seed)
         )

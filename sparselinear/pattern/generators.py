@@ -1,8 +1,8 @@
 """Generators of structured and random sparsity patterns, as plain index arrays.
 
-Each returns :class:`Coordinates` or :class:`CSRArrays` (int64 tensors and a shape) that
-:class:`~sparselinear.Connectivity` validates and wraps (``Connectivity.tril(...)`` and the other
-classmethods); none allocates a dense ``out x in`` array, only arrays proportional to nnz.
+Each returns ``Coordinates`` or ``CSRArrays`` (int64 tensors and a shape) that
+[`Connectivity`][sparselinear.Connectivity] validates and wraps (``Connectivity.tril(...)`` and the
+other classmethods); none allocates a dense ``out x in`` array, only arrays proportional to nnz.
 Random generators take a ``seed`` and give the same pattern for the same seed.
 """
 
@@ -53,8 +53,7 @@ def resolve_nnz(total: int, nnz: int | None, density: float | None) -> int:
     """The number of edges asked for by exactly one of ``nnz`` or ``density`` (a fraction of
     ``total`` positions), checked to lie in ``[0, total]``.
 
-    Examples::
-
+    Examples:
         >>> resolve_nnz(100, None, 0.25)
         25
     """
@@ -85,7 +84,8 @@ def random_pattern(
     density: float | None = None,
     seed: int | None = None,
 ) -> Coordinates:
-    """Edges drawn uniformly without replacement. See :meth:`Connectivity.random`."""
+    """Edges drawn uniformly without replacement. See
+    [`Connectivity.random`][sparselinear.Connectivity.random]."""
     n_out, n_in = check_shape((n_out, n_in))
     total = n_out * n_in
     k = resolve_nnz(total, nnz, density)
@@ -118,14 +118,16 @@ def _from_row_ranges(n_out: int, n_in: int, lo: np.ndarray, hi: np.ndarray) -> C
 
 
 def tril(n_out: int, n_in: int, diagonal: int = 0) -> CSRArrays:
-    """Lower triangle ``j <= i + diagonal``. See :meth:`Connectivity.tril`."""
+    """Lower triangle ``j <= i + diagonal``. See
+    [`Connectivity.tril`][sparselinear.Connectivity.tril]."""
     n_out, n_in = check_shape((n_out, n_in))
     i = np.arange(n_out, dtype=np.int64)
     return _from_row_ranges(n_out, n_in, np.zeros_like(i), i + _check_int(diagonal, "diagonal") + 1)
 
 
 def triu(n_out: int, n_in: int, diagonal: int = 0) -> CSRArrays:
-    """Upper triangle ``j >= i + diagonal``. See :meth:`Connectivity.triu`."""
+    """Upper triangle ``j >= i + diagonal``. See
+    [`Connectivity.triu`][sparselinear.Connectivity.triu]."""
     n_out, n_in = check_shape((n_out, n_in))
     i = np.arange(n_out, dtype=np.int64)
     start = i + _check_int(diagonal, "diagonal")
@@ -133,7 +135,8 @@ def triu(n_out: int, n_in: int, diagonal: int = 0) -> CSRArrays:
 
 
 def diagonal(n_out: int, n_in: int, offset: int = 0) -> CSRArrays:
-    """Edges ``(i, i + offset)``. See :meth:`Connectivity.diagonal`."""
+    """Edges ``(i, i + offset)``. See
+    [`Connectivity.diagonal`][sparselinear.Connectivity.diagonal]."""
     n_out, n_in = check_shape((n_out, n_in))
     start = np.arange(n_out, dtype=np.int64) + _check_int(offset, "offset")
     return _from_row_ranges(n_out, n_in, start, start + 1)
@@ -143,12 +146,12 @@ def band(n_out: int, n_in: int, lower: int, upper: int) -> CSRArrays:
     """Edges ``(i, j)`` with ``i - lower <= j <= i + upper``.
 
     Args:
-        n_out, n_in: the shape.
+        n_out: the number of outputs (rows).
+        n_in: the number of inputs (columns).
         lower: number of sub-diagonals kept (below the main diagonal), ``>= 0``.
         upper: number of super-diagonals kept, ``>= 0``.
 
-    Examples::
-
+    Examples:
         >>> from sparselinear import Connectivity
         >>> Connectivity.band(4, 4, lower=1, upper=0).to_dense().int()
         tensor([[1, 0, 0, 0],
@@ -174,10 +177,10 @@ def block_diagonal(sizes: Sequence[Any]) -> Coordinates:
 
     Args:
         sizes: a list whose entries are ``(rows, cols)`` (a dense block), an int ``n`` (a dense
-            ``n x n`` block) or a :class:`Connectivity` (placed with its own pattern).
+            ``n x n`` block) or a [`Connectivity`][sparselinear.Connectivity] (placed with its own
+            pattern).
 
-    Examples::
-
+    Examples:
         >>> from sparselinear import Connectivity
         >>> Connectivity.block_diagonal([(1, 2), 2]).to_dense().int()
         tensor([[1, 1, 0, 0],
@@ -282,12 +285,12 @@ def fixed_fan_in(n_out: int, n_in: int, k: int, *, seed: int | None = None) -> C
     """Each output gets exactly ``k`` distinct inputs, drawn uniformly without replacement.
 
     Args:
-        n_out, n_in: the shape.
+        n_out: the number of outputs (rows).
+        n_in: the number of inputs (columns).
         k: inputs per output, ``0 <= k <= n_in``.
         seed: seed of the random generator; the same seed gives the same pattern.
 
-    Examples::
-
+    Examples:
         >>> from sparselinear import Connectivity
         >>> c = Connectivity.fixed_fan_in(1000, 500, 8, seed=0)
         >>> c.nnz, bool((c.fan_in() == 8).all())
@@ -345,20 +348,20 @@ def small_world(
     r"""Bipartite small-world pattern, as ``small_world=True`` in ``sparselinear`` 0.0.5 (PyPI).
 
     Inputs and outputs are laid out on a line, the shorter layer centred on the longer one, so
-    input ``j`` and output ``i`` lie :math:`d = |j - i + (n_{out} - n_{in}) / 2|` apart. Each
-    edge is present independently with probability :math:`(d + 1)^{-\lambda}`, with
-    :math:`\lambda` solved so that the expected number of edges is ``nnz``: mostly local
-    connections plus a heavy tail of long-range ones. The number of edges is therefore random,
-    close to ``nnz`` (within a few standard deviations, :math:`\le \sqrt{nnz}`). Work and memory
-    are proportional to nnz plus ``n_out + n_in``.
+    input ``j`` and output ``i`` lie ``d = |j - i + (n_out - n_in) / 2|`` apart. Each edge is
+    present independently with probability ``(d + 1)^(-λ)``, with ``λ`` solved so that the
+    expected number of edges is ``nnz``: mostly local connections plus a heavy tail of long-range
+    ones. The number of edges is therefore random, close to ``nnz`` (within a few standard
+    deviations, ``≤ √nnz``). Work and memory are proportional to nnz plus ``n_out + n_in``.
 
     Args:
-        n_out, n_in: the shape.
-        nnz, density: the expected number of edges, or the expected fraction (pass one).
+        n_out: the number of outputs (rows).
+        n_in: the number of inputs (columns).
+        nnz: the expected number of edges (pass ``nnz`` or ``density``).
+        density: the expected fraction of edges.
         seed: seed of the random generator; the same seed gives the same pattern.
 
-    Examples::
-
+    Examples:
         >>> from sparselinear import Connectivity
         >>> c = Connectivity.small_world(1000, 1000, density=0.01, seed=0)
         >>> abs(c.nnz - 10_000) < 400

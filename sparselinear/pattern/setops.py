@@ -1,8 +1,9 @@
 """Set operations on edge keys: union, intersection, difference.
 
 Edges are compared as sorted int64 keys ``output * in_features + input`` (the canonical CSR
-order); the work is sorting and searching arrays of length nnz. :class:`Connectivity` checks
-its operands, turns them into keys and wraps the result (``a | b``, ``a & b``, ``a - b``).
+order); the work is sorting and searching arrays of length nnz.
+[`Connectivity`][sparselinear.Connectivity] checks its operands, turns them into keys and wraps the
+result (``a | b``, ``a & b``, ``a - b``).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def difference(keys_a: torch.Tensor, keys_b: torch.Tensor) -> torch.Tensor:
 
 def merge_names(a: tuple | None, b: tuple | None, axis: str) -> tuple | None:
     """The node names of a set operation's result: the operands' names where they agree (or
-    only one has names); a :class:`DataError` where they differ."""
+    only one has names); a [`DataError`][sparselinear.errors.DataError] where they differ."""
     if a is not None and b is not None and not same_names(a, b):
         raise DataError(
             f"The patterns have different {axis}; set operations need the same nodes in the same "

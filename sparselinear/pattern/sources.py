@@ -2,7 +2,7 @@
 coordinate lists ``(rows, cols, shape)``.
 
 Rows are outputs and columns are inputs, as in ``nn.Linear.weight``. Nothing here validates the
-coordinates: :class:`~sparselinear.Connectivity` does that once for every source.
+coordinates: [`Connectivity`][sparselinear.Connectivity] does that once for every source.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ ACCEPTED = (
 
 
 def check_shape(shape: Any, name: str = "shape") -> Shape:
-    """Return ``shape`` as a pair of non-negative ints, or raise :class:`ShapeError` (a
-    non-integer such as ``2.7`` is refused, not truncated)."""
+    """Return ``shape`` as a pair of non-negative ints, or raise
+    [`ShapeError`][sparselinear.errors.ShapeError] (a non-integer such as ``2.7`` is refused, not
+    truncated)."""
     try:
         pair = tuple(shape)
     except TypeError:
@@ -52,8 +53,9 @@ _INT64_MAX = 2**63 - 1
 
 def as_indices(t: Any, name: str) -> torch.Tensor:
     """``t`` (a tensor, array or nested list of integers of any width, signed or unsigned) as
-    an int64 tensor on its device; non-integers raise :class:`SparseLinearTypeError` and
-    unsigned values above the int64 range :class:`PatternError`, never a wrapped-around
+    an int64 tensor on its device; non-integers raise
+    [`SparseLinearTypeError`][sparselinear.errors.SparseLinearTypeError] and unsigned values above
+    the int64 range [`PatternError`][sparselinear.errors.PatternError], never a wrapped-around
     negative."""
     if not isinstance(t, torch.Tensor):
         array = np.asarray(t)

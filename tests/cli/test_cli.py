@@ -182,6 +182,13 @@ def test_profile_measure(capsys):
                        "8", "--measure", "--steps", "2", "--no-progress", "--optimizer", "adamw")
     assert code == 0
     assert "measured peak:" in out and "measured/estimated" in out
+    assert re.search(r"\d (s|ms|µs) per step", out) and "0.00 s" not in out, out
+
+
+def test_profile_measure_by_sampling(capsys):
+    code, out, _ = run(capsys, "profile", "--shape", "200", "300", "--nnz", "2000", "--measure",
+                       "--steps", "1", "--no-progress", "--peak-method", "sample")
+    assert code == 0 and "measured peak:" in out
 
 
 def test_profile_measure_adjacency(capsys, adjacency):
@@ -301,14 +308,46 @@ def _fake_celegans(monkeypatch):
 
 def test_demo_small_writes_plot(capsys, tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
+    from sparselinear.cli.demo import PLOT, PLOT_SMALL, describe_dense, fly_estimate
+
     _fake_celegans(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / PLOT).write_bytes(b"the full-scale plot")
+    code, out, _ = run(capsys, "demo", "--small", "--steps", "2", "--no-progress")
+    assert code == 0
+    # the dense figures are the estimate's, each saying what it counts
+    assert f"dense nn.Linear (estimate) — {describe_dense(fly_estimate(small=True))};" in out
+    assert "measured peak:" in out
+    assert "C. elegans" in out and "loss" in out.split("C. elegans")[1]
+    # --small writes its own plot and leaves the full-scale one alone
+    assert PLOT_SMALL != PLOT and f"written to {PLOT_SMALL}" in out
+    assert (tmp_path / PLOT_SMALL).read_bytes()[:8] == PNG
+    assert (tmp_path / PLOT).read_bytes() == b"the full-scale plot"
+    # the step time is written in a unit that shows it, never "0.00 s"
+    timing = re.search(r"2 steps at (\S+ \S+) each", out)
+    assert timing, out
+    assert re.fullmatch(r"\d+(\.\d+)? (s|ms|µs)|< 1 µs", timing.group(1)), timing.group(1)
+    assert "0.00 s" not in out
+
+
+def test_demo_plot_option_and_one_step(capsys, tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    _fake_celegans(monkeypatch)
+    monkeypatch.chdir(tmp_path)
     path = tmp_path / "demo.png"
     code, out, _ = run(capsys, "demo", "--small", "--steps", "1", "--plot", str(path),
-                       "--no-progress")
-    assert code == 0
-    assert "dense nn.Linear: weight" in out and "measured peak:" in out
-    assert "C. elegans" in out and "loss" in out.split("C. elegans")[1]
-    assert path.read_bytes()[:8] == PNG
+                       "--no-progress", "--peak-method", "sample")
+    assert code == 0 and path.read_bytes()[:8] == PNG
+    assert re.search(r"1 step in \S+ \S+;", out), out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.png"]
+
+
+def test_step_times_are_written_in_a_unit_that_shows_them():
+    from sparselinear.memory import format_seconds
+
+    assert format_seconds(0.0042) == "4.20 ms" and format_seconds(0.00049) == "490 µs"
+    assert format_seconds(0.208) == "208 ms" and format_seconds(2.5) == "2.50 s"
+    assert format_seconds(0.0) == "< 1 µs"
 
 
 def test_demo_without_dataset_module(capsys, monkeypatch):
@@ -320,6 +359,7 @@ def test_demo_without_dataset_module(capsys, monkeypatch):
 def test_demo_errors(capsys):
     code, _, err = run(capsys, "demo", "--small", "--steps", "0", "--no-plot")
     assert code == 1 and "'steps' must be a positive integer" in err
+    assert main(["demo", "--small", "--peak-method", "guess"]) == 2  # argparse's usage error
 
 
 def test_python_dash_m(tmp_path):

@@ -166,7 +166,7 @@ def test_text_files_agree_between_readers(tmp_path, monkeypatch):
 def test_formats_needing_pyarrow_say_how_to_install(tmp_path, monkeypatch):
     path = write(tmp_path, "e.parquet")
     monkeypatch.setattr(files, "pyarrow_or_none", lambda: None)
-    with pytest.raises(MissingDependencyError, match=r"pip install 'sparselinear\[tables\]'"):
+    with pytest.raises(MissingDependencyError, match=r"pip install 'torch-sparselinear\[tables\]'"):
         Connectivity.from_edgelist(path, **READ)
 
 

@@ -358,8 +358,48 @@ def test_sampling_fallback(monkeypatch):
     with memory.track_peak("cpu") as m:
         t = _allocate(200_000_000, hold=0.05)
         del t
-    assert m.method == "sampling"
+    assert m.method == "sample"
     assert abs(m.increase - 200e6) < 0.1 * 200e6, m
+    with pytest.raises(ValueError, match="method='sample'"):
+        memory.track_peak("cpu", method="reset").__enter__()
+
+
+def _max_rss() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss in kB, /proc")
+def test_sampling_leaves_the_process_high_water_mark_alone(monkeypatch, tmp_path):
+    """method="sample" never writes clear_refs (nor probes it), so getrusage and /usr/bin/time
+    still report the lifetime peak afterwards, and it sees a known allocation."""
+    from sparselinear.memory import peak as peak_mod
+
+    def no_probe():
+        raise AssertionError("clear_refs probed")
+
+    t = _allocate(400_000_000)  # a lifetime peak well above what follows
+    del t
+    before = _max_rss()
+    decoy = tmp_path / "clear_refs"
+    monkeypatch.setattr(peak_mod, "_CLEAR_REFS", str(decoy))  # a write would land here
+    monkeypatch.setattr(peak_mod, "_can_clear_refs", no_probe)
+    with memory.track_peak("cpu", method="sample") as m:
+        t = _allocate(100_000_000, hold=0.05)
+        del t
+    run = memory.measure_training(nn.Linear(64, 32), batch_size=4, in_features=64,
+                                  out_features=32, steps=1, progress=False, method="sample")
+    breakdown = memory.step_breakdown(nn.Linear(8, 8), lambda: None, method="sample")
+    assert m.method == run.measurement.method == breakdown.method == "sample"
+    assert abs(m.increase - 100e6) < 0.1 * 100e6, m  # a plausible peak for the allocation
+    assert not decoy.exists()
+    assert _max_rss() >= before
+
+
+def test_unknown_measuring_method_is_refused():
+    with pytest.raises(ValueError, match="'method' must be one of 'auto', 'reset', 'sample'"):
+        memory.track_peak("cpu", method="vmhwm").__enter__()
 
 
 def test_check_fits():

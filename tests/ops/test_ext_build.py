@@ -1,4 +1,4 @@
-"""Building, caching and loading the compiled kernels (:mod:`sparselinear.ops._ext`).
+"""Building, caching and loading the compiled kernels (``sparselinear.ops._ext``).
 
 The build logic runs against fake compilers (shell scripts) in a private build folder, so these
 tests compile nothing; the few that need the real library reuse the one the session loaded.

@@ -1,10 +1,10 @@
-"""The optional C++/OpenMP CPU kernels, compiled on first use and loaded with :mod:`ctypes`.
+"""The optional C++/OpenMP CPU kernels, compiled on first use and loaded with ``ctypes``.
 
 The source (``kernels.cpp``) has a plain C interface and needs no PyTorch headers, so building
-it takes a few seconds with any C++ compiler and no network. :mod:`.build` compiles and caches
+it takes a few seconds with any C++ compiler and no network. ``build`` compiles and caches
 it (under ``$SPARSELINEAR_BUILD_DIR``, else ``$XDG_CACHE_HOME/sparselinear``, else
 ``~/.cache/sparselinear``, in a folder keyed by the source, the compiler and its version, and the
-flags), :mod:`.bindings` loads it and holds the signature of every kernel; this module keeps the
+flags), ``bindings`` loads it and holds the signature of every kernel; this module keeps the
 loaded library and wraps each kernel for tensors.
 
 Set ``SPARSELINEAR_DISABLE_EXTENSION=1`` to never build or load it. Without a working compiler
@@ -66,7 +66,7 @@ def _disabled() -> bool:
 
 
 def _reset_for_tests() -> None:
-    """Forget the loaded library, so that the next :func:`load` builds and loads again (for
+    """Forget the loaded library, so that the next ``load`` builds and loads again (for
     tests: patching ``_lib``, ``_tried`` and ``_openmp`` with ``monkeypatch`` instead puts the
     loaded library back afterwards)."""
     global _lib, _tried, _openmp
@@ -153,7 +153,7 @@ SWEEP_BYTES = 0
 
 def sweep_width(n_cols: int, batch: int, itemsize: int, operands: int = 1) -> int:
     """Batch columns per sweep: the widest slice of 64, 32, 16 or 8 columns whose ``operands``
-    dense blocks of ``n_cols`` rows fit :data:`SWEEP_BYTES`, else the whole batch."""
+    dense blocks of ``n_cols`` rows fit ``SWEEP_BYTES``, else the whole batch."""
     for width in (64, 32, 16, 8):
         if width < batch and n_cols * width * itemsize * operands <= SWEEP_BYTES:
             return width
@@ -196,7 +196,7 @@ def transposed(src: torch.Tensor, dtype: torch.dtype | None = None, *,
 
 def _rows_and_blocks(crow: torch.Tensor) -> tuple[int, int]:
     """``(n_rows, n_blocks)`` of a row-pointer tensor: ``(n_rows + 1,)``, or
-    ``(n_blocks, n_rows + 1)`` for a pattern in column blocks (:func:`block_layout`)."""
+    ``(n_blocks, n_rows + 1)`` for a pattern in column blocks (``block_layout``)."""
     return crow.shape[-1] - 1, (crow.shape[0] if crow.dim() == 2 else 1)
 
 
@@ -255,7 +255,7 @@ def backward_transposed(crow_t: torch.Tensor, row_t: torch.Tensor, perm: torch.T
     each of its edges; ``w`` the values in the forward order. ``x (n_cols, B)`` and
     ``g (n_rows, B)`` are contiguous; ``gx`` is written into ``out`` (any strides, e.g. the
     transposed view of a ``(B, n_cols)`` tensor) or a new contiguous tensor, ``gw`` in the
-    forward order, in a recycled buffer (:func:`recycled_empty`) when ``recycle`` is set: pass
+    forward order, in a recycled buffer (``recycled_empty``) when ``recycle`` is set: pass
     ``False`` when ``gw`` is a temporary (e.g. converted to another dtype and dropped), whose
     kept buffer would otherwise sit idle beside the gradient until the next backward pass.
     """
@@ -276,9 +276,9 @@ def backward(crow: torch.Tensor, col: torch.Tensor, w: torch.Tensor, x: torch.Te
 
     ``g (n_rows, B)`` may have any strides. ``gx`` is accumulated in one private
     ``(n_cols, B)`` buffer per thread, then summed into ``out`` (any strides) or a new tensor.
-    ``recycle`` as for :func:`backward_transposed`. In column blocks (each block's slices of
+    ``recycle`` as for ``backward_transposed``. In column blocks (each block's slices of
     ``x`` and of the private buffers stay in cache): ``crow``, ``col`` and ``run`` from
-    :func:`block_layout`; ``w`` and ``gw`` stay in the CSR order.
+    ``block_layout``; ``w`` and ``gw`` stay in the CSR order.
     """
     (n_rows, n_blocks), batch = _rows_and_blocks(crow), g.shape[1]
     blocked = run is not None

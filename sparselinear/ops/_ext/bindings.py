@@ -1,12 +1,12 @@
 """The C interface of the compiled kernels: one named signature table, loading and calling.
 
 Every kernel ``K`` is exported once per dtype combination as ``sl_K_<suffix>`` (e.g.
-``sl_spmm_f32_i64``). :data:`SIGNATURES` names its parameters and their C types, in the order
+``sl_spmm_f32_i64``). ``SIGNATURES`` names its parameters and their C types, in the order
 of the C declaration; the ``argtypes`` of every exported variant are set from it, and
-:func:`call` takes the arguments by name, checks them against it and passes them in its order.
+``call`` takes the arguments by name, checks them against it and passes them in its order.
 
-:func:`open_library` refuses a library whose ABI version (``sl_abi_version()``) differs from
-the source's ``SL_ABI_VERSION`` (:func:`source_abi_version`): a stale or foreign build would
+``open_library`` refuses a library whose ABI version (``sl_abi_version()``) differs from
+the source's ``SL_ABI_VERSION`` (``source_abi_version``): a stale or foreign build would
 otherwise be called with the wrong arguments.
 """
 
@@ -141,8 +141,8 @@ def declare(lib: ctypes.CDLL) -> None:
 def open_library(path: Path) -> ctypes.CDLL:
     """Load the library at ``path``, check its ABI version and declare its functions.
 
-    Raises :class:`LoadError` if it cannot be loaded or lacks a kernel, and
-    :class:`AbiMismatchError` if it was built from another version of the source.
+    Raises ``LoadError`` if it cannot be loaded or lacks a kernel, and
+    ``AbiMismatchError`` if it was built from another version of the source.
     """
     try:
         lib = ctypes.CDLL(str(path))
@@ -169,11 +169,11 @@ def open_library(path: Path) -> ctypes.CDLL:
 
 
 def call(lib: ctypes.CDLL, kernel: str, suffix: str, **args: Any) -> None:
-    """Call ``kernel``'s ``suffix`` variant with ``args`` named as in :data:`SIGNATURES`
+    """Call ``kernel``'s ``suffix`` variant with ``args`` named as in ``SIGNATURES``
     (tensors are passed by their data pointer, ``None`` as a null pointer).
 
-    Raises :class:`~sparselinear.errors.SparseLinearTypeError` unless the names are exactly the
-    table's: ctypes itself would accept surplus arguments of a C function silently.
+    Raises [`SparseLinearTypeError`][sparselinear.errors.SparseLinearTypeError] unless the names are
+    exactly the table's: ctypes itself would accept surplus arguments of a C function silently.
     """
     if args.keys() != _NAME_SETS[kernel]:
         names = _NAMES[kernel]

@@ -2,14 +2,14 @@
 
 Large buffers are mapped on their own (anonymous ``mmap``) instead of coming from the heap:
 
-* :func:`empty` gives gather tables on 2 MB transparent huge pages where that pays, and freeing
+* ``empty`` gives gather tables on 2 MB transparent huge pages where that pays, and freeing
   one returns its memory to the OS at once instead of leaving a hole in the heap that inflates
   the resident set;
-* :func:`recycled_empty` gives weight-gradient buffers whose memory is kept when the tensor is
+* ``recycled_empty`` gives weight-gradient buffers whose memory is kept when the tensor is
   freed (``optimizer.zero_grad()``) and handed to the next request of the same size (the next
   backward pass), as PyTorch's CUDA caching allocator does. Memory fresh from the OS costs a page
   fault and a page clear for every 4 KB on first touch; a recycled buffer costs none.
-  :func:`release_idle` returns the kept memory; at most :data:`RECYCLE_IDLE_BYTES` of it is
+  ``release_idle`` returns the kept memory; at most ``RECYCLE_IDLE_BYTES`` of it is
   kept. Like any tensor over memory it
   does not own, such a gradient cannot be resized in place (``resize_``); every other tensor
   operation works on it.
@@ -27,7 +27,7 @@ import torch
 __all__ = ["empty", "idle_bytes", "recycled_empty", "release_idle"]
 
 #: Tables of at least this many bytes whose rows (the last dimension: one batch vector) take at
-#: most :data:`HUGEPAGE_MAX_ROW_BYTES` are mapped on their own on 2 MB transparent huge pages.
+#: most ``HUGEPAGE_MAX_ROW_BYTES`` are mapped on their own on 2 MB transparent huge pages.
 #: The kernels gather such rows at random, which on 4 KB pages misses the TLB once the table
 #: passes a few MB (the figures: BENCHMARKS.md, "Tuning constants").
 HUGEPAGE_MIN_BYTES = 4 << 20
@@ -36,7 +36,7 @@ HUGEPAGE_MIN_BYTES = 4 << 20
 HUGEPAGE_MAX_ROW_BYTES = 256
 _HUGEPAGE = 2 << 20
 
-#: Buffers of at least this many bytes are recycled by :func:`recycled_empty`; smaller ones come
+#: Buffers of at least this many bytes are recycled by ``recycled_empty``; smaller ones come
 #: from the heap, which reuses freed memory by itself.
 RECYCLE_MIN_BYTES = 4 << 20
 #: At most this many bytes of freed buffers are kept for reuse (the oldest go first).
@@ -76,7 +76,7 @@ def _itemsize(dtype: torch.dtype) -> int:
 
 def empty(*shape: int, dtype: torch.dtype) -> torch.Tensor:
     """An uninitialised contiguous CPU tensor for the kernels to gather rows of ``shape[-1]``
-    values from, backed by huge pages where that pays (see :data:`HUGEPAGE_MIN_BYTES`)."""
+    values from, backed by huge pages where that pays (see ``HUGEPAGE_MIN_BYTES``)."""
     numel = 1
     for n in shape:
         numel *= n
@@ -120,7 +120,7 @@ def _keep(nbytes: int, region: mmap.mmap) -> None:
 
 
 def idle_bytes() -> int:
-    """Bytes of freed buffers kept for reuse by :func:`recycled_empty`."""
+    """Bytes of freed buffers kept for reuse by ``recycled_empty``."""
     with _lock:
         return sum(size for size, _ in _idle)
 

@@ -2,15 +2,15 @@
 
 The shared library is cached in ``$SPARSELINEAR_BUILD_DIR``, else ``$XDG_CACHE_HOME/sparselinear``,
 else ``~/.cache/sparselinear``, in a folder named after a hash of everything the binary depends
-on (:func:`cache_key`): the source, the compiler's path and ``--version`` output, the flags, the
+on (``cache_key``): the source, the compiler's path and ``--version`` output, the flags, the
 machine and the CPU model. A change to any of them builds into a fresh folder.
 
 Compiling is atomic (the library is written under a temporary name, then renamed), so
 concurrent processes never load a half-written file. A compile that fails leaves a marker file
-(:data:`FAILURE_NAME`, holding the compiler output) in its folder, and later processes skip that
+(``FAILURE_NAME``, holding the compiler output) in its folder, and later processes skip that
 flag set instead of spending seconds failing again; delete the marker to retry.
 
-Nothing here warns: failures are raised as :class:`BuildError` and reported by the loader.
+Nothing here warns: failures are raised as ``BuildError`` and reported by the loader.
 """
 
 from __future__ import annotations
@@ -131,8 +131,8 @@ def library_path(compiler: str, version: str, flags: Sequence[str]) -> Path:
 def build(compiler: str, version: str, flags: Sequence[str]) -> Path:
     """The cached library for ``flags``, compiled first if absent.
 
-    Raises :class:`BuildError` if the compile fails now, or failed in an earlier process (its
-    marker is present), and :class:`BuildDirError` if the build folder is unusable.
+    Raises ``BuildError`` if the compile fails now, or failed in an earlier process (its
+    marker is present), and ``BuildDirError`` if the build folder is unusable.
     """
     target = library_path(compiler, version, flags)
     if target.is_file():
