@@ -187,11 +187,11 @@ def main(argv=None) -> dict:
                "batch": args.batch, "steps": args.steps, "threads": args.threads,
                "checkpoint_every": args.checkpoint_every, "gather_edge_bytes": edge_bytes}
     for impl in IMPLS:
-        if impl not in args.impls:
-            results[impl] = {"impl": impl, "skipped": "not asked for"}
-            continue
         if impl == "gather" and edge_bytes > args.gather_max_bytes:
             results[impl] = {"impl": impl, "skipped": f"needs > {edge_bytes / 1e9:.1f} GB"}
+            continue
+        if impl not in args.impls:
+            results[impl] = {"impl": impl, "skipped": "not asked for"}
             continue
         results[impl] = _run(args, impl)
     _report(results)
