@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from ..errors import DataError, ShapeError, SparseLinearTypeError, describe
-from ..nn.connectome import ConnectomeRNN, _Function
+from ..nn.connectome import ConnectomeRNN
 from ..ops import policy
 from ..pattern.connectivity import index_dtype_for
 from .optimizers import resolve_optimizer
@@ -118,9 +118,8 @@ def _saves_input(activation: Any) -> bool:
     """Whether backward through ``activation`` keeps its input ``v`` besides its output."""
     if isinstance(activation, _OUTPUT_SAVING):
         return False
-    if isinstance(activation, _Function):
-        return activation.fn not in _OUTPUT_SAVING_FUNCTIONS
-    return True
+    # a plain function is held by the model as a module with the function as ``fn``
+    return getattr(activation, "fn", activation) not in _OUTPUT_SAVING_FUNCTIONS
 
 
 def _positive_int(value: Any, name: str, allow_none: bool = False) -> int | None:
