@@ -1,12 +1,22 @@
 """What training a [`ConnectomeRNN`][sparselinear.ConnectomeRNN] through time costs in memory.
 
 Backpropagation through ``T`` steps keeps, for every step, what the step's backward reads: the
-activation ``f(v)``, the sparse product's copy of it and the Euler increment (when ``τ``
-trains), plus the read-out. With gradient checkpointing every ``k`` steps it keeps one state per
-chunk instead and recomputes the ``k`` steps of one chunk at a time. One step's kernels and
-their temporaries are what [`sparselinear.kernels.plan_step`][sparselinear.kernels.plan_step]
-plans for the sparse product (the same plan the product runs with); the optimizer's temporaries come
-from ``sparselinear.memory.transients``.
+activation ``f(v)`` (one tensor: the activation's saved output is the sparse product's saved
+input, which the product keeps as it is), the Euler increment ``d = drive - v`` when ``τ``
+trains (saved by ``gain * d``), the voltage ``v`` too when the activation saves its input, and
+the read-out. With gradient checkpointing every ``k`` steps it keeps one state per chunk instead
+and recomputes the ``k`` steps of one chunk at a time. One step's kernels and their temporaries
+are what [`sparselinear.ops.policy.plan_step`][sparselinear.kernels.plan_step] plans for the sparse product (the same plan
+the product runs with): the gathered copy of the input that its backward pass reads
+(``saved_bytes``) is made again by each step's backward pass, so it is counted once, in the
+working memory, not per step. The optimizer's temporaries come from
+``sparselinear.memory.transients``.
+
+What is counted is the model and its training step: the pattern, the edge data, the parameters,
+gradients and optimizer state, what the simulation keeps and the peak's temporaries; not the
+process's baseline (torch and the library loaded) nor the caller's inputs and targets.
+``benchmarks/dynamics.py`` and the tests measure the peak against the same baseline: the
+resident size before the connectivity is built.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..errors import DataError, ShapeError, SparseLinearTypeError, describe
 from ..nn.connectome import ConnectomeRNN
@@ -101,6 +112,21 @@ class DynamicsEstimate:
         return "\n".join(lines)
 
 
+#: Activations whose backward pass reads their output (the tensor the sparse product keeps
+#: anyway); any other activation is assumed to save its input ``v`` as well.
+_OUTPUT_SAVING = (nn.ReLU, nn.Tanh, nn.Sigmoid)
+_OUTPUT_SAVING_FUNCTIONS = (torch.relu, torch.tanh, torch.sigmoid, nn.functional.relu,
+                            nn.functional.tanh, nn.functional.sigmoid)
+
+
+def _saves_input(activation: Any) -> bool:
+    """Whether backward through ``activation`` keeps its input ``v`` besides its output."""
+    if isinstance(activation, _OUTPUT_SAVING):
+        return False
+    # a plain function is held by the model as a module with the function as ``fn``
+    return getattr(activation, "fn", activation) not in _OUTPUT_SAVING_FUNCTIONS
+
+
 def _positive_int(value: Any, name: str, allow_none: bool = False) -> int | None:
     if value is None and allow_none:
         return None
@@ -142,13 +168,19 @@ def estimate_dynamics(
         device: where training runs; default: the model's, else CPU.
 
     Returns:
-        A [`DynamicsEstimate`][sparselinear.memory.DynamicsEstimate]. ``states`` counts, per kept
-        step, ``f(v)``, the product's saved input ([`plan_step`][sparselinear.kernels.plan_step]'s
-        ``saved_bytes``), the Euler increment when ``τ`` trains and the read-out; with
+        A [`DynamicsEstimate`][sparselinear.memory.DynamicsEstimate]. ``states`` counts, per kept step, ``f(v)`` (which the
+        sparse product keeps as its input), ``v`` when the activation saves its input (not for
+        ReLU, tanh or sigmoid), the Euler increment when ``τ`` trains and the read-out; with
         checkpointing, one state per chunk and the ``k`` steps of the chunk being recomputed.
-        ``working`` is the backward pass's
-        peak beyond them: the edge weights' gradient and its accumulator, the step's kernel
-        temporaries, a few state-sized gradients; or the optimizer step's temporaries.
+        ``working`` is the backward pass's peak beyond them: the edge weights' gradient and its
+        accumulator, the step's gathered input ([`plan_step`][sparselinear.kernels.plan_step]'s
+        ``saved_bytes``, made again by each step's backward pass) and kernel temporaries, a few
+        state-sized gradients; or the optimizer step's temporaries. The process's baseline
+        (torch and the library loaded) and the caller's inputs and targets are not counted.
+        Bytes in use are what is counted: for states (``batch x n`` values) smaller than the C
+        allocator's mmap threshold (64 KiB with
+        [`follow_live_memory`][sparselinear.memory.follow_live_memory]), the heap they come from grows beyond
+        them and the resident size can exceed the estimate (1.3-1.7x at 48 KB states).
 
     Examples:
         >>> from sparselinear import memory
@@ -176,6 +208,7 @@ def estimate_dynamics(
         dev = torch.device(device) if device is not None else model.bias.device
         index_dtype = model.synapses.col_indices.dtype
         grouped = model.synapses.parametrizations.weight[0].edge_group is not None
+        keeps_v = _saves_input(model.activation)
     elif isinstance(model, int) and not isinstance(model, bool):
         n = _positive_int(model, "model")
         if nnz is None:
@@ -189,6 +222,7 @@ def estimate_dynamics(
         dtype = dtype or torch.get_default_dtype()
         dev = torch.device(device) if device is not None else torch.device("cpu")
         index_dtype = index_dtype_for((n, n), nnz)
+        keeps_v = False  # the default activation, ReLU, saves its output
     else:
         raise SparseLinearTypeError(
             f"'model' must be a ConnectomeRNN or a number of neurons; got {describe(model)}."
@@ -202,19 +236,22 @@ def estimate_dynamics(
     sizes = {"syn_strength": groups, "time_const": n, "bias": n}
     trained_sizes = [sizes[p] for p in ("bias", "syn_strength", "time_const") if p in trained]
     state = batch * n * d
-    # kept per step: f(v), the product's input copy, the increment d (saved by gain * d when τ
-    # trains), the read-out and its stacked copy
-    per_step = state + plan.saved_bytes + (state if "time_const" in trained else 0) \
-        + 2 * batch * outputs * d
+    # kept per step: f(v) (saved by the activation and, as its input, by the sparse product: one
+    # tensor), v when the activation saves its input, the increment d when τ trains (saved by
+    # gain * d), and the read-out (kept by the loss; its gradient beside it at the start of
+    # backward). The product's gathered input copy is not kept: its backward makes it again.
+    readout = 2 * batch * outputs * d
+    per_step = state * (1 + keeps_v + ("time_const" in trained)) + readout
     if every is None or every >= steps:
         states = steps * per_step + state
     else:
         chunks = math.ceil(steps / every)
-        states = chunks * state + steps * 2 * batch * outputs * d + every * per_step + state
+        states = chunks * state + steps * readout + every * per_step + state
     edge_graph = k_edges * d  # the edge weights w, saved by every step's product
     # backward: the weight gradient of the step and its accumulator (plus the gradient of θ[g]
-    # at the end), the kernels' temporaries, the state gradients in flight
-    backward = 2 * k_edges * d + plan.backward_bytes + 3 * state
+    # at the end), the step's gathered input copy and the kernels' temporaries, the state
+    # gradients in flight
+    backward = 2 * k_edges * d + plan.saved_bytes + plan.backward_bytes + 3 * state
     opt = optimizer_transient(spec.kind, trained_sizes, d, dev.type, spec.implementation)
     parts = {
         "values": (groups + 2 * n) * d,

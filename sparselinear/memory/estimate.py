@@ -215,7 +215,9 @@ def _layer(
         n_out, n_in, nnz, batch, dtype, device, mode=mode, band_area=bands[0],
         band_edges=bands[1], needs_input_grad=needs_input_grad, index_dtype=index_dtype,
     )
-    activations = plan.saved_bytes + batch * n_out * d  # saved for backward + the output
+    # what the backward pass reads besides the input (the input gathered again, or the tiles)
+    # and the output
+    activations = plan.saved_bytes + batch * n_out * d
     dense_activations = batch * (n_in + n_out) * d
     opt = optimizer_transient(spec.kind, [nnz, n_bias], d, device.type, spec.implementation)
     dense_opt = optimizer_transient(spec.kind, [n_out * n_in, n_bias], d, device.type,
@@ -314,16 +316,16 @@ def estimate(
             estimate is then [`estimate_dynamics`][sparselinear.memory.estimate_dynamics]'s.
 
     Returns:
-        A [`MemoryEstimate`][sparselinear.memory.MemoryEstimate]. Per layer: values and gradients
-        ``itemsize · (nnz + out)``, optimizer state ``slots · itemsize · (nnz + out)``, pattern
-        ``index_itemsize · (out + 1 + nnz)`` (the CSR) plus what a step builds from it and keeps
-        (the transposed pattern, the column-block layout, the dense-band positions), activations
-        (the output and what is
-        saved for backward: the input's ``(in, batch)`` copy, or the dense-band tiles) and the
-        step's working memory: what
-        [`sparselinear.kernels.plan_step`][sparselinear.kernels.plan_step] says the kernels that
-        run allocate, or the optimizer step's temporaries (``sparselinear.memory.transients``),
-        whichever is larger. The input batch itself and PyTorch's own baseline are not counted.
+        A [`MemoryEstimate`][sparselinear.memory.MemoryEstimate]. Per layer: values and gradients ``itemsize · (nnz + out)``,
+        optimizer state ``slots · itemsize · (nnz + out)``, pattern ``index_itemsize · (out + 1 +
+        nnz)`` (the CSR) plus what a step builds from it and keeps (the transposed pattern, the
+        column-block layout, the dense-band positions), activations (the output and what the
+        backward pass reads besides the input: the input's ``(in, batch)`` copy, which it
+        gathers again from the input the product keeps, or the dense-band tiles) and the
+        step's working memory: what [`sparselinear.ops.policy.plan_step`][sparselinear.kernels.plan_step] says the kernels
+        that run allocate, or the optimizer step's temporaries
+        (``sparselinear.memory.transients``), whichever is larger. The input batch itself and
+        PyTorch's own baseline are not counted.
 
     Examples:
         >>> from sparselinear import memory

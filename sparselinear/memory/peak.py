@@ -409,8 +409,11 @@ def measure(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Measurement:
 
 
 def warm_up(device: torch.device | str | None = None) -> None:
-    """Run one tiny training step so that the libraries loaded on first use (MKL, the sparse
-    kernels, the optimizer) are already resident before a baseline is taken."""
+    """Run tiny training steps so that the libraries and code loaded on first use are already
+    resident before a baseline is taken: MKL, the sparse kernels, the optimizers and, on CPU,
+    the parametrizations, gathers and checkpointing of [`ConnectomeRNN`][sparselinear.ConnectomeRNN]
+    (the pages of code a first step touches count in the resident size: a few MB)."""
+    from ..nn.connectome import ConnectomeRNN
     from ..nn.linear import SparseLinear
     from ..pattern.connectivity import Connectivity
 
@@ -418,5 +421,16 @@ def warm_up(device: torch.device | str | None = None) -> None:
     for opt in (torch.optim.Adam(layer.parameters()), torch.optim.SGD(layer.parameters(), 0.1)):
         x = torch.randn(8, 64, device=device, requires_grad=True)
         torch.nn.functional.mse_loss(layer(x), torch.zeros(8, 64, device=device)).backward()
+        opt.step()
+        opt.zero_grad()
+    if torch.device(device or "cpu").type != "cpu":
+        return  # a device's peak counts its allocator's memory, not the process's code pages
+    for every in (None, 2):
+        rnn = ConnectomeRNN(Connectivity.random(64, 64, nnz=512, seed=0),
+                            signs=torch.where(torch.arange(64) < 48, 1, -1),
+                            groups=torch.arange(512) % 8, input_neurons=range(4),
+                            output_neurons=range(2), checkpoint_every=every)
+        opt = torch.optim.Adam(rnn.parameters())
+        torch.nn.functional.mse_loss(rnn(torch.randn(2, 5, 4)), torch.zeros(2, 5, 2)).backward()
         opt.step()
         opt.zero_grad()

@@ -271,8 +271,9 @@ class ConnectomeRNN(nn.Module):
         ``gain = dt / max(τ, dt)``; ``x_t`` of shape ``(batch, n_input)`` or ``None``."""
         pattern = self.synapses.connectivity if pattern is None else pattern
         # In place where autograd allows (the product's output is saved by no one, nor is the
-        # product gain · d), so a step allocates only what backward keeps: f(v), the product's
-        # input copy, d and the new state. Fewer short-lived buffers, less heap fragmentation.
+        # product gain · d), so a step allocates only what backward keeps, f(v) (the product
+        # keeps it as its input) and d, besides the new state and the product's transient
+        # gathered copy of f(v). Fewer short-lived buffers, less heap fragmentation.
         drive = sparse_linear(self.activation(v), w, pattern, b, mode=self.synapses.mode)
         if x_t is not None:
             if self.input_index is None:

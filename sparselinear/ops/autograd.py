@@ -37,7 +37,8 @@ Transposed = Callable[[], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
 def _compiled_forward(plan, x, w, bias, crow, col):
-    """``(y (batch, out), x_t (in, batch))``: ``x_t`` is the gathered copy saved for backward."""
+    """``(y (batch, out), x_t (in, batch))``: ``x_t`` is the gathered copy the product read
+    (the operator drops it and its backward pass gathers it again from the kept input)."""
     batch = x.shape[0]
     x_t = _ext.transposed(x, w.dtype)
     b = None if bias is None else bias.to(w.dtype).contiguous()

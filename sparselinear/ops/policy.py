@@ -30,31 +30,30 @@ The temporaries, per phase, with the compiled kernels (float32/float64; float16/
 computed in float32):
 
 * forward: the kernel writes the output ``(batch, out)`` itself (bias included), or for a batch
-  wider than [`STRIDED_MAX_BATCH`][sparselinear.kernels.STRIDED_MAX_BATCH] an ``(out, batch)`` copy
-  first; a float16/bfloat16 input adds the float32 result beside its cast and the weight's float32
-  copy.
-* backward: ``grad_y`` is read in place (an ``(out, batch)`` copy for wide batches or the gather
-  form, a float32 copy for float16/bfloat16; ``grad_y`` itself takes the place of the released
-  output). The fused form adds one private ``(in, batch)`` buffer per thread and ``grad_x`` they
-  are summed into; the gather form ``grad_x`` (and its batch-major copy for wide batches) or
+  wider than [`STRIDED_MAX_BATCH`][sparselinear.kernels.STRIDED_MAX_BATCH] an ``(out, batch)`` copy first; a float16/bfloat16 input
+  adds the float32 result beside its cast and the weight's float32 copy.
+* backward: the input gathered again as ``x_t (in, batch)`` from the input the operator keeps
+  (``saved_bytes``); ``grad_y`` is read in place (an ``(out, batch)`` copy for wide batches or the
+  gather form, a float32 copy for float16/bfloat16; ``grad_y`` itself takes the place of the
+  released output). The fused form adds one private ``(in, batch)`` buffer per thread and ``grad_x``
+  they are summed into; the gather form ``grad_x`` (and its batch-major copy for wide batches) or
   building the transposed pattern, whichever is larger (a frozen weight adds its values in the
-  transposed order, not modelled). The weight gradient counts as a gradient: its buffer is
-  recycled between steps (``buffers``), which adds nothing to the
-  peak when ``zero_grad`` sets gradients to ``None``; with ``set_to_none=False`` one idle
-  gradient-sized buffer per distinct size stays resident (not modelled). float16/bfloat16
-  weights add a float32 copy of the values and the float32 weight gradient beside its cast.
+  transposed order, not modelled). The weight gradient counts as a gradient: its buffer is recycled
+  between steps (``buffers``), which adds nothing to the peak when
+  ``zero_grad`` sets gradients to ``None``; with ``set_to_none=False`` one idle gradient-sized
+  buffer per distinct size stays resident (not modelled). float16/bfloat16 weights add a float32
+  copy of the values and the float32 weight gradient beside its cast.
 
 With torch's kernels (CUDA, the ``"torch"`` backend, or CPU without the compiled kernels):
 
 * forward: ``spmm`` writes ``y_t (out, batch)``, alive beside the output; when chunked, one
   chunk's result on top.
-* backward: the transposed copy ``g_t`` of ``grad_y``; for ``grad_x`` the weight gathered into
-  transposed order (``nnz`` values, plus an int64 copy of an int32 permutation while gathering)
-  and ``grad_x`` itself; ``sddmm`` writes the weight gradient and per chunk a zero value array
-  and ``sampled_addmm``'s result (about ``2 · itemsize + 8`` bytes per edge of the chunk); or
-  building the transposed pattern
-  ([`TRANSPOSE_BUILD_BYTES_PER_EDGE`][sparselinear.kernels.TRANSPOSE_BUILD_BYTES_PER_EDGE]),
-  whichever is larger.
+* backward: the input's transposed copy ``x_t`` made again from the kept input (``saved_bytes``),
+  the transposed copy ``g_t`` of ``grad_y``; for ``grad_x`` the weight gathered into transposed
+  order (``nnz`` values, plus an int64 copy of an int32 permutation while gathering) and ``grad_x``
+  itself; ``sddmm`` writes the weight gradient and per chunk a zero value array and
+  ``sampled_addmm``'s result (about ``2 · itemsize + 8`` bytes per edge of the chunk); or building
+  the transposed pattern ([`TRANSPOSE_BUILD_BYTES_PER_EDGE`][sparselinear.kernels.TRANSPOSE_BUILD_BYTES_PER_EDGE]), whichever is larger.
 
 With dense bands (any device): the weight scattered into the flat tile buffer (``area`` values,
 saved for backward), the input saved as it is (a copy when it is cast); in backward the tiles'
@@ -396,10 +395,16 @@ class StepPlan:
         column_blocks: column blocks of the compiled backward sweep (1: none).
         transposed: whether the backward pass reads the transposed pattern.
         threads: threads the kernels use.
-        saved_bytes: bytes saved for backward besides the output (the input copy; the tiles).
-        forward_bytes: bytes of temporaries at the peak of the forward pass.
-        backward_bytes: bytes of temporaries at the peak of the backward pass (including
-            building the transposed pattern when the step reads it).
+        saved_bytes: bytes of what the backward pass reads besides the input, the weight and
+            the output gradient. Sparse kernels: the input gathered as ``x_t (in, batch)`` in
+            the compute dtype; the operator keeps the input itself between the passes and the
+            backward pass gathers ``x_t`` again, so these bytes are resident during that
+            backward pass only (a model that runs the product ``T`` times holds one, not
+            ``T``). Dense bands: the tiles, kept from the forward pass for its backward pass
+            (one set per weight tensor), and for float16/bfloat16 the input's float32 copy,
+            made again by the backward pass.
+        forward_bytes, backward_bytes: bytes of temporaries at the peak of each pass (the
+            backward peak includes building the transposed pattern when the step reads it).
         derived_bytes: bytes of pattern memory built on first use and kept: the transposed
             pattern, the column-block layout, the dense-band positions.
         build_bytes: bytes of temporaries of the first forward pass's dense-band positions (before
