@@ -6,9 +6,9 @@ input, which the product keeps as it is), the Euler increment ``d = drive - v`` 
 trains (saved by ``gain * d``), the voltage ``v`` too when the activation saves its input, and
 the read-out. With gradient checkpointing every ``k`` steps it keeps one state per chunk instead
 and recomputes the ``k`` steps of one chunk at a time. One step's kernels and their temporaries
-are what [`sparselinear.ops.policy.plan_step`][sparselinear.kernels.plan_step] plans for the sparse product (the same plan
-the product runs with): the gathered copy of the input that its backward pass reads
-(``saved_bytes``) is made again by each step's backward pass, so it is counted once, in the
+are what [`sparselinear.ops.policy.plan_step`][sparselinear.kernels.plan_step] plans for the sparse
+product (the same plan the product runs with): the gathered copy of the input that its backward pass
+reads (``saved_bytes``) is made again by each step's backward pass, so it is counted once, in the
 working memory, not per step. The optimizer's temporaries come from
 ``sparselinear.memory.transients``.
 
@@ -168,19 +168,20 @@ def estimate_dynamics(
         device: where training runs; default: the model's, else CPU.
 
     Returns:
-        A [`DynamicsEstimate`][sparselinear.memory.DynamicsEstimate]. ``states`` counts, per kept step, ``f(v)`` (which the
-        sparse product keeps as its input), ``v`` when the activation saves its input (not for
-        ReLU, tanh or sigmoid), the Euler increment when ``τ`` trains and the read-out; with
-        checkpointing, one state per chunk and the ``k`` steps of the chunk being recomputed.
-        ``working`` is the backward pass's peak beyond them: the edge weights' gradient and its
-        accumulator, the step's gathered input ([`plan_step`][sparselinear.kernels.plan_step]'s
-        ``saved_bytes``, made again by each step's backward pass) and kernel temporaries, a few
-        state-sized gradients; or the optimizer step's temporaries. The process's baseline
-        (torch and the library loaded) and the caller's inputs and targets are not counted.
+        A [`DynamicsEstimate`][sparselinear.memory.DynamicsEstimate]. ``states`` counts, per kept
+        step, ``f(v)`` (which the sparse product keeps as its input), ``v`` when the activation
+        saves its input (not for ReLU, tanh or sigmoid), the Euler increment when ``τ`` trains and
+        the read-out; with checkpointing, one state per chunk and the ``k`` steps of the chunk being
+        recomputed. ``working`` is the backward pass's peak beyond them: the edge weights' gradient
+        and its accumulator, the step's gathered input
+        ([`plan_step`][sparselinear.kernels.plan_step]'s ``saved_bytes``, made again by each step's
+        backward pass) and kernel temporaries, a few state-sized gradients; or the optimizer step's
+        temporaries. The process's baseline (torch and the library loaded) and the caller's inputs
+        and targets are not counted.
         Bytes in use are what is counted: for states (``batch x n`` values) smaller than the C
         allocator's mmap threshold (64 KiB with
-        [`follow_live_memory`][sparselinear.memory.follow_live_memory]), the heap they come from grows beyond
-        them and the resident size can exceed the estimate (1.3-1.7x at 48 KB states).
+        [`follow_live_memory`][sparselinear.memory.follow_live_memory]), the heap they come from
+        grows beyond them and the resident size can exceed the estimate (1.3-1.7x at 48 KB states).
 
     Examples:
         >>> from sparselinear import memory

@@ -316,16 +316,17 @@ def estimate(
             estimate is then [`estimate_dynamics`][sparselinear.memory.estimate_dynamics]'s.
 
     Returns:
-        A [`MemoryEstimate`][sparselinear.memory.MemoryEstimate]. Per layer: values and gradients ``itemsize · (nnz + out)``,
-        optimizer state ``slots · itemsize · (nnz + out)``, pattern ``index_itemsize · (out + 1 +
-        nnz)`` (the CSR) plus what a step builds from it and keeps (the transposed pattern, the
-        column-block layout, the dense-band positions), activations (the output and what the
+        A [`MemoryEstimate`][sparselinear.memory.MemoryEstimate]. Per layer: values and gradients
+        ``itemsize · (nnz + out)``, optimizer state ``slots · itemsize · (nnz + out)``, pattern
+        ``index_itemsize · (out + 1 + nnz)`` (the CSR) plus what a step builds from it and keeps
+        (the transposed pattern, the column-block layout, the dense-band positions), activations
+        (the output and what the
         backward pass reads besides the input: the input's ``(in, batch)`` copy, which it
         gathers again from the input the product keeps, or the dense-band tiles) and the
-        step's working memory: what [`sparselinear.ops.policy.plan_step`][sparselinear.kernels.plan_step] says the kernels
-        that run allocate, or the optimizer step's temporaries
-        (``sparselinear.memory.transients``), whichever is larger. The input batch itself and
-        PyTorch's own baseline are not counted.
+        step's working memory: what
+        [`sparselinear.ops.policy.plan_step`][sparselinear.kernels.plan_step] says the kernels that
+        run allocate, or the optimizer step's temporaries (``sparselinear.memory.transients``),
+        whichever is larger. The input batch itself and PyTorch's own baseline are not counted.
 
     Examples:
         >>> from sparselinear import memory

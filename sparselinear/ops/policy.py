@@ -30,8 +30,9 @@ The temporaries, per phase, with the compiled kernels (float32/float64; float16/
 computed in float32):
 
 * forward: the kernel writes the output ``(batch, out)`` itself (bias included), or for a batch
-  wider than [`STRIDED_MAX_BATCH`][sparselinear.kernels.STRIDED_MAX_BATCH] an ``(out, batch)`` copy first; a float16/bfloat16 input
-  adds the float32 result beside its cast and the weight's float32 copy.
+  wider than [`STRIDED_MAX_BATCH`][sparselinear.kernels.STRIDED_MAX_BATCH] an ``(out, batch)`` copy
+  first; a float16/bfloat16 input adds the float32 result beside its cast and the weight's float32
+  copy.
 * backward: the input gathered again as ``x_t (in, batch)`` from the input the operator keeps
   (``saved_bytes``); ``grad_y`` is read in place (an ``(out, batch)`` copy for wide batches or the
   gather form, a float32 copy for float16/bfloat16; ``grad_y`` itself takes the place of the
@@ -53,7 +54,9 @@ With torch's kernels (CUDA, the ``"torch"`` backend, or CPU without the compiled
   order (``nnz`` values, plus an int64 copy of an int32 permutation while gathering) and ``grad_x``
   itself; ``sddmm`` writes the weight gradient and per chunk a zero value array and
   ``sampled_addmm``'s result (about ``2 · itemsize + 8`` bytes per edge of the chunk); or building
-  the transposed pattern ([`TRANSPOSE_BUILD_BYTES_PER_EDGE`][sparselinear.kernels.TRANSPOSE_BUILD_BYTES_PER_EDGE]), whichever is larger.
+  the transposed pattern
+  ([`TRANSPOSE_BUILD_BYTES_PER_EDGE`][sparselinear.kernels.TRANSPOSE_BUILD_BYTES_PER_EDGE]),
+  whichever is larger.
 
 With dense bands (any device): the weight scattered into the flat tile buffer (``area`` values,
 saved for backward), the input saved as it is (a copy when it is cast); in backward the tiles'
