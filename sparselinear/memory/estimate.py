@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from ..distributed.layer import ShardedSparseLinear
 from ..errors import ShapeError, SparseLinearTypeError, describe
 from ..nn.connectome import ConnectomeRNN
 from ..nn.linear import SparseLinear
@@ -286,7 +287,10 @@ def estimate(
     Args:
         model: an ``nn.Module`` containing :class:`~sparselinear.SparseLinear` layers, a
             :class:`~sparselinear.Connectivity`, or a shape ``(out_features, in_features)``
-            together with ``nnz`` or ``density`` (to ask before building anything).
+            together with ``nnz`` or ``density`` (to ask before building anything). A
+            :class:`~sparselinear.distributed.ShardedSparseLinear` in the model counts as this
+            rank's part of it, its input and collective buffers included
+            (:func:`~sparselinear.memory.estimate_sharded`); the estimate is then per rank.
         batch_size: rows of the flattened input, ``x.reshape(-1, in_features).shape[0]``.
         optimizer: ``"sgd"``, ``"momentum"``, ``"adam"``, ``"adamw"``, an ``int`` number of
             state slots per parameter (any other optimizer), or a ``torch.optim.Optimizer``.
@@ -374,6 +378,23 @@ def _weight_parameter(layer: SparseLinear) -> torch.Tensor:
     return layer.weight
 
 
+def _sharded_layer(name: str, module: ShardedSparseLinear, batch: int, spec: OptimizerSpec,
+                   dtype: torch.dtype | None, device: Any,
+                   input_requires_grad: bool) -> tuple[LayerEstimate, int, int]:
+    """This rank's part of a sharded layer: :func:`~sparselinear.memory.estimate_sharded`'s
+    estimate of the rank, input side included."""
+    from .sharded import estimate_sharded  # it builds on this module
+
+    est = estimate_sharded(module, world_size=module.world_size, batch_size=batch,
+                           optimizer=spec, dtype=dtype, device=device,
+                           bias=module.bias is not None,
+                           input_requires_grad=input_requires_grad,
+                           gather_output=module.gather_output)
+    layer = est.ranks[module.rank].layers[0]
+    layer.name = name
+    return layer, layer.sparse["activations"], layer.dense["activations"]
+
+
 def _estimate_module(
     model: nn.Module,
     batch: int,
@@ -396,25 +417,33 @@ def _estimate_module(
     act_sum = dense_act_sum = 0
     working = dense_working = 0
     dense_numel = {}  # id of a sparse layer's weight parameter -> its dense equivalent's size
+    sharded = [m for m in model.modules() if isinstance(m, ShardedSparseLinear)]
+    inside = {id(sub) for m in sharded for sub in m.local.modules()}
     for name, module in model.named_modules():
-        if not isinstance(module, SparseLinear):
+        if isinstance(module, ShardedSparseLinear):
+            needs_grad = input_requires_grad or first_leaf not in set(module.modules())
+            layer, act, dense_act = _sharded_layer(name or type(module).__name__, module,
+                                                   batch, spec, dtype, device, needs_grad)
+        elif isinstance(module, SparseLinear) and id(module) not in inside:
+            layer_dtype = dtype or module.weight.dtype
+            needs_grad = input_requires_grad or module is not first_leaf
+            layer_mode = mode or module.mode
+            layer, act, dense_act = _layer(
+                name or type(module).__name__, (module.out_features, module.in_features),
+                module.nnz, module.bias is not None, batch=batch, dtype=layer_dtype,
+                index_dtype=module.col_indices.dtype, spec=spec, device=dev,
+                needs_input_grad=needs_grad, mode=layer_mode,
+                bands=_bands(module.crow_indices, module.col_indices, layer_mode),
+            )
+        else:
             continue
         seen.update(id(p) for p in module.parameters())
-        layer_dtype = dtype or module.weight.dtype
-        needs_grad = input_requires_grad or module is not first_leaf
-        layer_mode = mode or module.mode
-        layer, act, dense_act = _layer(
-            name or type(module).__name__, (module.out_features, module.in_features),
-            module.nnz, module.bias is not None, batch=batch, dtype=layer_dtype,
-            index_dtype=module.col_indices.dtype, spec=spec, device=dev,
-            needs_input_grad=needs_grad, mode=layer_mode,
-            bands=_bands(module.crow_indices, module.col_indices, layer_mode),
-        )
         layers.append(layer)
         act_sum, dense_act_sum = act_sum + act, dense_act_sum + dense_act
         working = max(working, layer.sparse["working"])
         dense_working = max(dense_working, layer.dense["working"])
-        dense_numel[id(_weight_parameter(module))] = module.out_features * module.in_features
+        dense_numel[id(module.weight if isinstance(module, ShardedSparseLinear) else
+                       _weight_parameter(module))] = layer.shape[0] * layer.shape[1]
     other_params = [p for p in params if id(p) not in seen]
     other_bytes = sum(p.numel() * (dtype or p.dtype).itemsize for p in other_params)
     other = {
