@@ -8,6 +8,11 @@ view, multiplied by the sparse kernels of :mod:`sparselinear.ops` without any pe
 work, and the rank holds no more indices than its canonical CSR would (``world · rows`` row
 pointers instead of ``rows``).
 
+Where the kernels read a block's transposed pattern (torch's kernels, e.g. on CUDA; the compiled
+ones for wide batches), it is built on first use and kept per block, as
+:class:`~sparselinear.SparseLinear` keeps its own: ``in_features + world + 2 · nnz`` indices in
+all.
+
 The order of the edges (and so of :attr:`ShardBlocks.weight`, its gradient and the optimizer's
 state) is block by block, row by row within a block. :meth:`ShardBlocks.to_canonical` and
 :meth:`ShardBlocks.from_canonical` convert per-edge tensors to and from the canonical order of
@@ -23,7 +28,7 @@ from torch import nn
 
 from ..ops import policy
 from ..ops.autograd import sparse_backward, sparse_product
-from ..pattern.caches import transpose_order
+from ..pattern.caches import transposed_pattern
 
 __all__ = ["ShardBlocks", "first_at_least", "gradients", "multiply"]
 
@@ -155,9 +160,20 @@ class ShardBlocks(nn.Module):
 
     def block(self, b: int) -> tuple[torch.Tensor, torch.Tensor, slice]:
         """``(crow, col, edges)`` of block ``b``: its row pointers, its block-local column
-        indices, and the slice of :attr:`weight` that holds its values."""
-        e0, e1 = self.offsets[b], self.offsets[b + 1]
-        return self.crow[b], self.col[e0:e1], slice(e0, e1)
+        indices (views of the buffers, the same tensors from call to call while the buffers are
+        unchanged, so that what the kernels derive from a block — its transposed pattern — is
+        built once and kept), and the slice of :attr:`weight` that holds its values."""
+        key = (id(self.crow), id(self.col), self.crow.data_ptr(), self.col.data_ptr())
+        if getattr(self, "_views_key", None) != key:
+            self._views = [(self.crow[i], self.col[self.offsets[i]:self.offsets[i + 1]])
+                           for i in range(self.world_size)]
+            self._views_key = key
+        crow, col = self._views[b]
+        return crow, col, slice(self.offsets[b], self.offsets[b + 1])
+
+    def _apply(self, fn, recurse: bool = True):
+        self._views, self._views_key = [], None  # views of the buffers being replaced
+        return super()._apply(fn, recurse)
 
     # ------------------------------------------------------------------ the canonical order
     def order(self) -> torch.Tensor:
@@ -226,5 +242,5 @@ def gradients(crow: torch.Tensor, col: torch.Tensor, weight: torch.Tensor, x_t: 
     compute = policy.compute_dtype(grad_y.dtype, weight.device)
     return sparse_backward(
         plan, x_t.to(compute).contiguous(), weight, grad_y, crow, col,
-        lambda: transpose_order(crow, col, width), want_gx, want_gw, recycle=False,
+        lambda: transposed_pattern(crow, col, width), want_gx, want_gw, recycle=False,
     )

@@ -172,7 +172,8 @@ class _Replicated(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        return ctx.comm.all_reduce(grad.contiguous().clone()), None
+        # one contiguous copy to reduce in place (the incoming gradient may be shared)
+        return ctx.comm.all_reduce(grad.clone(memory_format=torch.contiguous_format)), None
 
 
 class _GatherOutput(torch.autograd.Function):

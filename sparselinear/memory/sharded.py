@@ -259,7 +259,7 @@ def ranks_needed(model: Any, memory_per_rank: int, *, max_ranks: int = 1 << 20,
         >>> plan = memory.ranks_needed((70_000_000, 70_000_000), 141 * 10**9,
         ...                            nnz=10**11, batch_size=8)
         >>> plan.world_size, memory.format_bytes(plan.peak), memory.format_bytes(plan.single.total)
-        (41, '139.5 GB', '5.6 TB')
+        (42, '138.5 GB', '5.6 TB')
     """
     lo, hi = 1, 1
     while estimate_sharded(model, world_size=hi, **options).peak > memory_per_rank:

@@ -11,7 +11,8 @@ ShardedSparseLinear`):
 * **row-sharded input** (:mod:`sparselinear.distributed.ring`): the rank's shard of the input
   and of its gradient, and for one batch chunk at a time two input pieces passing round, the
   partial sum received, and one block's kernel temporaries (the plan of a ``(rows, n_b)``
-  block for the chunk) with its weight-gradient slice.
+  block for the chunk) with its weight-gradient slice; the blocks' transposed patterns where
+  the kernels read them.
 
 Each function returns a :class:`RankSide`; :func:`~sparselinear.memory.estimate_sharded` adds
 the parameters.
@@ -109,13 +110,15 @@ def ring_side(rows: int, nnz: int, block_nnz: int, sizes: Sequence[int], rank: i
                             index_dtype=index_dtype, threads=threads)
     # forward: the block's product for the chunk beside the output; this piece and the next
     forward = chunk * rows * d + 2 * piece + plan.forward_bytes
-    # backward: the input gradient's shard (the result); this piece, the next and the partial
-    # sum received; the block's kernels and its weight-gradient slice
-    held = 3 if input_requires_grad else 2
+    # backward: the input gradient's shard (the result); this piece, the next and (from the
+    # third step on) the partial sum received; the block's kernels and its weight-gradient slice
+    held = 3 if input_requires_grad and world > 2 else 2
     contiguous = piece if input_requires_grad and not plan.compiled else 0
     backward = (batch * own * d if input_requires_grad else 0) + held * piece \
         + plan.backward_bytes + block_nnz * d + contiguous
     buffers = held * piece if backward >= forward else 2 * piece
     pattern = idx * (world * (rows + 1) + nnz)
+    if plan.transposed:  # every block's transposed pattern, built once and kept
+        pattern += idx * (sum(sizes) + world + 2 * nnz)
     return RankSide(pattern, batch * own * d, batch * rows * d, 0, forward, backward, buffers,
                     k)

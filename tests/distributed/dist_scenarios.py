@@ -134,8 +134,8 @@ def _ring_against_single(rank: int, world: int, group, backend: str, piece_bytes
     ref = single(Connectivity(mask), 5)
     inputs = RowPartition((0, 2, 17) if world == 2 else (0, 2, 3, 17), (0,) * (world + 1))
     bounds = [0, 8, 12] if world == 2 else [0, 4, 8, 12]
-    previous = ring_module.PIECE_BYTES
-    ring_module.PIECE_BYTES = piece_bytes
+    previous = ring_module.PIECE_BYTES, ring_module.MIN_CHUNK_ROWS
+    ring_module.PIECE_BYTES, ring_module.MIN_CHUNK_ROWS = piece_bytes, 1
     try:
         with kernels.use_backend(backend):
             layer = ShardedSparseLinear.from_sparse_linear(
@@ -169,7 +169,7 @@ def _ring_against_single(rank: int, world: int, group, backend: str, piece_bytes
             pieces = layer._ring_product.pieces(7, 8)
             compiled = kernels.extension_enabled(layer.weight)
     finally:
-        ring_module.PIECE_BYTES = previous
+        ring_module.PIECE_BYTES, ring_module.MIN_CHUNK_ROWS = previous
     return {"diffs": diffs, "local_nnz": layer.local.nnz, "pieces": pieces, "compiled": compiled}
 
 
@@ -419,22 +419,25 @@ def nccl_matches_single(rank: int, world: int, shared: Path, group) -> dict:
 def _step_memory(rank: int, world: int, group, layout: str) -> dict:
     """One training step's increase in this rank's resident memory (the allocator returning
     freed blocks), beside what memory.estimate_sharded says the step adds: gradients, the
-    output, the kernels' and the collectives' temporaries (the input exists before)."""
+    output, the kernels' and the collectives' temporaries (the input and the output's gradient
+    exist before)."""
     from sparselinear import memory
 
     memory.follow_live_memory()
     n, batch = 100_000, 32
     sharded = layout == "sharded"
-    layer = ShardedSparseLinear(n, n, RandomBlocks(n, n, nnz=1_000_000, seed=0), group=group,
+    layer = ShardedSparseLinear(n, n, RandomBlocks(n, n, nnz=200_000, seed=0), group=group,
                                 mode="sparse", input_partition="output" if sharded else None)
     opt = torch.optim.Adam(layer.parameters(), fused=True)
     width = layer.input_partition.sizes()[rank] if sharded else n
-    x = torch.randn(batch, width, generator=torch.Generator().manual_seed(0)).requires_grad_()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, width, generator=g).requires_grad_()
+    grad_y = torch.randn(batch, layer.local.out_features, generator=g)  # no loss temporaries
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
         x.grad = None
-        layer(x).square().mean().backward()
+        layer(x).backward(grad_y)
         opt.step()
 
     step()
@@ -444,19 +447,26 @@ def _step_memory(rank: int, world: int, group, layout: str) -> dict:
     with memory.track_peak("cpu") as m:
         step()
     est = memory.estimate_sharded(layer, world_size=world, batch_size=batch, optimizer=opt)
+    module = memory.estimate(torch.nn.Sequential(layer), batch_size=batch, optimizer=opt,
+                             input_requires_grad=True)
     own = est.ranks[rank].layers[0].sparse
     added = own["gradients"] + own["activations"] + own["working"] - est.sides[rank].input
-    return {"measured": m.increase, "estimated": added, "pieces": est.sides[rank].pieces}
+    return {"measured": m.increase, "estimated": added, "pieces": est.sides[rank].pieces,
+            "compiled": kernels.extension_enabled(layer.weight),
+            "module_is_the_rank": module.total == est.ranks[rank].total}
 
 
 def memory_sharded_input(rank: int, world: int, shared: Path, group) -> dict:
+    """The compiled kernels (as the benchmark), several pieces."""
     previous = ring_module.PIECE_BYTES
-    ring_module.PIECE_BYTES = 1 << 20  # several pieces at this size
+    ring_module.PIECE_BYTES = 1 << 20
     try:
-        return _step_memory(rank, world, group, "sharded")
+        with kernels.use_backend("auto"):
+            return _step_memory(rank, world, group, "sharded")
     finally:
         ring_module.PIECE_BYTES = previous
 
 
 def memory_replicated_input(rank: int, world: int, shared: Path, group) -> dict:
-    return _step_memory(rank, world, group, "replicated")
+    with kernels.use_backend("auto"):
+        return _step_memory(rank, world, group, "replicated")
