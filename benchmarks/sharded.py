@@ -3,14 +3,14 @@ bytes sent per step, in one run.
 
 Each world size runs in its own group of processes (``torch.multiprocessing``); every rank
 builds only its rows (``RandomBlocks``, seeded per row block), then times full training steps
-(forward, backward, Adam). The input is row-sharded (``--inputs sharded``, the default: what a
-stack of sharded layers or a sharded recurrent step passes on; each rank holds its rows of it,
-multiplied piece by piece around the ring and its gradient reduced the same way), or replicated
-on every rank (``--inputs replicated``: its gradient is all-reduced), or both in turn.
+(forward, backward, Adam), first with a row-sharded input (what a stack of sharded layers or a
+sharded recurrent step passes on: each rank holds its rows of it, multiplied piece by piece
+around the ring, its gradient reduced the same way), then with an input replicated on every
+rank (its gradient all-reduced); ``--inputs`` picks one.
 
     python benchmarks/sharded.py                       # 1,000,000^2, 40 M edges, batch 32
     python benchmarks/sharded.py --scale 0.01          # 10,000^2 with 400 k edges: a check
-    python benchmarks/sharded.py --ranks 1 2 --inputs sharded replicated --json out.json
+    python benchmarks/sharded.py --ranks 1 2 --inputs sharded --json out.json
 
 Peak memory is each process's resident high-water mark over the training steps, the first
 ones included (they build what the kernels keep, e.g. the transposed pattern), after the
@@ -48,7 +48,7 @@ def _rank(rank: int, world: int, port: int, cfg: dict, out: str) -> None:
     from _memory import current_bytes, peak_bytes, reset_peak
 
     from sparselinear import memory
-    from sparselinear.distributed import RandomBlocks, ShardedSparseLinear
+    from sparselinear.distributed import RandomBlocks, ShardedSparseLinear, step_volume
 
     torch.set_num_threads(cfg["threads"])
     if cfg["follow"]:  # freed blocks go back to the OS: the resident size is memory in use
@@ -106,7 +106,11 @@ def _rank(rank: int, world: int, port: int, cfg: dict, out: str) -> None:
         "peak_bytes": max(first_peak, steady_peak), "steady_peak_bytes": steady_peak,
         "held_before_steps": before, "baseline_bytes": baseline,
         "estimate_bytes": est.per_rank[rank], "target_bytes": target.numel() * 4,
-        "predicted_sent": est.communication["total"], "input": cfg["input"],
+        "predicted_sent": step_volume(
+            batch, n_in, n_out, world, input=cfg["input"], rank=rank,
+            input_sizes=layer.input_partition.sizes() if sharded else None,
+            output_sizes=layer.output_partition.sizes())["total"],
+        "input": cfg["input"],
     }
     Path(out, f"{cfg['input']}-{world}-{rank}.json").write_text(json.dumps(result))
     dist.destroy_process_group()
@@ -157,7 +161,8 @@ def main(argv: list[str] | None = None) -> dict:
                    help="multiply rows, columns and edges (0.01: a quick check)")
     p.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 4])
     p.add_argument("--inputs", nargs="+", choices=("sharded", "replicated"),
-                   default=["sharded"], help="the input's layout; several: one table each")
+                   default=["sharded", "replicated"],
+                   help="the input's layout; several: one table each (default: both)")
     p.add_argument("--batch", type=int, default=FULL[3])
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
