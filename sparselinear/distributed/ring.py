@@ -120,6 +120,8 @@ class RingProduct:
         y = x.new_zeros(batch, self.blocks.out_features)
         if bias is not None:
             y += bias.to(x.dtype)
+        if batch == 0:  # every rank has the same batch (the layer's input check)
+            return y
         for r0, r1 in _bounds(batch, self.pieces(batch, x.element_size())):
             current = x[r0:r1].t().contiguous()  # (n_p, rows of the chunk)
             for s in range(w):
@@ -144,6 +146,8 @@ class RingProduct:
         grad_y = grad_y.contiguous()
         grad_x = torch.empty_like(x, dtype=grad_y.dtype) if want_gx else None
         grad_w = torch.zeros_like(weight) if want_gw else None
+        if batch == 0 or not (want_gx or want_gw):
+            return grad_x, grad_w
         for r0, r1 in _bounds(batch, self.pieces(batch, x.element_size())):
             g = grad_y[r0:r1]
             # without a weight gradient the input is not needed: a buffer of its shape will do

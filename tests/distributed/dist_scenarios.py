@@ -187,6 +187,28 @@ def ring_compiled_kernels(rank: int, world: int, shared: Path, group) -> dict:
     return _ring_against_single(rank, world, group, "auto", 1)
 
 
+def ring_edge_cases(rank: int, world: int, shared: Path, group) -> dict:
+    """An empty batch, and a frozen weight (the input gradient alone goes round)."""
+    ref = single(pattern(12, 17, 3), 6)
+    inputs = RowPartition.even(17, world)
+    layer = ShardedSparseLinear.from_sparse_linear(ref, input_partition=inputs, group=group)
+    a0, a1 = inputs.rows(rank)
+    s0, s1 = layer.rows
+    empty = torch.zeros(0, a1 - a0, dtype=torch.float64, requires_grad=True)
+    y0 = layer(empty)
+    y0.sum().backward()
+    layer.weight.requires_grad_(False)
+    layer.weight.grad = None  # the empty batch's (zeros)
+    ref.weight.requires_grad_(False)
+    x = torch.randn(4, 17, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    xs, xr = x[:, a0:a1].clone().requires_grad_(), x.clone().requires_grad_()
+    (layer(xs) ** 2).sum().backward()  # the ranks' losses sum to the single process's
+    (ref(xr) ** 2).sum().backward()
+    return {"empty": tuple(y0.shape) == (0, s1 - s0) and empty.grad.shape == empty.shape,
+            "diffs": {"grad_input": _max_diff(xs.grad, xr.grad[:, a0:a1])},
+            "frozen": layer.weight.grad is None}
+
+
 def ring_stack_compiled(rank: int, world: int, shared: Path, group) -> dict:
     with kernels.use_backend("auto"):
         return stack(rank, world, shared, group)

@@ -24,8 +24,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 COMMON = ["matches_single", "stack", "recurrent", "uneven", "ring_whole_shards",
-          "ring_small_pieces", "ring_compiled_kernels", "ring_stack_compiled", "random_blocks",
-          "files", "consolidate", "errors"]
+          "ring_small_pieces", "ring_compiled_kernels", "ring_stack_compiled", "ring_edge_cases",
+          "random_blocks", "files", "consolidate", "errors"]
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,8 @@ def _values(ranks, name):
 
 @pytest.mark.parametrize("scenario", ["matches_single", "stack", "recurrent", "uneven",
                                       "ring_whole_shards", "ring_small_pieces",
-                                      "ring_compiled_kernels", "ring_stack_compiled"])
+                                      "ring_compiled_kernels", "ring_stack_compiled",
+                                      "ring_edge_cases"])
 def test_forward_and_every_gradient_match_the_single_process_layer(ranks, scenario):
     for r, value in enumerate(_values(ranks, scenario)):
         for what, diff in value["diffs"].items():
@@ -99,6 +100,11 @@ def test_a_sharded_input_goes_round_in_pieces_with_either_kernels(ranks):
     compiled = _values(ranks, "ring_compiled_kernels")
     assert all(v["pieces"] == 7 and v["compiled"] == ops._ext.build_expected() for v in compiled)
     assert not any(v["compiled"] for v in _values(ranks, "ring_small_pieces"))
+
+
+def test_an_empty_batch_and_a_frozen_weight_go_round_too(ranks):
+    for value in _values(ranks, "ring_edge_cases"):
+        assert value["empty"] and value["frozen"]
 
 
 def test_partitions_balance_edges_not_rows(ranks):
