@@ -22,8 +22,8 @@ import torch.distributed as dist
 from torch import nn
 
 from ..errors import DataError, SparseLinearTypeError, WiringMismatchError, describe
+from ..io.names import decode_names, encode_names, same_names
 from ..nn import SparseLinear
-from ..nn.linear import _decode_names, _encode_names
 from ..pattern import Connectivity
 from .collectives import agree
 from .layer import ShardedSparseLinear
@@ -237,12 +237,12 @@ def _names_state(layer: ShardedSparseLinear, out_names: list[Any]) -> torch.Tens
     if all(n is not None for n in out_names):
         joined = (np.concatenate(out_names) if isinstance(out_names[0], np.ndarray)
                   else tuple(name for part in out_names for name in part))
-    return _encode_names({"in_names": layer.in_names, "out_names": joined})
+    return encode_names({"in_names": layer.in_names, "out_names": joined})
 
 
 def _check_names(layer: ShardedSparseLinear, state: Any) -> None:
     """Raise unless the state dict's node names (if any) are the layer's (if any)."""
-    names = _decode_names(state)
+    names = decode_names(state)
     if not names:
         return
     start, stop = layer.rows
@@ -253,7 +253,7 @@ def _check_names(layer: ShardedSparseLinear, state: Any) -> None:
     ):
         if mine is None or theirs is None:
             continue
-        if len(mine) != len(theirs) or any(a != b for a, b in zip(mine, theirs)):
+        if not same_names(mine, theirs):
             raise WiringMismatchError(
                 f"The state dict was made for other nodes: its {axis} differ from this "
                 "layer's. Build the layer from the state dict's named pattern."

@@ -8,6 +8,7 @@ of one step, each beside what a dense ``nn.Linear`` of the same shape would need
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +16,6 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ..distributed.layer import ShardedSparseLinear
 from ..errors import ShapeError, SparseLinearTypeError, describe
 from ..nn.connectome import ConnectomeRNN
 from ..nn.linear import SparseLinear
@@ -31,13 +31,19 @@ from .units import format_bytes
 
 __all__ = [
     "BUILD_BYTES_PER_EDGE",
-    "CATEGORIES", "LayerEstimate", "MemoryEstimate", "estimate",
+    "CATEGORIES", "MODULE_ESTIMATORS", "LayerEstimate", "MemoryEstimate", "estimate",
     "format_bytes",
 ]
 
 #: Peak of building a random pattern of a given shape and nnz, per edge (index arrays, sort,
 #: validation), beyond the pattern it becomes; see BENCHMARKS.md for the measurement.
 BUILD_BYTES_PER_EDGE = 72
+
+#: Estimators of modules that hold sparse layers in their own way, by module class:
+#: ``fn(name, module, batch, spec, dtype, device, input_requires_grad)`` returns ``(LayerEstimate,
+#: activation bytes, dense activation bytes)`` and the module's submodules are not counted
+#: again. :mod:`sparselinear.memory.sharded` registers the sharded layer's (this rank's part).
+MODULE_ESTIMATORS: dict[type, Callable[..., tuple[Any, int, int]]] = {}
 
 #: The rows of every estimate, in table order.
 CATEGORIES = ("values", "gradients", "optimizer_state", "pattern", "activations", "working")
@@ -378,23 +384,6 @@ def _weight_parameter(layer: SparseLinear) -> torch.Tensor:
     return layer.weight
 
 
-def _sharded_layer(name: str, module: ShardedSparseLinear, batch: int, spec: OptimizerSpec,
-                   dtype: torch.dtype | None, device: Any,
-                   input_requires_grad: bool) -> tuple[LayerEstimate, int, int]:
-    """This rank's part of a sharded layer: :func:`~sparselinear.memory.estimate_sharded`'s
-    estimate of the rank, input side included."""
-    from .sharded import estimate_sharded  # it builds on this module
-
-    est = estimate_sharded(module, world_size=module.world_size, batch_size=batch,
-                           optimizer=spec, dtype=dtype, device=device,
-                           bias=module.bias is not None,
-                           input_requires_grad=input_requires_grad,
-                           gather_output=module.gather_output)
-    layer = est.ranks[module.rank].layers[0]
-    layer.name = name
-    return layer, layer.sparse["activations"], layer.dense["activations"]
-
-
 def _estimate_module(
     model: nn.Module,
     batch: int,
@@ -417,14 +406,19 @@ def _estimate_module(
     act_sum = dense_act_sum = 0
     working = dense_working = 0
     dense_numel = {}  # id of a sparse layer's weight parameter -> its dense equivalent's size
-    sharded = [m for m in model.modules() if isinstance(m, ShardedSparseLinear)]
-    inside = {id(sub) for m in sharded for sub in m.local.modules()}
+    special = tuple(MODULE_ESTIMATORS)
+    inside = {id(sub) for m in model.modules() if special and isinstance(m, special)
+              for sub in m.modules() if sub is not m}
     for name, module in model.named_modules():
-        if isinstance(module, ShardedSparseLinear):
+        if id(module) in inside:
+            continue
+        estimator = next((f for cls, f in MODULE_ESTIMATORS.items() if isinstance(module, cls)),
+                         None)
+        if estimator is not None:
             needs_grad = input_requires_grad or first_leaf not in set(module.modules())
-            layer, act, dense_act = _sharded_layer(name or type(module).__name__, module,
-                                                   batch, spec, dtype, device, needs_grad)
-        elif isinstance(module, SparseLinear) and id(module) not in inside:
+            layer, act, dense_act = estimator(name or type(module).__name__, module, batch, spec,
+                                              dtype, device, needs_grad)
+        elif isinstance(module, SparseLinear):
             layer_dtype = dtype or module.weight.dtype
             needs_grad = input_requires_grad or module is not first_leaf
             layer_mode = mode or module.mode
@@ -442,8 +436,8 @@ def _estimate_module(
         act_sum, dense_act_sum = act_sum + act, dense_act_sum + dense_act
         working = max(working, layer.sparse["working"])
         dense_working = max(dense_working, layer.dense["working"])
-        dense_numel[id(module.weight if isinstance(module, ShardedSparseLinear) else
-                       _weight_parameter(module))] = layer.shape[0] * layer.shape[1]
+        weight = module.weight if estimator is not None else _weight_parameter(module)
+        dense_numel[id(weight)] = layer.shape[0] * layer.shape[1]
     other_params = [p for p in params if id(p) not in seen]
     other_bytes = sum(p.numel() * (dtype or p.dtype).itemsize for p in other_params)
     other = {

@@ -25,8 +25,15 @@ from ..errors import ShapeError, SparseLinearTypeError, check_choice, describe
 from ..pattern.connectivity import Connectivity, index_dtype_for
 from ..pattern.generators import resolve_nnz
 from ..pattern.sources import check_shape
-from .estimate import MemoryEstimate, _check_dtype, estimate, format_bytes
-from .optimizers import resolve_optimizer
+from .estimate import (
+    MODULE_ESTIMATORS,
+    LayerEstimate,
+    MemoryEstimate,
+    _check_dtype,
+    estimate,
+    format_bytes,
+)
+from .optimizers import OptimizerSpec, resolve_optimizer
 from .sharded_side import RankSide, replicated_side, ring_side
 from .transients import optimizer_transient
 
@@ -245,6 +252,24 @@ def estimate_sharded(
     )
     return ShardedEstimate(w, batch, input, ranks, sides, sides[largest].buffers,
                            communication, single)
+
+
+def _rank_part(name: str, module: ShardedSparseLinear, batch: int, spec: OptimizerSpec,
+               dtype: torch.dtype | None, device: Any,
+               input_requires_grad: bool) -> tuple[LayerEstimate, int, int]:
+    """A sharded layer in :func:`~sparselinear.memory.estimate`'s model: this rank's part of
+    it, input side included."""
+    est = estimate_sharded(module, world_size=module.world_size, batch_size=batch,
+                           optimizer=spec, dtype=dtype, device=device,
+                           bias=module.bias is not None,
+                           input_requires_grad=input_requires_grad,
+                           gather_output=module.gather_output)
+    layer = est.ranks[module.rank].layers[0]
+    layer.name = name
+    return layer, layer.sparse["activations"], layer.dense["activations"]
+
+
+MODULE_ESTIMATORS[ShardedSparseLinear] = _rank_part
 
 
 def ranks_needed(model: Any, memory_per_rank: int, *, max_ranks: int = 1 << 20,
