@@ -7,7 +7,8 @@ only its slice: ``weight`` and ``col_indices`` (``nnz``, in the canonical edge o
 and ``fan_in`` (``out_features``). A checkpoint saved from N ranks loads onto M ranks: DCP reads
 the slices each new rank owns. The pattern read back is compared with the layer's own on every
 rank before any value is copied ([`WiringMismatchError`][sparselinear.errors.WiringMismatchError]
-otherwise). Other parameters and buffers of the model are saved as replicated tensors.
+otherwise). Other parameters and buffers of the model are saved as replicated tensors. An
+optimizer's state can go with them (``optimizer=``), re-sharded the same way (``optimizer_state``).
 """
 
 from __future__ import annotations
@@ -16,15 +17,18 @@ import os
 import warnings
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..errors import SparseLinearTypeError, WiringMismatchError, describe
+from ..errors import DataError, SparseLinearTypeError, WiringMismatchError, describe
+from ..io.names import decode_names, encode_names, same_names
 from ..nn import SparseLinear
 from ..pattern import Connectivity
 from .collectives import agree
 from .layer import ShardedSparseLinear
+from .optimizer_state import apply_optimizer_state, empty_entries, optimizer_entries
 
 __all__ = [
     "consolidated_state_dict",
@@ -50,15 +54,16 @@ def _sharded(full: int, offset: int, local: torch.Tensor, layer: ShardedSparseLi
 
 
 def _layer_tensors(layer: ShardedSparseLinear) -> dict[str, torch.Tensor]:
-    """This rank's slices: the values and pattern as they are in the layer (views)."""
-    local = layer.local
+    """This rank's slices in the canonical order: the values and pattern (views where the layer
+    stores them so)."""
+    crow, col = layer.canonical_pattern()
     tensors = {
-        "weight": local.weight.detach(),
-        "col_indices": local.col_indices.to(_INDEX),
-        "fan_in": local.crow_indices.diff().to(_INDEX),
+        "weight": layer.to_canonical(layer.weight.detach()),
+        "col_indices": col.to(_INDEX),
+        "fan_in": crow.diff().to(_INDEX),
     }
-    if local.bias is not None:
-        tensors["bias"] = local.bias.detach()
+    if layer.bias is not None:
+        tensors["bias"] = layer.bias.detach()
     return tensors
 
 
@@ -88,35 +93,45 @@ def _group(module: nn.Module) -> Any:
                 None)
 
 
-def save_checkpoint(module: nn.Module, path: str | os.PathLike) -> None:
+def save_checkpoint(module: nn.Module, path: str | os.PathLike,
+                    optimizer: torch.optim.Optimizer | None = None) -> None:
     """Save ``module`` (a [`ShardedSparseLinear`][sparselinear.distributed.ShardedSparseLinear] or a
-    model holding some) with DCP to the directory ``path``; call it on every rank of the layers'
-    process group."""
+    model holding some) with DCP to the directory ``path``, and ``optimizer``'s state if given
+    (sharded like the weights: ``optimizer_state``); call it on every rank of the layers' process
+    group."""
     import torch.distributed.checkpoint as dcp  # a second to import: only when used
 
+    state = _state(module, fresh=False)
+    if optimizer is not None:
+        state.update(optimizer_entries(module, optimizer, _sharded))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        dcp.save(_state(module, fresh=False), checkpoint_id=path, process_group=_group(module))
+        dcp.save(state, checkpoint_id=path, process_group=_group(module))
 
 
-def load_checkpoint(module: nn.Module, path: str | os.PathLike) -> None:
+def load_checkpoint(module: nn.Module, path: str | os.PathLike,
+                    optimizer: torch.optim.Optimizer | None = None) -> None:
     """Load a checkpoint written by [`save_checkpoint`][sparselinear.distributed.save_checkpoint]
-    from any number of ranks into ``module``, on every rank, after checking each sharded layer's
-    wiring.
+    from any number of ranks into ``module`` (and its optimizer state into ``optimizer``, if given),
+    on every rank, after checking each sharded layer's wiring.
 
     Raises:
         WiringMismatchError: on every rank, if the checkpoint's shapes or pattern differ from
             the module's.
+        DataError: on every rank, if an optimizer is given and the checkpoint holds no
+            optimizer state.
     """
     import torch.distributed.checkpoint as dcp
 
     state = _state(module, fresh=True)
     group = _group(module)
 
-    def check_sizes() -> None:
+    def check_sizes() -> dict:
         stored = dcp.FileSystemReader(path).read_metadata().state_dict_metadata
         for key, value in state.items():
-            mine = tuple(value.size())
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                mine = tuple(value.size())
             theirs = getattr(stored.get(key), "size", None)
             if theirs is None or tuple(theirs) != mine:
                 raise WiringMismatchError(
@@ -124,8 +139,18 @@ def load_checkpoint(module: nn.Module, path: str | os.PathLike) -> None:
                     f"{None if theirs is None else tuple(theirs)} there and {mine} here. Load it "
                     "into a model built from the checkpoint's pattern."
                 )
+        if optimizer is not None and not any(k.startswith("optim.") for k in stored):
+            raise DataError(
+                f"The checkpoint at {path} holds no optimizer state: it was saved without "
+                "`optimizer=`. Load it without one (the optimizer starts afresh)."
+            )
+        return stored
 
-    agree(group, "Reading the checkpoint", check_sizes)
+    stored = agree(group, "Reading the checkpoint", check_sizes)
+    entries = {}
+    if optimizer is not None:
+        entries = empty_entries(module, optimizer, stored, _sharded)
+        state.update(entries)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         dcp.load(state, checkpoint_id=path, process_group=group)
@@ -153,14 +178,21 @@ def load_checkpoint(module: nn.Module, path: str | os.PathLike) -> None:
     with torch.no_grad():
         plain = {}
         for key, value in state.items():
+            if key in entries:
+                continue
             target = key.rsplit(".", 1)
             if target[-1] in ("weight", "bias") and hasattr(value, "local_tensor"):
                 layer = module.get_submodule(target[0]) if len(target) > 1 else module
-                getattr(layer.local, target[-1]).copy_(value.local_tensor())
+                loaded = value.local_tensor()
+                if target[-1] == "weight":
+                    loaded = layer.from_canonical(loaded.to(layer.weight.device))
+                getattr(layer.local, target[-1]).copy_(loaded)
             elif not hasattr(value, "local_tensor"):
                 plain[key] = value
         if plain:
             module.load_state_dict(plain, strict=False)
+    if optimizer is not None:
+        apply_optimizer_state(module, optimizer, {k: state[k] for k in entries})
 
 
 def consolidated_state_dict(layer: ShardedSparseLinear, dst: int = 0) -> dict[str, Any] | None:
@@ -176,7 +208,8 @@ def consolidated_state_dict(layer: ShardedSparseLinear, dst: int = 0) -> dict[st
         raise SparseLinearTypeError(
             f"'layer' must be a ShardedSparseLinear; got {describe(layer)}."
         )
-    mine = {k: v.cpu() for k, v in _layer_tensors(layer).items()}
+    mine: dict[str, Any] = {k: v.cpu() for k, v in _layer_tensors(layer).items()}
+    mine["out_names"] = layer.out_names
     pieces: list[Any] = [None] * layer.world_size if layer.rank == dst else None
     dist.gather_object(mine, pieces, dst=dist.get_global_rank(layer.comm.group, dst)
                        if layer.comm.group is not None else dst, group=layer.comm.group)
@@ -189,11 +222,43 @@ def consolidated_state_dict(layer: ShardedSparseLinear, dst: int = 0) -> dict[st
         "weight": torch.cat([p["weight"] for p in pieces]),
         "crow_indices": crow,
         "col_indices": torch.cat([p["col_indices"] for p in pieces]),
-        "_extra_state": None,
+        "_extra_state": _names_state(layer, [p["out_names"] for p in pieces]),
     }
     if layer.bias is not None:
         state["bias"] = torch.cat([p["bias"] for p in pieces])
     return state
+
+
+def _names_state(layer: ShardedSparseLinear, out_names: list[Any]) -> torch.Tensor | None:
+    """The single-process layer's ``_extra_state``: the names of all rows (the ranks' slices
+    joined) and of the inputs, or ``None`` when the layer has none."""
+    if layer.in_names is None and all(n is None for n in out_names):
+        return None
+    joined = None
+    if all(n is not None for n in out_names):
+        joined = (np.concatenate(out_names) if isinstance(out_names[0], np.ndarray)
+                  else tuple(name for part in out_names for name in part))
+    return encode_names({"in_names": layer.in_names, "out_names": joined})
+
+
+def _check_names(layer: ShardedSparseLinear, state: Any) -> None:
+    """Raise unless the state dict's node names (if any) are the layer's (if any)."""
+    names = decode_names(state)
+    if not names:
+        return
+    start, stop = layer.rows
+    theirs_out = names.get("out_names")
+    for axis, mine, theirs in (
+        ("out_names", layer.out_names, None if theirs_out is None else theirs_out[start:stop]),
+        ("in_names", layer.in_names, names.get("in_names")),
+    ):
+        if mine is None or theirs is None:
+            continue
+        if not same_names(mine, theirs):
+            raise WiringMismatchError(
+                f"The state dict was made for other nodes: its {axis} differ from this "
+                "layer's. Build the layer from the state dict's named pattern."
+            )
 
 
 def load_consolidated_state_dict(layer: ShardedSparseLinear, state_dict: dict[str, Any]) -> None:
@@ -216,6 +281,7 @@ def load_consolidated_state_dict(layer: ShardedSparseLinear, state_dict: dict[st
                 f"{layer.out_features} rows and nnz={layer.nnz}. Build the layer from the "
                 "state dict's pattern."
             )
+        _check_names(layer, state_dict.get("_extra_state"))
         start, stop = layer.rows
         crow = crow.to(_INDEX)
         e0, e1 = int(crow[start]), int(crow[stop])
@@ -227,9 +293,34 @@ def load_consolidated_state_dict(layer: ShardedSparseLinear, state_dict: dict[st
         }
         if "bias" in state_dict and state_dict["bias"] is not None:
             local["bias"] = state_dict["bias"][start:stop]
-        layer.local.load_state_dict(local)
+        if isinstance(layer.local, SparseLinear):
+            layer.local.load_state_dict(local)
+        else:
+            _load_blocks(layer, local)
 
     agree(layer.comm.group, "Loading the consolidated state dict", load)
+
+
+def _load_blocks(layer: ShardedSparseLinear, local: dict[str, Any]) -> None:
+    """Load this rank's canonical slices into a layer stored in blocks, after checking that
+    they were made for its rows' pattern."""
+    crow, col = layer.canonical_pattern()
+    for key, mine in (("crow_indices", crow), ("col_indices", col)):
+        theirs = local[key]
+        if theirs.shape != mine.shape or not torch.equal(theirs.to(_INDEX).cpu(),
+                                                         mine.to(_INDEX).cpu()):
+            raise WiringMismatchError(
+                f"The state dict was made for different wiring: its {key} differs from this "
+                f"layer's in rows {layer.rows[0]}..{layer.rows[1] - 1}. Build the layer from "
+                "the state dict's pattern."
+            )
+    if (local.get("bias") is None) != (layer.bias is None):
+        raise WiringMismatchError("The state dict and the layer differ in having a bias.")
+    with torch.no_grad():
+        weight = local["weight"].to(layer.weight)
+        layer.local.weight.copy_(layer.from_canonical(weight))
+        if layer.bias is not None:
+            layer.local.bias.copy_(local["bias"])
 
 
 def to_sparse_linear(layer: ShardedSparseLinear, dst: int = 0) -> SparseLinear | None:

@@ -3,7 +3,8 @@ that makes every rank raise when one rank fails.
 
 Activations are ``(batch, features)``; a row-sharded activation holds rank ``r``'s slice of the
 features. Ranks may own different numbers of features, so shards are zero-padded to the largest
-before ``all_gather`` / ``reduce_scatter`` (torch's collectives want equal sizes).
+before ``all_gather`` (torch's collectives want equal sizes). A row-sharded *input* is not
+gathered: ``ring`` multiplies it piece by piece.
 
 [`Communicator`][sparselinear.distributed.Communicator] counts the bytes each rank sends per
 collective with the ring algorithm's volumes (``(W - 1) / W`` of the gathered or reduced tensor;
@@ -21,13 +22,12 @@ import torch.distributed as dist
 from .. import errors
 from ..errors import SparseLinearError
 
-__all__ = ["Communicator", "ProcessGroupError", "agree", "gather_features", "gather_output",
+__all__ = ["Communicator", "ProcessGroupError", "agree", "checksum", "gather_output",
            "replicated_input"]
 
 T = TypeVar("T")
 
 _all_gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
-_reduce_scatter = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
 
 
 class ProcessGroupError(SparseLinearError, RuntimeError):
@@ -78,6 +78,28 @@ def agree(group: Any, what: str, fn: Callable[[], T]) -> T:
     return result  # type: ignore[return-value]
 
 
+_BITS = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def checksum(x: torch.Tensor) -> tuple[int, int]:
+    """Two integer sums of ``x``'s bits, equal for equal tensors whatever the order of the
+    additions (integer sums, wrapping): the sum of all values, and the sum of each row's sum
+    times the row's index, so that rows in another order differ too. Reads ``x`` once.
+
+    Examples:
+        >>> a = torch.randn(3, 4)
+        >>> checksum(a) == checksum(a.clone()), checksum(a) == checksum(a.flip(0))
+        (True, False)
+    """
+    if x.numel() == 0:
+        return 0, 0
+    bits = x.detach().contiguous().view(_BITS[x.element_size()])
+    rows = bits.reshape(-1, x.shape[-1]).sum(dim=1, dtype=torch.int64)
+    index = torch.arange(1, rows.numel() + 1, dtype=torch.int64, device=rows.device)
+    low = (1 << 62) - 1  # non-negative, and their negatives fit an int64 too
+    return int(rows.sum()) & low, int((rows * index).sum()) & low
+
+
 class Communicator:
     """A process group, the device its collectives run on, and a count of the bytes sent.
 
@@ -91,18 +113,32 @@ class Communicator:
         self.device = device
         self.bytes_sent = 0
 
-    def check(self, problem: str | None, what: str, batch: int, device: torch.device) -> None:
+    def check(self, problem: str | None, what: str, batch: int, device: torch.device,
+              replicated: torch.Tensor | None = None) -> None:
         """Every rank states its problem (``None`` if none) and batch in one small all-reduce;
         if any rank has a problem or the batches differ, every rank raises
-        [`ShapeError`][sparselinear.errors.ShapeError] with the first rank's text."""
-        flags = torch.tensor([0 if problem is None else 1, batch, -batch], device=device)
+        [`ShapeError`][sparselinear.errors.ShapeError] with the first rank's text. With
+        ``replicated`` (an input every rank should hold alike), the same all-reduce compares
+        its ``checksum``, and every rank raises [`DataError`][sparselinear.errors.DataError] if
+        they differ."""
+        sums = checksum(replicated) if replicated is not None and problem is None else (0, 0)
+        flags = torch.tensor([0 if problem is None else 1, batch, -batch, sums[0], -sums[0],
+                              sums[1], -sums[1]], dtype=torch.int64, device=device)
         dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=self.group)
-        if int(flags[0]) == 0 and int(flags[1]) == -int(flags[2]):
+        same = [int(flags[i]) == -int(flags[i + 1]) for i in (1, 3, 5)]
+        if int(flags[0]) == 0 and all(same):
             return
-        if int(flags[0]) == 0:
+        if int(flags[0]) == 0 and not same[0]:
             raise errors.ShapeError(
                 f"{what}: the ranks were given different batch sizes (from {-int(flags[2])} to "
                 f"{int(flags[1])} rows); every rank must pass the same batch."
+            )
+        if int(flags[0]) == 0:
+            raise errors.DataError(
+                f"{what}: the input differs between the ranks, but input_partition=None says "
+                "it is replicated: every rank must pass the same input (seed its generator "
+                "alike, or broadcast it from rank 0), or pass each rank its rows of a "
+                "row-sharded input with input_partition=."
             )
         problems: list[Any] = [None] * self.world_size
         dist.all_gather_object(problems, problem, group=self.group)
@@ -127,21 +163,6 @@ class Communicator:
         _all_gather(out.view(-1), padded.view(-1), group=self.group)
         return torch.cat([out[r, :, :n] for r, n in enumerate(sizes)], dim=1)
 
-    def reduce_scatter_features(self, g: torch.Tensor, sizes: list[int]) -> torch.Tensor:
-        """``(B, sum(sizes))`` partial sums on each rank -> this rank's ``(B, sizes[rank])``
-        slice of their sum."""
-        w, widest = self.world_size, max(sizes)
-        batch = g.shape[0]
-        stacked = g.new_zeros(w, batch, widest)
-        start = 0
-        for r, n in enumerate(sizes):
-            stacked[r, :, :n] = g[:, start:start + n]
-            start += n
-        out = g.new_empty(batch, widest)
-        self.bytes_sent += (w - 1) * out.numel() * out.element_size()
-        _reduce_scatter(out.view(-1), stacked.view(-1), group=self.group)
-        return out[:, : sizes[self.rank]]
-
 
 class _Replicated(torch.autograd.Function):
     @staticmethod
@@ -151,18 +172,8 @@ class _Replicated(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        return ctx.comm.all_reduce(grad.contiguous().clone()), None
-
-
-class _GatherFeatures(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, comm: Communicator, sizes: list[int]) -> torch.Tensor:
-        ctx.comm, ctx.sizes = comm, sizes
-        return comm.all_gather_features(x.contiguous(), sizes)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        return ctx.comm.reduce_scatter_features(grad.contiguous(), ctx.sizes), None, None
+        # one contiguous copy to reduce in place (the incoming gradient may be shared)
+        return ctx.comm.all_reduce(grad.clone(memory_format=torch.contiguous_format)), None
 
 
 class _GatherOutput(torch.autograd.Function):
@@ -179,13 +190,9 @@ class _GatherOutput(torch.autograd.Function):
 
 
 def replicated_input(x: torch.Tensor, comm: Communicator) -> torch.Tensor:
-    """Identity forward; the input gradient's per-rank partial sums all-reduced backward."""
-    return _Replicated.apply(x, comm) if x.requires_grad else x
-
-
-def gather_features(x: torch.Tensor, comm: Communicator, sizes: list[int]) -> torch.Tensor:
-    """All-gather a row-sharded ``(B, n_r)`` activation to ``(B, N)``; reduce-scatter backward."""
-    return _GatherFeatures.apply(x, comm, sizes)
+    """Identity forward; the input gradient's per-rank partial sums all-reduced backward (on
+    more than one rank)."""
+    return _Replicated.apply(x, comm) if x.requires_grad and comm.world_size > 1 else x
 
 
 def gather_output(y: torch.Tensor, comm: Communicator, sizes: list[int]) -> torch.Tensor:

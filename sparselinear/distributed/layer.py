@@ -12,15 +12,16 @@ from torch import nn
 from ..errors import ShapeError, SparseLinearTypeError, WiringMismatchError, describe
 from ..nn import SparseLinear
 from ..pattern import Connectivity
+from .blocks import ShardBlocks
 from .collectives import (
     Communicator,
     agree,
-    gather_features,
     gather_output,
     group_info,
     replicated_input,
 )
 from .partition import RowPartition
+from .ring import RingProduct, ring_product
 from .sources import ConnectivitySource, RowSource, local_pattern
 
 __all__ = ["ShardedSparseLinear"]
@@ -43,16 +44,28 @@ class ShardedSparseLinear(nn.Module):
 
     Rank ``r`` owns a contiguous range of output rows, chosen so that every rank holds about
     ``nnz / world`` edges, and keeps only their pattern, values, bias, gradients and optimizer
-    state: ``local`` is an ordinary [`SparseLinear`][sparselinear.SparseLinear] of shape
-    ``(rows of r, in_features)``. Collectives run on ``torch.distributed`` (gloo on CPU, NCCL on
-    CUDA):
+    state. Collectives run on ``torch.distributed`` (gloo on CPU, NCCL on CUDA):
 
-    * forward: the input is replicated on every rank, or row-sharded (the output of a previous
-      sharded layer, ``input_partition=``) and then all-gathered; the local sparse product gives
-      this rank's rows of the output; ``gather_output=True`` all-gathers the full output.
-    * backward: the input gradient's per-rank partial sums are all-reduced (replicated input)
-      or reduce-scattered (sharded input); weight and bias gradients stay local, so any torch
-      optimizer steps each rank's shard.
+    * replicated input (``input_partition=None``): every rank holds the whole input; the local
+      sparse product gives this rank's rows of the output, and backward all-reduces the input
+      gradient's per-rank partial sums.
+      ``local`` is an ordinary
+      [`SparseLinear`][sparselinear.SparseLinear] of shape ``(rows of r, in_features)``.
+    * row-sharded input (``input_partition=``: the output of a previous sharded layer, or a
+      recurrent step's own): no rank ever holds the whole input. The shards pass around a ring
+      of ranks in pieces (``ring``), each multiplied by the block of
+      this rank's rows for that shard, and backward sends the input gradient's partial sums
+      along the same ring to the rank that owns each shard (a reduce-scatter).
+      ``local`` is then a ``ShardBlocks``
+      holding the rows in column blocks by input shard, always computed with sparse kernels
+      (``mode`` does not apply).
+    * ``gather_output=True`` all-gathers the full output. Weight and bias gradients stay
+      local, so any torch optimizer steps each rank's shard.
+
+    Per-rank memory is about ``1 / world`` of the layer, plus the input side: the whole input,
+    its gradient and their buffers for a replicated input, one shard of them and a few pieces
+    for a sharded one
+    ([`sparselinear.memory.estimate_sharded`][sparselinear.memory.estimate_sharded]).
 
     Every rank must build the layer with the same arguments; the ranks compare the source's
     fingerprint, the shape and the partition at construction and all raise
@@ -81,18 +94,25 @@ class ShardedSparseLinear(nn.Module):
         mode: how the local product computes, as for [`SparseLinear`][sparselinear.SparseLinear].
         check_inputs: before each forward pass, the ranks compare the input's width and batch
             in one small all-reduce, so a bad input raises on every rank instead of leaving the
-            others blocked in a collective. Default: ``True``.
+            others blocked in a collective; a replicated input's checksum joins them (one read
+            of the input), so an input that differs between ranks raises
+            [`DataError`][sparselinear.errors.DataError] on every rank. Default: ``True``.
 
     Shape:
         - Input: ``(*, in_features)``, or ``(*, rows of this rank in input_partition)``.
         - Output: ``(*, rows of this rank)``, or ``(*, out_features)`` with ``gather_output``.
 
     Attributes:
-        local: this rank's [`SparseLinear`][sparselinear.SparseLinear] (its ``weight`` and ``bias``
-            are the parameters).
+        local: this rank's rows: a [`SparseLinear`][sparselinear.SparseLinear], or for a row-sharded
+            input on several ranks a ``ShardBlocks`` (its ``weight``,
+            stored block by block, and ``bias`` are the parameters;
+            [`to_canonical`][sparselinear.distributed.ShardedSparseLinear.to_canonical]).
         output_partition: the [`RowPartition`][sparselinear.distributed.RowPartition] of the output
             rows.
         digest: a digest of the whole pattern as partitioned, equal on every rank.
+        out_names, in_names: the node names of this rank's rows and of all inputs, when the
+            source has them (a named [`Connectivity`][sparselinear.Connectivity]); consolidation
+            carries them back to the single-process layer.
 
     Examples:
         >>> import torch.distributed as dist
@@ -147,11 +167,6 @@ class ShardedSparseLinear(nn.Module):
             return src, bounds, conn, values
 
         src, bounds, conn, values = agree(group, "Building the sharded layer", build)
-        self.local = SparseLinear(self.in_features, conn.out_features, conn, bias,
-                                  device=device, dtype=dtype, mode=mode)
-        if values is not None:
-            with torch.no_grad():
-                self.local.weight.copy_(values.to(self.local.weight.dtype))
         mine = (src.shape, src.nnz, src.fingerprint(), bounds, conn.nnz, conn.digest)
         everyone: list[Any] = [None] * world
         torch.distributed.all_gather_object(everyone, mine, group=group)
@@ -167,6 +182,22 @@ class ShardedSparseLinear(nn.Module):
         if input_partition is not None:
             self._check_input_partition(input_partition, world)
         self.input_partition: RowPartition | None = input_partition
+        out_names, self.in_names = src.names()
+        start, stop = self.output_partition.rows(rank)
+        # this rank's rows' names; the inputs' whole (every rank holds the source's anyway)
+        self.out_names = None if out_names is None else out_names[start:stop]
+        self.local: SparseLinear | ShardBlocks
+        if input_partition is not None and world > 1:  # multiplied shard by shard: blocks
+            self.local = ShardBlocks(conn.crow_indices(), conn.col_indices(),
+                                     input_partition.row_bounds, bias, values=values,
+                                     device=device, dtype=dtype)
+            self._ring_product = RingProduct(self.comm, self.local)
+        else:
+            self.local = SparseLinear(self.in_features, conn.out_features, conn, bias,
+                                      device=device, dtype=dtype, mode=mode)
+            if values is not None:
+                with torch.no_grad():
+                    self.local.weight.copy_(values.to(self.local.weight.dtype))
 
     def _agree_on_pattern(self, everyone: list[Any]) -> RowPartition:
         first = everyone[0]
@@ -204,7 +235,10 @@ class ShardedSparseLinear(nn.Module):
     # ------------------------------------------------------------------ properties
     @property
     def weight(self) -> torch.Tensor:
-        """This rank's edge values, shape ``(local nnz,)``."""
+        """This rank's edge values, shape ``(local nnz,)``: in the canonical order of its rows
+        (row by row, inputs sorted), or, for a row-sharded input on several ranks, block by
+        block of input shard
+        ([`to_canonical`][sparselinear.distributed.ShardedSparseLinear.to_canonical] converts)."""
         return self.local.weight
 
     @property
@@ -236,31 +270,66 @@ class ShardedSparseLinear(nn.Module):
         to start a new count."""
         return self.comm.bytes_sent
 
+    # ------------------------------------------------------------------ the canonical order
+    def canonical_pattern(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(crow, col)``: this rank's rows as a canonical CSR of shape ``(rows,
+        in_features)``, whatever the storage."""
+        if isinstance(self.local, ShardBlocks):
+            return self.local.canonical_pattern()
+        return self.local.crow_indices, self.local.col_indices
+
+    def to_canonical(self, values: torch.Tensor) -> torch.Tensor:
+        """A per-edge tensor of this rank (the weight, its gradient, optimizer state) in the
+        canonical order of its rows: the order of
+        [`canonical_pattern`][sparselinear.distributed.ShardedSparseLinear.canonical_pattern], of
+        the single-process layer's weight slice and of checkpoints."""
+        if isinstance(self.local, ShardBlocks):
+            return self.local.to_canonical(values)
+        return values
+
+    def from_canonical(self, values: torch.Tensor) -> torch.Tensor:
+        """The inverse of
+        [`to_canonical`][sparselinear.distributed.ShardedSparseLinear.to_canonical]: a per-edge
+        tensor in this rank's storage order."""
+        if isinstance(self.local, ShardBlocks):
+            return self.local.from_canonical(values)
+        return values
+
     # ------------------------------------------------------------------ forward
+    def _problem(self, input: Any, width: int, sharded: bool) -> str | None:
+        """What is wrong with this rank's input, or ``None``."""
+        if not isinstance(input, torch.Tensor):
+            return f"the input must be a torch.Tensor; got {describe(input)}"
+        if input.dim() == 0 or input.shape[-1] != width:
+            kind = (f"this rank's {width} rows of the previous layer's output (input_partition)"
+                    if sharded else f"in_features = {width}, replicated on every rank")
+            return (f"the input's last dimension must be {kind}; got {describe(input)}. "
+                    + ("Pass the previous sharded layer's output as is."
+                       if sharded else "A row-sharded input needs input_partition=."))
+        weight = self.local.weight
+        if input.dtype != weight.dtype or input.device != weight.device:
+            return (f"the input must be {weight.dtype} on {weight.device}, as the layer's "
+                    f"weight; got {describe(input)}. Convert it with `.to(...)`.")
+        return None
+
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         sharded = self.input_partition is not None
         width = self.input_partition.sizes()[self.rank] if sharded else self.in_features
-        problem = None
-        if not isinstance(input, torch.Tensor):
-            problem = f"the input must be a torch.Tensor; got {describe(input)}"
-        elif input.dim() == 0 or input.shape[-1] != width:
-            kind = (f"this rank's {width} rows of the previous layer's output (input_partition)"
-                    if sharded else f"in_features = {width}, replicated on every rank")
-            problem = (f"the input's last dimension must be {kind}; got {describe(input)}. "
-                       + ("Pass the previous sharded layer's output as is."
-                          if sharded else "A row-sharded input needs input_partition=."))
+        problem = self._problem(input, width, sharded)
         batch = input.shape[:-1].numel() if problem is None else -1
         if self.check_inputs:
-            self.comm.check(problem, "Sharded layer input", batch, self.local.weight.device)
+            self.comm.check(problem, "Sharded layer input", batch, self.local.weight.device,
+                            None if sharded or self.world_size == 1 else input)
         elif problem is not None:
             raise ShapeError(problem)
         lead = input.shape[:-1]
         x = input.reshape(-1, width)
-        if sharded:
-            x = gather_features(x, self.comm, self.input_partition.sizes())
+        if sharded and self.world_size > 1:
+            y = ring_product(x, self.local.weight, self.local.bias, self._ring_product)
+        elif sharded:
+            y = self.local(x)
         else:
-            x = replicated_input(x, self.comm)
-        y = self.local(x)
+            y = self.local(replicated_input(x, self.comm))
         if self.gather_output:
             y = gather_output(y, self.comm, self.output_partition.sizes())
             return y.reshape(*lead, self.out_features)

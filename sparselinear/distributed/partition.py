@@ -126,6 +126,24 @@ class RowPartition:
         return cls(tuple(int(rows[i]) for i in index), tuple(int(edges[i]) for i in index))
 
     @classmethod
+    def even(cls, n: int, world_size: int) -> RowPartition:
+        """``n`` features split as evenly as possible, without edges: the partition of an input
+        that each rank holds its rows of (``ShardedSparseLinear(..., input_partition=)``).
+
+        Examples:
+            >>> RowPartition.even(10, 3).sizes()
+            [3, 3, 4]
+        """
+        if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+            raise SparseLinearTypeError(
+                f"'world_size' must be a positive int; got {describe(world_size)}."
+            )
+        if n < world_size:
+            raise ShapeError(f"Cannot split {n} features over {world_size} ranks.")
+        bounds = tuple(r * n // world_size for r in range(world_size + 1))
+        return cls(bounds, (0,) * (world_size + 1))
+
+    @classmethod
     def from_row_bounds(cls, row_bounds: Sequence[int], crow: Any) -> RowPartition:
         """A partition at given row boundaries, with its edge bounds read from the row
         pointers ``crow`` (``out_features + 1`` entries)."""

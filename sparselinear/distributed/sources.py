@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import numbers
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -63,6 +63,11 @@ class RowSource:
         """A string every rank computes alike for the same source; ranks compare it at
         construction."""
         raise NotImplementedError
+
+    def names(self) -> tuple[Any, Any]:
+        """``(out_names, in_names)``: the node names of the outputs and the inputs, each
+        ``None`` if the source has none."""
+        return None, None
 
 
 def local_pattern(
@@ -129,6 +134,9 @@ class ConnectivitySource(RowSource):
 
     def fingerprint(self) -> str:
         return f"connectivity:{self.connectivity.digest}"
+
+    def names(self) -> tuple[Any, Any]:
+        return self.connectivity.out_names, self.connectivity.in_names
 
 
 class RandomBlocks(RowSource):
@@ -200,18 +208,23 @@ class RandomBlocks(RowSource):
     def read(self, start: int, stop: int) -> RowBlock:
         n_in, size = self.shape[1], self.block_rows
         first, last = start // size, -(-stop // size)
-        rows, cols = [], []
+        # filled block by block: no list of per-block arrays, whose many small allocations
+        # would leave the C heap grown and fragmented after the read
+        base = int(self._edge_points[first]) if last > first else 0
+        total = int(self._edge_points[last]) - base if last > first else 0
+        row = np.empty(total, dtype=np.int64)
+        col = np.empty(total, dtype=np.int64)
         for b in range(first, last):
             r0, r1 = b * size, min((b + 1) * size, self.shape[0])
-            count = int(self._edge_points[b + 1] - self._edge_points[b])
+            e0, e1 = int(self._edge_points[b]) - base, int(self._edge_points[b + 1]) - base
             rng = np.random.default_rng([self.seed, b])
-            keys = np.sort(rng.choice((r1 - r0) * n_in, size=count, replace=False))
-            rows.append(r0 + keys // n_in)
-            cols.append(keys % n_in)
-        row = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-        col = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
-        keep = (row >= start) & (row < stop)
-        row, col = row[keep], col[keep]
+            keys = np.sort(rng.choice((r1 - r0) * n_in, size=e1 - e0, replace=False))
+            np.floor_divide(keys, n_in, out=row[e0:e1])
+            row[e0:e1] += r0
+            np.remainder(keys, n_in, out=col[e0:e1])
+        lo = int(np.searchsorted(row, start))  # rows are sorted: the range is one slice
+        hi = int(np.searchsorted(row, stop))
+        row, col = row[lo:hi], col[lo:hi]
         crow = np.zeros(stop - start + 1, dtype=np.int64)
         np.cumsum(np.bincount(row - start, minlength=stop - start), out=crow[1:])
         return RowBlock(crow, col, None)

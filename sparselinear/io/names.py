@@ -1,4 +1,5 @@
-"""Node names carried by a [`Connectivity`][sparselinear.Connectivity]: validation and lookup.
+"""Node names carried by a [`Connectivity`][sparselinear.Connectivity]: validation, lookup, and
+their encoding in checkpoints (a uint8 tensor of UTF-8 JSON, ``encode_names``).
 
 Names are either a tuple of strings or, for integer node ids (connectome root ids, body ids), a
 read-only 1-D integer array (int64 or uint64): ids stay integers, never turned into text.
@@ -7,17 +8,25 @@ read-only 1-D integer array (int64 or uint64): ids stay integers, never turned i
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..errors import DataError, ShapeError, SparseLinearTypeError, describe
+from ..errors import (
+    DataError,
+    ShapeError,
+    SparseLinearTypeError,
+    WiringMismatchError,
+    describe,
+)
 
 Names = tuple[str, ...] | np.ndarray
 
-__all__ = ["Names", "check_names", "is_id_array", "lookup", "same_names"]
+__all__ = ["Names", "check_names", "decode_names", "encode_names", "is_id_array", "lookup",
+           "same_names"]
 
 
 def is_id_array(names: Any) -> bool:
@@ -127,3 +136,37 @@ def lookup(
         kind = "id" if ids else "name"
         raise DataError(f"Unknown {axis} {kind} {missing!r}.{hint}") from None
     return found[0] if single else torch.tensor(found, dtype=torch.int64)
+
+
+def encode_names(names: dict[str, Any]) -> torch.Tensor:
+    """Node names as a uint8 tensor of UTF-8 JSON: text names as strings, integer ids (an
+    integer array) with their dtype."""
+    plain = {}
+    for axis, value in names.items():
+        if value is None:
+            plain[axis] = None
+        elif isinstance(value, np.ndarray):
+            plain[axis] = {"ids": value.tolist(), "dtype": str(value.dtype)}
+        else:
+            plain[axis] = list(value)
+    data = json.dumps(plain, ensure_ascii=False).encode()
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.zeros(0)
+
+
+def decode_names(state: Any) -> dict[str, Any] | None:
+    """The names of a checkpoint's extra state: a tensor from ``encode_names``, the dict
+    that checkpoints of earlier versions hold, or ``None``."""
+    if isinstance(state, torch.Tensor):
+        try:
+            plain = json.loads(bytes(state.detach().cpu().to(torch.uint8).tolist()).decode())
+        except (UnicodeDecodeError, json.JSONDecodeError, ValueError):
+            raise WiringMismatchError(
+                f"The checkpoint's node names ('_extra_state', {describe(state)}) are not the "
+                "UTF-8 JSON a layer saves; the checkpoint was edited or damaged."
+            ) from None
+        state = {
+            axis: np.array(value["ids"], dtype=value["dtype"]) if isinstance(value, dict)
+            else value
+            for axis, value in plain.items()
+        }
+    return state if isinstance(state, dict) else None

@@ -9,6 +9,7 @@ a dense ``nn.Linear`` of the same shape would need.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,13 +32,19 @@ from .units import format_bytes
 
 __all__ = [
     "BUILD_BYTES_PER_EDGE",
-    "CATEGORIES", "LayerEstimate", "MemoryEstimate", "estimate",
+    "CATEGORIES", "MODULE_ESTIMATORS", "LayerEstimate", "MemoryEstimate", "estimate",
     "format_bytes",
 ]
 
 #: Peak of building a random pattern of a given shape and nnz, per edge (index arrays, sort,
 #: validation), beyond the pattern it becomes; see BENCHMARKS.md for the measurement.
 BUILD_BYTES_PER_EDGE = 72
+
+#: Estimators of modules that hold sparse layers in their own way, by module class:
+#: ``fn(name, module, batch, spec, dtype, device, input_requires_grad)`` returns ``(LayerEstimate,
+#: activation bytes, dense activation bytes)`` and the module's submodules are not counted
+#: again. ``sparselinear.memory.sharded`` registers the sharded layer's (this rank's part).
+MODULE_ESTIMATORS: dict[type, Callable[..., tuple[Any, int, int]]] = {}
 
 #: The rows of every estimate, in table order.
 CATEGORIES = ("values", "gradients", "optimizer_state", "pattern", "activations", "working")
@@ -290,7 +297,11 @@ def estimate(
     Args:
         model: an ``nn.Module`` containing [`SparseLinear`][sparselinear.SparseLinear] layers, a
             [`Connectivity`][sparselinear.Connectivity], or a shape ``(out_features, in_features)``
-            together with ``nnz`` or ``density`` (to ask before building anything).
+            together with ``nnz`` or ``density`` (to ask before building anything). A
+            [`ShardedSparseLinear`][sparselinear.distributed.ShardedSparseLinear] in the model
+            counts as this rank's part of it, its input and collective buffers included
+            ([`estimate_sharded`][sparselinear.memory.estimate_sharded]); the estimate is then per
+            rank.
         batch_size: rows of the flattened input, ``x.reshape(-1, in_features).shape[0]``.
         optimizer: ``"sgd"``, ``"momentum"``, ``"adam"``, ``"adamw"``, an ``int`` number of
             state slots per parameter (any other optimizer), or a ``torch.optim.Optimizer``.
@@ -403,25 +414,38 @@ def _estimate_module(
     act_sum = dense_act_sum = 0
     working = dense_working = 0
     dense_numel = {}  # id of a sparse layer's weight parameter -> its dense equivalent's size
+    special = tuple(MODULE_ESTIMATORS)
+    inside = {id(sub) for m in model.modules() if special and isinstance(m, special)
+              for sub in m.modules() if sub is not m}
     for name, module in model.named_modules():
-        if not isinstance(module, SparseLinear):
+        if id(module) in inside:
+            continue
+        estimator = next((f for cls, f in MODULE_ESTIMATORS.items() if isinstance(module, cls)),
+                         None)
+        if estimator is not None:
+            needs_grad = input_requires_grad or first_leaf not in set(module.modules())
+            layer, act, dense_act = estimator(name or type(module).__name__, module, batch, spec,
+                                              dtype, device, needs_grad)
+        elif isinstance(module, SparseLinear):
+            layer_dtype = dtype or module.weight.dtype
+            needs_grad = input_requires_grad or module is not first_leaf
+            layer_mode = mode or module.mode
+            layer, act, dense_act = _layer(
+                name or type(module).__name__, (module.out_features, module.in_features),
+                module.nnz, module.bias is not None, batch=batch, dtype=layer_dtype,
+                index_dtype=module.col_indices.dtype, spec=spec, device=dev,
+                needs_input_grad=needs_grad, mode=layer_mode,
+                bands=_bands(module.crow_indices, module.col_indices, layer_mode),
+            )
+        else:
             continue
         seen.update(id(p) for p in module.parameters())
-        layer_dtype = dtype or module.weight.dtype
-        needs_grad = input_requires_grad or module is not first_leaf
-        layer_mode = mode or module.mode
-        layer, act, dense_act = _layer(
-            name or type(module).__name__, (module.out_features, module.in_features),
-            module.nnz, module.bias is not None, batch=batch, dtype=layer_dtype,
-            index_dtype=module.col_indices.dtype, spec=spec, device=dev,
-            needs_input_grad=needs_grad, mode=layer_mode,
-            bands=_bands(module.crow_indices, module.col_indices, layer_mode),
-        )
         layers.append(layer)
         act_sum, dense_act_sum = act_sum + act, dense_act_sum + dense_act
         working = max(working, layer.sparse["working"])
         dense_working = max(dense_working, layer.dense["working"])
-        dense_numel[id(_weight_parameter(module))] = module.out_features * module.in_features
+        weight = module.weight if estimator is not None else _weight_parameter(module)
+        dense_numel[id(weight)] = layer.shape[0] * layer.shape[1]
     other_params = [p for p in params if id(p) not in seen]
     other_bytes = sum(p.numel() * (dtype or p.dtype).itemsize for p in other_params)
     other = {

@@ -70,6 +70,8 @@ def resolve_optimizer(optimizer: Any) -> OptimizerSpec:
         >>> resolve_optimizer(3).slots
         3
     """
+    if isinstance(optimizer, OptimizerSpec):
+        return optimizer
     if isinstance(optimizer, torch.optim.Optimizer):
         return _from_instance(optimizer)
     if isinstance(optimizer, str):

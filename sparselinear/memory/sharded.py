@@ -2,8 +2,10 @@
 
 [`estimate_sharded`][sparselinear.memory.estimate_sharded] splits a layer over ``world_size`` ranks
 as [`ShardedSparseLinear`][sparselinear.distributed.ShardedSparseLinear] does (rows balanced by
-edges), asks [`estimate`][sparselinear.memory.estimate] what each rank's local layer costs, and adds
-the collectives' padded buffers and volumes
+edges), and gives each rank the parameters, gradients and optimizer state of its rows (what
+[`estimate`][sparselinear.memory.estimate] says of a ``(rows, in)`` layer) plus what surrounds them
+in a step for the input's layout (``sharded_side``: the input, its gradient, the kernels'
+temporaries and the collectives' buffers), and the bytes each rank sends
 ([`sparselinear.distributed.step_volume`][sparselinear.distributed.step_volume]).
 [`ranks_needed`][sparselinear.memory.ranks_needed] answers the planning question: how many devices
 of a given memory.
@@ -12,18 +14,29 @@ of a given memory.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 
 from ..distributed import RowPartition, ShardedSparseLinear, step_volume
-from ..errors import ShapeError, SparseLinearTypeError, describe
-from ..pattern.connectivity import Connectivity
+from ..distributed.blocks import ShardBlocks
+from ..errors import ShapeError, SparseLinearTypeError, check_choice, describe
+from ..pattern.connectivity import Connectivity, index_dtype_for
 from ..pattern.generators import resolve_nnz
 from ..pattern.sources import check_shape
-from .estimate import MemoryEstimate, estimate, format_bytes
+from .estimate import (
+    MODULE_ESTIMATORS,
+    LayerEstimate,
+    MemoryEstimate,
+    _check_dtype,
+    estimate,
+    format_bytes,
+)
+from .optimizers import OptimizerSpec, resolve_optimizer
+from .sharded_side import RankSide, replicated_side, ring_side
+from .transients import optimizer_transient
 
 __all__ = ["ShardedEstimate", "estimate_sharded", "ranks_needed"]
 
@@ -33,18 +46,26 @@ class ShardedEstimate:
     """What each rank of a sharded layer needs for one training step.
 
     Attributes:
-        world_size: the number of ranks, as passed.
-        batch_size: as passed.
-        ranks: one [`MemoryEstimate`][sparselinear.memory.MemoryEstimate] per rank (its local
-            layer).
-        buffers: bytes per rank of the collectives' padded send/receive buffers.
-        communication: bytes one rank sends per step: ``forward``, ``backward``, ``total``.
-        single: the estimate of the whole layer in one process.
+        world_size, batch_size: as passed.
+        input: ``"replicated"`` or ``"sharded"``.
+        ranks: one [`MemoryEstimate`][sparselinear.memory.MemoryEstimate] per rank: its rows'
+            values, gradients, optimizer state and pattern, its activations (the input on that rank,
+            its rows of the output, what is saved for backward) and the working memory of the step's
+            peak.
+        sides: one ``RankSide`` per rank: the input
+            side in detail.
+        buffers: bytes of the collectives' buffers at the largest rank's peak (pieces in
+            flight and partial sums, or the all-reduce copy; included in ``ranks``).
+        communication: bytes the rank that sends most sends per step: ``forward``,
+            ``backward``, ``total``.
+        single: the estimate of the whole layer in one process (its input counted).
     """
 
     world_size: int
     batch_size: int
+    input: str
     ranks: list[MemoryEstimate]
+    sides: list[RankSide]
     buffers: int
     communication: dict[str, int]
     single: MemoryEstimate
@@ -52,7 +73,7 @@ class ShardedEstimate:
     @property
     def per_rank(self) -> list[int]:
         """Estimated peak bytes of each rank."""
-        return [r.total + self.buffers for r in self.ranks]
+        return [r.total for r in self.ranks]
 
     @property
     def peak(self) -> int:
@@ -61,16 +82,18 @@ class ShardedEstimate:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "world_size": self.world_size, "batch_size": self.batch_size,
+            "world_size": self.world_size, "batch_size": self.batch_size, "input": self.input,
             "per_rank": self.per_rank, "peak": self.peak, "buffers": self.buffers,
-            "communication": dict(self.communication), "single": self.single.total,
+            "pieces": self.sides[0].pieces, "communication": dict(self.communication),
+            "single": self.single.total,
         }
 
     def __str__(self) -> str:
         lay = self.single.layers[0]
         return "\n".join([
             f"Sharded over {self.world_size} ranks: {lay.shape[0]:,} x {lay.shape[1]:,}, "
-            f"nnz {lay.nnz:,}, batch {self.batch_size}, {self.single.optimizer}",
+            f"nnz {lay.nnz:,}, batch {self.batch_size}, {self.single.optimizer}, "
+            f"{self.input} input",
             f"  per rank (largest):  {format_bytes(self.peak)}  "
             f"(one process: {format_bytes(self.single.total)})",
             f"  sent per rank/step:  {format_bytes(self.communication['total'])}  "
@@ -102,6 +125,28 @@ def _split(model: Any, nnz: int | None, density: float | None,
     return shape, resolve_nnz(shape[0] * shape[1], nnz, density), None
 
 
+def _even(n: int, world: int) -> list[int]:
+    return [(r + 1) * n // world - r * n // world for r in range(world)]
+
+
+def _input_sizes(layer: ShardedSparseLinear | None, shape: tuple[int, int], rows: list[int],
+                 world: int) -> list[int]:
+    """Input features per rank for a row-sharded input: the layer's input partition, else a
+    square layer's own row split (a recurrent step), else an even split."""
+    if layer is not None and layer.input_partition is not None:
+        return layer.input_partition.sizes()
+    return list(rows) if shape[0] == shape[1] else _even(shape[1], world)
+
+
+def _block_nnz(layer: ShardedSparseLinear | None, rank: int, edges: int, world: int) -> int:
+    """The most edges one input shard's block of ``rank``'s rows holds: the layer's own, else
+    an even share."""
+    if layer is not None and layer.rank == rank and isinstance(layer.local, ShardBlocks):
+        offsets = layer.local.offsets
+        return max(b - a for a, b in zip(offsets, offsets[1:]))
+    return math.ceil(edges / world)
+
+
 def estimate_sharded(
     model: Any,
     *,
@@ -113,7 +158,7 @@ def estimate_sharded(
     dtype: torch.dtype | str | None = None,
     device: torch.device | str | None = None,
     bias: bool = True,
-    input: str = "replicated",
+    input: str | None = None,
     input_requires_grad: bool = True,
     gather_output: bool = False,
 ) -> ShardedEstimate:
@@ -121,56 +166,116 @@ def estimate_sharded(
 
     Args:
         model: a [`ShardedSparseLinear`][sparselinear.distributed.ShardedSparseLinear] (its own
-            partition), a [`Connectivity`][sparselinear.Connectivity] (split as the layer would), or
-            a shape ``(out, in)`` with ``nnz``/``density`` (rows and edges split evenly).
-        world_size: the number of ranks.
+            partitions, dtype and device), a [`Connectivity`][sparselinear.Connectivity] (split as
+            the layer would), or a shape ``(out, in)`` with ``nnz``/``density`` (rows and edges
+            split evenly).
+        world_size: ranks.
         batch_size: rows of the flattened input.
         optimizer: as for [`estimate`][sparselinear.memory.estimate].
         dtype: as for [`estimate`][sparselinear.memory.estimate].
         device: as for [`estimate`][sparselinear.memory.estimate].
         bias: as for [`estimate`][sparselinear.memory.estimate].
-        input: ``"replicated"`` or ``"sharded"`` (the output of a previous sharded layer).
+        input: ``"replicated"`` (every rank holds the whole input; its gradient is all-reduced)
+            or ``"sharded"`` (each rank holds its rows of it, the output of a previous sharded
+            layer or a recurrent step's own, multiplied around the ring); default: the layer's
+            own layout, ``"replicated"`` for a Connectivity or a shape. A sharded input is
+            split as the layer's input partition, else as the rows of a square layer, else
+            evenly.
         input_requires_grad: whether the input gradient is computed and reduced.
         gather_output: whether the full output is all-gathered.
 
+    Every rank's estimate counts its rows' parameters, gradients, optimizer state and pattern,
+    the input as that rank holds it, its rows of the output, and the peak of the step's
+    temporaries: the kernels', the input gradient, and the collectives' buffers
+    (``sparselinear.memory.sharded_side``). ``single`` is the whole layer in one process,
+    its input counted the same way.
+
     Examples:
         >>> from sparselinear import memory
-        >>> est = memory.estimate_sharded((1_000_000, 1_000_000), nnz=40_000_000,
-        ...                               world_size=4, batch_size=32)
-        >>> est.peak < 0.3 * est.single.total
-        True
-        >>> est.communication["total"]          # the input gradient's all-reduce
+        >>> shape = (1_000_000, 1_000_000)
+        >>> rep = memory.estimate_sharded(shape, nnz=40_000_000, world_size=4, batch_size=32)
+        >>> rep.communication["total"]          # the input gradient's all-reduce
         192000000
+        >>> ring = memory.estimate_sharded(shape, nnz=40_000_000, world_size=4, batch_size=32,
+        ...                                input="sharded")
+        >>> ring.peak < 0.2 * ring.single.total < rep.peak
+        True
+        >>> ring.communication["total"]         # 3/4 of the input, three times
+        288000000
     """
     if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
         raise SparseLinearTypeError(f"'world_size' must be a positive int; got {world_size!r}.")
+    layer = model if isinstance(model, ShardedSparseLinear) else None
+    if input is None:
+        input = "sharded" if layer is not None and layer.input_partition else "replicated"
+    check_choice(input, ("replicated", "sharded"), "input")
     shape, k, partition = _split(model, nnz, density, world_size)
-    options = {"batch_size": batch_size, "optimizer": optimizer, "dtype": dtype,
-               "device": device, "bias": bias, "input_requires_grad": input_requires_grad,
-               "mode": "sparse"}
+    if layer is not None:
+        dtype = dtype or layer.weight.dtype
+        device = device or layer.weight.device
+    dtype = _check_dtype(dtype) or torch.get_default_dtype()
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    spec = resolve_optimizer(optimizer)
+    options = {"batch_size": batch_size, "optimizer": optimizer, "dtype": dtype, "device": dev,
+               "bias": bias, "input_requires_grad": input_requires_grad, "mode": "sparse"}
+    w, batch, d = world_size, batch_size, dtype.itemsize
     single = estimate(shape, nnz=k, **options)
+    single.layers[0].sparse["activations"] += batch * shape[1] * d  # its input, as below
     if partition is None:
-        rows = [math.ceil(shape[0] / world_size)] * world_size
-        edges = [math.ceil(k / world_size)] * world_size
+        rows, edges = _even(shape[0], w), _even(k, w)
     else:
         rows = partition.sizes()
         edges = [b - a for a, b in zip(partition.edge_bounds, partition.edge_bounds[1:])]
-    ranks = [estimate((r, shape[1]), nnz=e, **options) for r, e in zip(rows, edges)]
-    item = single.layers[0].sparse["values"] // max(k + (shape[0] if bias else 0), 1)
-    w = world_size
-    widest_in = math.ceil(shape[1] / w)
-    buffers = 0
-    if w > 1:
-        if input == "sharded":  # padded shards gathered, then the full activation
-            buffers = (w + 1) * batch_size * widest_in * item
-        if gather_output:
-            buffers = max(buffers, (w + 1) * batch_size * max(rows) * item)
+    sizes = _input_sizes(layer, shape, rows, w)
+    ranks, sides = [], []
+    for rank, (r, e) in enumerate(zip(rows, edges)):
+        own = estimate((r, shape[1]), nnz=e, **options)
+        index = (layer.local.col.dtype if isinstance(layer.local, ShardBlocks) else
+                 layer.local.col_indices.dtype) if layer is not None and layer.rank == rank \
+            else index_dtype_for((r, shape[1]), e)
+        if input == "sharded" and w > 1:
+            side = ring_side(r, e, _block_nnz(layer, rank, e, w), sizes, rank, batch, dtype,
+                             dev, index, input_requires_grad=input_requires_grad)
+        else:
+            side = replicated_side(r, e, shape[1], batch, dtype, dev, index, w,
+                                   input_requires_grad=input_requires_grad)
+        if gather_output and w > 1:  # padded shards, the gathered copy, the full output
+            gathered = (w + 1) * batch * max(rows) * d + batch * shape[0] * d
+            side = replace(side, forward=side.forward + gathered)
+        optimizer_step = optimizer_transient(spec.kind, [e, r if bias else 0], d, dev.type,
+                                             spec.implementation)
+        working = max(side.working, optimizer_step - side.activations, 0)
+        own.layers[0].sparse.update(pattern=side.pattern, activations=side.activations,
+                                    working=working)
+        own.working = working
+        ranks.append(own)
+        sides.append(side)
+    largest = max(range(w), key=lambda i: ranks[i].total)
     communication = step_volume(
-        batch_size, shape[1], shape[0], w, itemsize=item, input=input,
+        batch, shape[1], shape[0], w, itemsize=d, input=input,
         input_requires_grad=input_requires_grad, gather_output=gather_output,
-        output_sizes=rows,
+        input_sizes=sizes if input == "sharded" else None, output_sizes=rows,
     )
-    return ShardedEstimate(w, batch_size, ranks, buffers, communication, single)
+    return ShardedEstimate(w, batch, input, ranks, sides, sides[largest].buffers,
+                           communication, single)
+
+
+def _rank_part(name: str, module: ShardedSparseLinear, batch: int, spec: OptimizerSpec,
+               dtype: torch.dtype | None, device: Any,
+               input_requires_grad: bool) -> tuple[LayerEstimate, int, int]:
+    """A sharded layer in [`estimate`][sparselinear.memory.estimate]'s model: this rank's part of
+    it, input side included."""
+    est = estimate_sharded(module, world_size=module.world_size, batch_size=batch,
+                           optimizer=spec, dtype=dtype, device=device,
+                           bias=module.bias is not None,
+                           input_requires_grad=input_requires_grad,
+                           gather_output=module.gather_output)
+    layer = est.ranks[module.rank].layers[0]
+    layer.name = name
+    return layer, layer.sparse["activations"], layer.dense["activations"]
+
+
+MODULE_ESTIMATORS[ShardedSparseLinear] = _rank_part
 
 
 def ranks_needed(model: Any, memory_per_rank: int, *, max_ranks: int = 1 << 20,
@@ -185,7 +290,7 @@ def ranks_needed(model: Any, memory_per_rank: int, *, max_ranks: int = 1 << 20,
         >>> plan = memory.ranks_needed((70_000_000, 70_000_000), 141 * 10**9,
         ...                            nnz=10**11, batch_size=8)
         >>> plan.world_size, memory.format_bytes(plan.peak), memory.format_bytes(plan.single.total)
-        (41, '139.5 GB', '5.6 TB')
+        (42, '138.5 GB', '5.6 TB')
     """
     lo, hi = 1, 1
     while estimate_sharded(model, world_size=hi, **options).peak > memory_per_rank:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -19,7 +18,7 @@ from ..errors import (
     WiringMismatchError,
     describe,
 )
-from ..io.names import check_names
+from ..io.names import check_names, decode_names, encode_names
 from ..ops import dense, policy
 from ..pattern.caches import DerivedCache, transposed_cache
 from ..pattern.connectivity import Connectivity, pattern_digest
@@ -312,7 +311,7 @@ class SparseLinear(nn.Module):
     def _check_names(self, where: str, state: Any) -> None:
         # Names are part of the wiring: a checkpoint for other neurons is refused even when the
         # indices coincide. A checkpoint without names (or a layer without them) loads as is.
-        state = _decode_names(state)
+        state = decode_names(state)
         if state is None:
             return
         for axis, mine in (("out_names", self._out_names), ("in_names", self._in_names)):
@@ -349,11 +348,11 @@ class SparseLinear(nn.Module):
     def get_extra_state(self) -> torch.Tensor:
         # A tensor, so that state_dict() holds tensors only (safetensors, cloning a state dict):
         # the names as UTF-8 JSON bytes.
-        return _encode_names({"in_names": self._in_names, "out_names": self._out_names})
+        return encode_names({"in_names": self._in_names, "out_names": self._out_names})
 
     def set_extra_state(self, state: Any) -> None:
         # Names travel with the checkpoint; one without names leaves the layer's own in place.
-        state = _decode_names(state)
+        state = decode_names(state)
         if state is None:
             return
         if state.get("out_names") is not None:
@@ -504,40 +503,6 @@ class SparseLinear(nn.Module):
             [('a', 'b', 0.5)]
         """
         return self.connectivity.to_edgelist(self.weight)
-
-
-def _encode_names(names: dict[str, Any]) -> torch.Tensor:
-    """Node names as a uint8 tensor of UTF-8 JSON: text names as strings, integer ids (an
-    integer array) with their dtype."""
-    plain = {}
-    for axis, value in names.items():
-        if value is None:
-            plain[axis] = None
-        elif isinstance(value, np.ndarray):
-            plain[axis] = {"ids": value.tolist(), "dtype": str(value.dtype)}
-        else:
-            plain[axis] = list(value)
-    data = json.dumps(plain, ensure_ascii=False).encode()
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.zeros(0)
-
-
-def _decode_names(state: Any) -> dict[str, Any] | None:
-    """The names of a checkpoint's extra state: a tensor from ``_encode_names``, the dict
-    that checkpoints of earlier versions hold, or ``None``."""
-    if isinstance(state, torch.Tensor):
-        try:
-            plain = json.loads(bytes(state.detach().cpu().to(torch.uint8).tolist()).decode())
-        except (UnicodeDecodeError, json.JSONDecodeError, ValueError):
-            raise WiringMismatchError(
-                f"The checkpoint's node names ('_extra_state', {describe(state)}) are not the "
-                "UTF-8 JSON a layer saves; the checkpoint was edited or damaged."
-            ) from None
-        state = {
-            axis: np.array(value["ids"], dtype=value["dtype"]) if isinstance(value, dict)
-            else value
-            for axis, value in plain.items()
-        }
-    return state if isinstance(state, dict) else None
 
 
 def _names_are_optional(module, state_dict, prefix, *args) -> None:

@@ -30,24 +30,22 @@ import torch
 
 from . import _ext, blocks, policy, torch_kernels
 
-__all__ = ["gathered_input", "plan_for_step", "sparse_backward", "sparse_forward"]
+__all__ = ["gathered_input", "plan_for_step", "sparse_backward", "sparse_forward",
+           "sparse_product"]
 
 #: A zero-argument callable returning the transposed pattern ``(crow_t, row_t, perm)``.
 Transposed = Callable[[], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
-def _compiled_forward(plan, x, w, bias, crow, col):
-    """``(y (batch, out), x_t (in, batch))``: ``x_t`` is the gathered copy the product read
-    (the operator drops it and its backward pass gathers it again from the kept input)."""
-    batch = x.shape[0]
-    x_t = _ext.transposed(x, w.dtype)
+def _compiled_product(plan, x_t, w, bias, crow, col):
+    """``y (batch, out)`` from the gathered input ``x_t (in, batch)``."""
+    batch = x_t.shape[1]
     b = None if bias is None else bias.to(w.dtype).contiguous()
     if plan.in_place:
         y = torch.empty(batch, crow.numel() - 1, dtype=w.dtype)
         _ext.spmm(crow, col, w, x_t, b, out=y.t())  # written batch-major, bias included
-    else:
-        y = _ext.transposed(_ext.spmm(crow, col, w, x_t, b), hugepages=False)
-    return y, x_t
+        return y
+    return _ext.transposed(_ext.spmm(crow, col, w, x_t, b), hugepages=False)
 
 
 def _in_blocks(crow, col, n_in, n_blocks):
@@ -116,16 +114,22 @@ def sparse_forward(plan: policy.StepPlan, x: torch.Tensor, weight: torch.Tensor,
                    bias: torch.Tensor | None, crow: torch.Tensor, col: torch.Tensor):
     """``(y (batch, out), x_t (in, batch))`` by the plan's sparse kernels; ``x_t`` is the input
     in the compute dtype, gathered as the backward pass reads it."""
-    dtype = policy.compute_dtype(x.dtype, x.device)
-    w = weight.to(dtype).contiguous()
+    x_t = gathered_input(plan, x)
+    return sparse_product(plan, x_t, weight, bias, crow, col, x.dtype), x_t
+
+
+def sparse_product(plan: policy.StepPlan, x_t: torch.Tensor, weight: torch.Tensor,
+                   bias: torch.Tensor | None, crow: torch.Tensor, col: torch.Tensor,
+                   dtype: torch.dtype) -> torch.Tensor:
+    """``y (batch, out)`` in ``dtype`` by the plan's sparse kernels from an input already
+    gathered as ``gathered_input`` makes it (``(in, batch)``, contiguous, in the compute
+    dtype): for callers that hold the input in that layout (pieces of a row-sharded input)."""
+    w = weight.to(x_t.dtype).contiguous()
     if plan.compiled:
-        y, x_t = _compiled_forward(plan, x, w, bias, crow.contiguous(), col.contiguous())
-        return y.to(x.dtype), x_t
-    x_t = x.t().to(dtype).contiguous()  # (in, batch): each input's batch vector contiguous
+        return _compiled_product(plan, x_t, w, bias, crow.contiguous(), col.contiguous()).to(dtype)
     y_t = torch_kernels.spmm(crow, col, w, x_t)  # (out, batch)
-    y = y_t.t().to(x.dtype)
-    y = y + bias if bias is not None else y.contiguous()
-    return y, x_t
+    y = y_t.t().to(dtype)
+    return y + bias if bias is not None else y.contiguous()
 
 
 def gathered_input(plan: policy.StepPlan, x: torch.Tensor) -> torch.Tensor:

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import torch
 
-from sparselinear import Connectivity, SparseLinear
+from sparselinear import Connectivity, SparseLinear, kernels
 from sparselinear.distributed import (
     CSRFile,
     ParquetEdges,
     RandomBlocks,
+    RowPartition,
     ShardedSparseLinear,
     consolidated_state_dict,
     load_checkpoint,
@@ -23,6 +24,7 @@ from sparselinear.distributed import (
     step_volume,
     to_sparse_linear,
 )
+from sparselinear.distributed import ring as ring_module
 
 TOL = 1e-6
 
@@ -94,12 +96,12 @@ def stack(rank: int, world: int, shared: Path, group) -> dict:
     (e0, e1), (f0, f1) = l1.output_partition.edges(rank), l2.output_partition.edges(rank)
     predicted = step_volume(5, 23, 11, world, itemsize=8, input="sharded", gather_output=True,
                             input_sizes=l1.output_partition.sizes(),
-                            output_sizes=l2.output_partition.sizes())["total"]
+                            output_sizes=l2.output_partition.sizes(), rank=rank)["total"]
     return {"diffs": {
         "forward": _max_diff(y, yr),
         "grad_input": _max_diff(xs.grad, xr.grad),
         "grad_w1": _max_diff(l1.weight.grad, r1.weight.grad[e0:e1]),
-        "grad_w2": _max_diff(l2.weight.grad, r2.weight.grad[f0:f1]),
+        "grad_w2": _max_diff(l2.to_canonical(l2.weight.grad), r2.weight.grad[f0:f1]),
     }, "bytes": l2.bytes_sent, "predicted": predicted}
 
 
@@ -120,8 +122,96 @@ def recurrent(rank: int, world: int, shared: Path, group) -> dict:
     return {"diffs": {
         "state": _max_diff(h, hr[:, s0:s1]),
         "grad_state": _max_diff(hs.grad, h0r.grad[:, s0:s1]),
-        "grad_weight": _max_diff(layer.weight.grad, ref.weight.grad[e0:e1]),
+        "grad_weight": _max_diff(layer.to_canonical(layer.weight.grad), ref.weight.grad[e0:e1]),
     }}
+
+
+def _ring_against_single(rank: int, world: int, group, backend: str, piece_bytes: int) -> dict:
+    """A layer whose input is row-sharded unevenly (rank 0 owns 2 of 17 inputs) and whose last
+    rank owns rows without edges, trained 3 Adam steps beside the single-process layer."""
+    mask = pattern(12, 17, 3).to_dense().bool()
+    mask[8:] = False  # rows 8.. have no inputs: the last rank owns no edges
+    ref = single(Connectivity(mask), 5)
+    inputs = RowPartition((0, 2, 17) if world == 2 else (0, 2, 3, 17), (0,) * (world + 1))
+    bounds = [0, 8, 12] if world == 2 else [0, 4, 8, 12]
+    previous = ring_module.PIECE_BYTES, ring_module.MIN_CHUNK_ROWS
+    ring_module.PIECE_BYTES, ring_module.MIN_CHUNK_ROWS = piece_bytes, 1
+    try:
+        with kernels.use_backend(backend):
+            layer = ShardedSparseLinear.from_sparse_linear(
+                ref, input_partition=inputs, row_bounds=bounds, group=group)
+            a0, a1 = inputs.rows(rank)
+            (s0, s1), (e0, e1) = layer.rows, layer.output_partition.edges(rank)
+            opt, opt_ref = (torch.optim.Adam(m.parameters(), lr=0.01) for m in (layer, ref))
+            diffs = {}
+            for step in range(3):
+                x = torch.randn(7, 17, dtype=torch.float64,
+                                generator=torch.Generator().manual_seed(step))
+                xs = x[:, a0:a1].clone().requires_grad_()
+                xr = x.clone().requires_grad_()
+                y, yr = layer(xs), ref(xr)
+                target = torch.randn(7, 12, dtype=torch.float64,
+                                     generator=torch.Generator().manual_seed(10 + step))
+                torch.nn.functional.mse_loss(y, target[:, s0:s1], reduction="sum").backward()
+                torch.nn.functional.mse_loss(yr, target, reduction="sum").backward()
+                for what, a, b in (("forward", y, yr[:, s0:s1]),
+                                   ("grad_input", xs.grad, xr.grad[:, a0:a1]),
+                                   ("grad_weight", layer.to_canonical(layer.weight.grad),
+                                    ref.weight.grad[e0:e1]),
+                                   ("grad_bias", layer.bias.grad, ref.bias.grad[s0:s1])):
+                    diffs[what] = max(diffs.get(what, 0.0), _max_diff(a, b))
+                opt.step()
+                opt_ref.step()
+                opt.zero_grad()
+                opt_ref.zero_grad()
+            diffs["adam_weight"] = _max_diff(layer.to_canonical(layer.weight), ref.weight[e0:e1])
+            diffs["adam_bias"] = _max_diff(layer.bias, ref.bias[s0:s1])
+            pieces = layer._ring_product.pieces(7, 8)
+            compiled = kernels.extension_enabled(layer.weight)
+    finally:
+        ring_module.PIECE_BYTES, ring_module.MIN_CHUNK_ROWS = previous
+    return {"diffs": diffs, "local_nnz": layer.local.nnz, "pieces": pieces, "compiled": compiled}
+
+
+def ring_whole_shards(rank: int, world: int, shared: Path, group) -> dict:
+    return _ring_against_single(rank, world, group, "torch", 8 << 20)
+
+
+def ring_small_pieces(rank: int, world: int, shared: Path, group) -> dict:
+    """Pieces of two batch rows of the widest shard: the batch of 7 goes round in 4 chunks."""
+    return _ring_against_single(rank, world, group, "torch", 2 * 15 * 8)
+
+
+def ring_compiled_kernels(rank: int, world: int, shared: Path, group) -> dict:
+    """The compiled kernels (where they build), one batch row at a time."""
+    return _ring_against_single(rank, world, group, "auto", 1)
+
+
+def ring_edge_cases(rank: int, world: int, shared: Path, group) -> dict:
+    """An empty batch, and a frozen weight (the input gradient alone goes round)."""
+    ref = single(pattern(12, 17, 3), 6)
+    inputs = RowPartition.even(17, world)
+    layer = ShardedSparseLinear.from_sparse_linear(ref, input_partition=inputs, group=group)
+    a0, a1 = inputs.rows(rank)
+    s0, s1 = layer.rows
+    empty = torch.zeros(0, a1 - a0, dtype=torch.float64, requires_grad=True)
+    y0 = layer(empty)
+    y0.sum().backward()
+    layer.weight.requires_grad_(False)
+    layer.weight.grad = None  # the empty batch's (zeros)
+    ref.weight.requires_grad_(False)
+    x = torch.randn(4, 17, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    xs, xr = x[:, a0:a1].clone().requires_grad_(), x.clone().requires_grad_()
+    (layer(xs) ** 2).sum().backward()  # the ranks' losses sum to the single process's
+    (ref(xr) ** 2).sum().backward()
+    return {"empty": tuple(y0.shape) == (0, s1 - s0) and empty.grad.shape == empty.shape,
+            "diffs": {"grad_input": _max_diff(xs.grad, xr.grad[:, a0:a1])},
+            "frozen": layer.weight.grad is None}
+
+
+def ring_stack_compiled(rank: int, world: int, shared: Path, group) -> dict:
+    with kernels.use_backend("auto"):
+        return stack(rank, world, shared, group)
 
 
 def uneven(rank: int, world: int, shared: Path, group) -> dict:
@@ -191,7 +281,20 @@ def consolidate(rank: int, world: int, shared: Path, group) -> dict:
         refused = None
     except Exception as exc:
         refused = type(exc).__name__
-    return {"same": same, "back": back, "refused": refused}
+    # node names go with the rows and come back whole
+    named = single(pattern().with_names([f"out{i}" for i in range(23)],
+                                        [f"in{i}" for i in range(17)]), 8)
+    sharded = ShardedSparseLinear.from_sparse_linear(named, group=group)
+    back_named = to_sparse_linear(sharded)
+    names = None
+    if rank == 0:
+        names = (back_named.out_names == named.out_names
+                 and back_named.in_names == named.in_names)
+    renamed = single(pattern().with_names([f"x{i}" for i in range(23)], None), 8)
+    other_names = _error_of(lambda: load_consolidated_state_dict(sharded, renamed.state_dict()))
+    return {"same": same, "back": back, "refused": refused, "names": names,
+            "rows_named": sharded.out_names == named.out_names[slice(*sharded.rows)],
+            "other_names": other_names}
 
 
 def _model(seed: int, group) -> torch.nn.Sequential:
@@ -202,8 +305,32 @@ def _model(seed: int, group) -> torch.nn.Sequential:
     return torch.nn.Sequential(l1, torch.nn.Tanh(), l2)
 
 
+def _train(model, opt, steps: range) -> None:
+    """Adam steps of ``(model(x) ** 2).sum()`` on seeded inputs; the sharded model's loss on
+    each rank covers its rows, so the gradients are those of the single-process loss."""
+    for step in steps:
+        x = torch.randn(5, 17, dtype=torch.float64,
+                        generator=torch.Generator().manual_seed(40 + step))
+        (model(x) ** 2).sum().backward()
+        opt.step()
+        opt.zero_grad()
+
+
+def _reference(steps: int):
+    """The single-process model and its Adam after ``steps`` steps."""
+    r1, r2 = single(pattern(23, 17, 0), 20), single(pattern(11, 23, 4), 21)
+    model = torch.nn.Sequential(r1, torch.nn.Tanh(), r2)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    _train(model, opt, range(steps))
+    return model, opt
+
+
 def dcp_save(rank: int, world: int, shared: Path, group) -> dict:
     save_checkpoint(_model(20, group), shared / "dcp")
+    model = _model(20, group)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    _train(model, opt, range(2))
+    save_checkpoint(model, shared / "dcp-adam", optimizer=opt)
     return {}
 
 
@@ -215,7 +342,7 @@ def dcp_load(rank: int, world: int, shared: Path, group) -> dict:
     for layer, ref in zip((model[0], model[2]), saved):
         e0, e1 = layer.output_partition.edges(rank)
         s0, s1 = layer.rows
-        same &= torch.equal(layer.weight, ref.weight[e0:e1])
+        same &= torch.equal(layer.to_canonical(layer.weight), ref.weight[e0:e1])
         same &= torch.equal(layer.bias, ref.bias[s0:s1])
     wrong = torch.nn.Sequential(
         ShardedSparseLinear.from_sparse_linear(single(pattern(23, 17, 5), 1), group=group),
@@ -226,7 +353,37 @@ def dcp_load(rank: int, world: int, shared: Path, group) -> dict:
         refused = None
     except Exception as exc:
         refused = type(exc).__name__
-    return {"same": bool(same), "refused": refused}
+    no_state = _error_of(lambda: load_checkpoint(
+        model, shared / "dcp", optimizer=torch.optim.Adam(model.parameters())))
+    return {"same": bool(same), "refused": refused, "no_state": no_state,
+            **_resumed(rank, group, shared)}
+
+
+def _resumed(rank: int, group, shared: Path) -> dict:
+    """Model and Adam state saved after 2 steps on 2 ranks, loaded on 3: the state equals the
+    single-process optimizer's, and a third step gives the single-process weights."""
+    model = _model(30, group)
+    opt = torch.optim.Adam(model.parameters(), lr=0.5)  # lr comes from the checkpoint
+    load_checkpoint(model, shared / "dcp-adam", optimizer=opt)
+    ref, ref_opt = _reference(2)
+    state_diff = 0.0
+    for layer, r in zip((model[0], model[2]), (ref[0], ref[2])):
+        (e0, e1), (s0, s1) = layer.output_partition.edges(rank), layer.rows
+        for key in ("exp_avg", "exp_avg_sq"):
+            mine = layer.to_canonical(opt.state[layer.weight][key])
+            state_diff = max(state_diff, _max_diff(mine, ref_opt.state[r.weight][key][e0:e1]))
+            state_diff = max(state_diff, _max_diff(opt.state[layer.bias][key],
+                                                   ref_opt.state[r.bias][key][s0:s1]))
+        assert float(opt.state[layer.weight]["step"]) == 2.0
+    _train(model, opt, range(2, 3))
+    _train(ref, ref_opt, range(2, 3))
+    step_diff = 0.0
+    for layer, r in zip((model[0], model[2]), (ref[0], ref[2])):
+        (e0, e1), (s0, s1) = layer.output_partition.edges(rank), layer.rows
+        step_diff = max(step_diff, _max_diff(layer.to_canonical(layer.weight), r.weight[e0:e1]),
+                        _max_diff(layer.bias, r.bias[s0:s1]))
+    return {"adam_state": state_diff, "adam_step": step_diff,
+            "lr": opt.param_groups[0]["lr"]}
 
 
 def _error_of(fn) -> str | None:
@@ -246,6 +403,8 @@ def errors(rank: int, world: int, shared: Path, group) -> dict:
         "width": _error_of(lambda: layer(torch.randn(2, width, dtype=torch.float64))),
         "sharding": _error_of(lambda: sharded(torch.randn(2, 23, dtype=torch.float64))),
         "batch": _error_of(lambda: layer(torch.randn(2 + rank, 17, dtype=torch.float64))),
+        "not_replicated": _error_of(lambda: layer(torch.full((2, 17), float(rank),
+                                                             dtype=torch.float64))),
         "seed": _error_of(lambda: ShardedSparseLinear(
             30, 40, RandomBlocks(40, 30, nnz=100, seed=rank, block_rows=2), group=group)),
         "too_many_ranks": _error_of(lambda: ShardedSparseLinear(
@@ -277,3 +436,59 @@ def nccl_matches_single(rank: int, world: int, shared: Path, group) -> dict:
     yr.sum().backward()
     return {"diffs": {"forward": _max_diff(y.cpu(), yr),
                       "grad_input": _max_diff(xs.grad.cpu(), xr.grad)}}
+
+
+def _step_memory(rank: int, world: int, group, layout: str) -> dict:
+    """One training step's increase in this rank's resident memory (the allocator returning
+    freed blocks), beside what memory.estimate_sharded says the step adds: gradients, the
+    output, the kernels' and the collectives' temporaries (the input and the output's gradient
+    exist before)."""
+    from sparselinear import memory
+
+    memory.follow_live_memory()
+    n, batch = 100_000, 32
+    sharded = layout == "sharded"
+    layer = ShardedSparseLinear(n, n, RandomBlocks(n, n, nnz=200_000, seed=0), group=group,
+                                mode="sparse", input_partition="output" if sharded else None)
+    opt = torch.optim.Adam(layer.parameters(), fused=True)
+    width = layer.input_partition.sizes()[rank] if sharded else n
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, width, generator=g).requires_grad_()
+    grad_y = torch.randn(batch, layer.local.out_features, generator=g)  # no loss temporaries
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        x.grad = None
+        layer(x).backward(grad_y)
+        opt.step()
+
+    step()
+    opt.zero_grad(set_to_none=True)
+    x.grad = None
+    memory.release_free_memory()
+    with memory.track_peak("cpu") as m:
+        step()
+    est = memory.estimate_sharded(layer, world_size=world, batch_size=batch, optimizer=opt)
+    module = memory.estimate(torch.nn.Sequential(layer), batch_size=batch, optimizer=opt,
+                             input_requires_grad=True)
+    own = est.ranks[rank].layers[0].sparse
+    added = own["gradients"] + own["activations"] + own["working"] - est.sides[rank].input
+    return {"measured": m.increase, "estimated": added, "pieces": est.sides[rank].pieces,
+            "compiled": kernels.extension_enabled(layer.weight),
+            "module_is_the_rank": module.total == est.ranks[rank].total}
+
+
+def memory_sharded_input(rank: int, world: int, shared: Path, group) -> dict:
+    """The compiled kernels (as the benchmark), several pieces."""
+    previous = ring_module.PIECE_BYTES
+    ring_module.PIECE_BYTES = 1 << 20
+    try:
+        with kernels.use_backend("auto"):
+            return _step_memory(rank, world, group, "sharded")
+    finally:
+        ring_module.PIECE_BYTES = previous
+
+
+def memory_replicated_input(rank: int, world: int, shared: Path, group) -> dict:
+    with kernels.use_backend("auto"):
+        return _step_memory(rank, world, group, "replicated")

@@ -45,3 +45,12 @@ def test_too_many_ranks_and_bad_bounds_are_refused():
     with pytest.raises(ShapeError, match="must run from 0 to out_features=3"):
         RowPartition.from_row_bounds([0, 2], [0, 1, 2, 3])
     assert RowPartition.from_row_bounds([0, 2, 3], [0, 1, 2, 3]).edge_bounds == (0, 2, 3)
+
+
+def test_an_even_split_of_input_features():
+    p = RowPartition.even(10, 4)
+    assert p.sizes() == [2, 3, 2, 3] and p.out_features == 10 and p.nnz == 0
+    with pytest.raises(ShapeError, match="Cannot split 3 features over 4 ranks"):
+        RowPartition.even(3, 4)
+    with pytest.raises(SparseLinearTypeError, match="'world_size' must be a positive int"):
+        RowPartition.even(3, 0)

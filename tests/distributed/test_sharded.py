@@ -16,14 +16,16 @@ from dist_harness import run_ranks
 from dist_scenarios import TOL, pattern
 
 import sparselinear.distributed as sd
+from sparselinear import ops
 from sparselinear.distributed.collectives import ProcessGroupError
 
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available(), reason="torch.distributed is unavailable"
 )
 
-COMMON = ["matches_single", "stack", "recurrent", "uneven", "random_blocks", "files",
-          "consolidate", "errors"]
+COMMON = ["matches_single", "stack", "recurrent", "uneven", "ring_whole_shards",
+          "ring_small_pieces", "ring_compiled_kernels", "ring_stack_compiled", "ring_edge_cases",
+          "random_blocks", "files", "consolidate", "errors"]
 
 
 @pytest.fixture(scope="module")
@@ -82,11 +84,27 @@ def _values(ranks, name):
     return out
 
 
-@pytest.mark.parametrize("scenario", ["matches_single", "stack", "recurrent", "uneven"])
+@pytest.mark.parametrize("scenario", ["matches_single", "stack", "recurrent", "uneven",
+                                      "ring_whole_shards", "ring_small_pieces",
+                                      "ring_compiled_kernels", "ring_stack_compiled",
+                                      "ring_edge_cases"])
 def test_forward_and_every_gradient_match_the_single_process_layer(ranks, scenario):
     for r, value in enumerate(_values(ranks, scenario)):
         for what, diff in value["diffs"].items():
             assert diff < TOL, f"rank {r}: {scenario} {what} differs by {diff}"
+
+
+def test_a_sharded_input_goes_round_in_pieces_with_either_kernels(ranks):
+    assert all(v["pieces"] == 1 for v in _values(ranks, "ring_whole_shards"))
+    assert all(v["pieces"] == 4 for v in _values(ranks, "ring_small_pieces"))
+    compiled = _values(ranks, "ring_compiled_kernels")
+    assert all(v["pieces"] == 7 and v["compiled"] == ops._ext.build_expected() for v in compiled)
+    assert not any(v["compiled"] for v in _values(ranks, "ring_small_pieces"))
+
+
+def test_an_empty_batch_and_a_frozen_weight_go_round_too(ranks):
+    for value in _values(ranks, "ring_edge_cases"):
+        assert value["empty"] and value["frozen"]
 
 
 def test_partitions_balance_edges_not_rows(ranks):
@@ -99,13 +117,15 @@ def test_partitions_balance_edges_not_rows(ranks):
     assert [v["local_nnz"] for v in values] == per_rank and len(per_rank) == world
 
 
-def test_a_rank_with_no_edges_takes_part(ranks):
-    values = _values(ranks, "uneven")
+@pytest.mark.parametrize("scenario", ["uneven", "ring_small_pieces"])
+def test_a_rank_with_no_edges_takes_part(ranks, scenario):
+    values = _values(ranks, scenario)
     assert values[-1]["local_nnz"] == 0
 
 
-def test_counted_bytes_equal_the_predicted_volume(ranks):
-    for value in _values(ranks, "stack"):
+@pytest.mark.parametrize("scenario", ["stack", "ring_stack_compiled"])
+def test_counted_bytes_equal_the_predicted_volume(ranks, scenario):
+    for value in _values(ranks, scenario):
         assert value["bytes"] == value["predicted"] > 0
 
 
@@ -125,6 +145,14 @@ def test_consolidation_to_and_from_the_single_process_state_dict(ranks):
     assert all(v["refused"] == "WiringMismatchError" for v in values)
 
 
+def test_node_names_go_with_the_rows_and_come_back_on_consolidation(ranks):
+    values = _values(ranks, "consolidate")
+    assert values[0]["names"] and all(v["rows_named"] for v in values)
+    for value in values:
+        assert value["other_names"].startswith("WiringMismatchError") and \
+            "other nodes" in value["other_names"]
+
+
 def test_a_checkpoint_saved_on_two_ranks_loads_on_three(two, three):
     _values(two, "dcp_save")
     for value in _values(three, "dcp_load"):
@@ -132,10 +160,20 @@ def test_a_checkpoint_saved_on_two_ranks_loads_on_three(two, three):
         assert value["refused"] == "WiringMismatchError"
 
 
+def test_adam_state_saved_on_two_ranks_resumes_on_three(two, three):
+    _values(two, "dcp_save")
+    for r, value in enumerate(_values(three, "dcp_load")):
+        assert value["adam_state"] < TOL and value["adam_step"] < TOL, (r, value)
+        assert value["lr"] == 0.01  # the saved hyperparameters, not the new optimizer's
+        assert value["no_state"].startswith("DataError") and "no optimizer state" in \
+            value["no_state"]
+
+
 @pytest.mark.parametrize("case, error, text", [
     ("width", "ShapeError", "last dimension must be in_features = 17"),
     ("sharding", "ShapeError", "rows of the previous layer's output"),
     ("batch", "ShapeError", "different batch sizes"),
+    ("not_replicated", "DataError", "the input differs between the ranks"),
     ("seed", "WiringMismatchError", "ranks disagree on the pattern"),
     ("too_many_ranks", "ShapeError", "every rank must own at least one row"),
     ("missing_file", "DataError", "No such file"),

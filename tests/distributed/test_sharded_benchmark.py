@@ -17,12 +17,15 @@ def test_the_sharded_benchmark_runs_and_reports_every_world(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "sharded.py"), "--scale", "0.001",
-         "--ranks", "1", "2", "--steps", "1", "--warmup", "0", "--json", str(out)],
+         "--ranks", "1", "2", "--inputs", "sharded", "replicated", "--steps", "1",
+         "--warmup", "1", "--json", str(out)],
         capture_output=True, text=True, timeout=300, env=env, check=True,
     )
-    assert "sent/rank/step" in done.stdout
+    assert "sent/rank/step" in done.stdout and "sharded input" in done.stdout
     results = json.loads(out.read_text())
-    assert set(results["worlds"]) == {"1", "2"}
-    two = results["worlds"]["2"]
-    assert sum(r["local_nnz"] for r in two) == results["nnz"]
-    assert all(r["bytes_sent"] > 0 for r in two)
+    for layout in ("sharded", "replicated"):
+        worlds = results["inputs"][layout]
+        assert set(worlds) == {"1", "2"}
+        two = worlds["2"]
+        assert sum(r["local_nnz"] for r in two) == results["nnz"]
+        assert all(r["bytes_sent"] == r["predicted_sent"] > 0 for r in two)

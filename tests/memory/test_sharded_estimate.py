@@ -13,7 +13,7 @@ def test_per_rank_memory_falls_with_ranks_and_one_rank_is_the_single_process():
     assert one.peak == one.single.total and one.communication["total"] == 0
     values = four.ranks[0].category("values")
     assert values == 4 * (250_000 + 25_000)
-    assert four.peak < 0.6 * one.peak  # activations (batch x in) stay whole on every rank
+    assert four.peak < 0.6 * one.peak  # the replicated input stays whole on every rank
 
 
 def test_communication_follows_the_input_layout():
@@ -23,6 +23,8 @@ def test_communication_follows_the_input_layout():
                                  "total": 96_000}
     sharded = memory.estimate_sharded((4000, 1000), nnz=40_000, input="sharded", **kw)
     assert sharded.communication["forward"] == 3 * 16 * 250 * 4 and sharded.buffers > 0
+    # the input again for the weight gradient, and the input gradient's partial sums
+    assert sharded.communication["backward"] == 2 * sharded.communication["forward"]
     no_grad = memory.estimate_sharded((4000, 1000), nnz=40_000, input_requires_grad=False, **kw)
     assert no_grad.communication["total"] == 0
 
@@ -49,3 +51,22 @@ def test_bad_arguments_are_refused():
         memory.estimate_sharded((3, 10), nnz=5, world_size=4, batch_size=1)
     with pytest.raises(SparseLinearTypeError, match="'model' must be a ShardedSparseLinear"):
         memory.estimate_sharded("layer", world_size=2, batch_size=1)
+
+
+def test_a_sharded_input_divides_the_input_side_too():
+    kw = {"nnz": 40_000_000, "batch_size": 32, "optimizer": "adam"}
+    shape = (1_000_000, 1_000_000)
+    rep = memory.estimate_sharded(shape, world_size=4, **kw)
+    ring = memory.estimate_sharded(shape, world_size=4, input="sharded", **kw)
+    side = ring.sides[0]
+    assert side.input == side.output == 32 * 250_000 * 4  # its shard, its rows
+    assert side.pieces == 4 and side.buffers == 3 * 8 * 250_000 * 4  # 8-row chunks in flight
+    assert rep.sides[0].input == 32 * 1_000_000 * 4  # the whole input on every rank
+    assert ring.peak < 0.2 * ring.single.total < rep.peak
+    assert ring.to_dict()["input"] == "sharded" and "sharded input" in str(ring)
+
+
+def test_one_rank_is_the_single_process_whatever_the_layout():
+    kw = {"nnz": 100_000, "batch_size": 8, "world_size": 1}
+    ring = memory.estimate_sharded((10_000, 10_000), input="sharded", **kw)
+    assert ring.peak == memory.estimate_sharded((10_000, 10_000), **kw).peak == ring.single.total
