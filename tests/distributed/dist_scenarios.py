@@ -439,10 +439,10 @@ def nccl_matches_single(rank: int, world: int, shared: Path, group) -> dict:
 
 
 def _step_memory(rank: int, world: int, group, layout: str) -> dict:
-    """One training step's increase in this rank's resident memory (the allocator returning
-    freed blocks), beside what memory.estimate_sharded says the step adds: gradients, the
-    output, the kernels' and the collectives' temporaries (the input and the output's gradient
-    exist before)."""
+    """Two training steps' increase in this rank's resident memory (the allocator returning
+    freed blocks), beside what memory.estimate_sharded says training adds: gradients, the
+    optimizer's state, the output, the kernels' and the collectives' temporaries (the input and
+    the output's gradient exist before)."""
     from sparselinear import memory
 
     memory.follow_live_memory()
@@ -462,17 +462,18 @@ def _step_memory(rank: int, world: int, group, layout: str) -> dict:
         layer(x).backward(grad_y)
         opt.step()
 
-    step()
-    opt.zero_grad(set_to_none=True)
-    x.grad = None
+    # From before the first step, so that a buffer a collective keeps from one step to the
+    # next (gloo's, on some ranks) counts either way; the optimizer's state is made in it.
     memory.release_free_memory()
     with memory.track_peak("cpu") as m:
+        step()
         step()
     est = memory.estimate_sharded(layer, world_size=world, batch_size=batch, optimizer=opt)
     module = memory.estimate(torch.nn.Sequential(layer), batch_size=batch, optimizer=opt,
                              input_requires_grad=True)
     own = est.ranks[rank].layers[0].sparse
-    added = own["gradients"] + own["activations"] + own["working"] - est.sides[rank].input
+    added = (own["gradients"] + own["optimizer_state"] + own["activations"] + own["working"]
+             - est.sides[rank].input)
     return {"measured": m.increase, "estimated": added, "pieces": est.sides[rank].pieces,
             "compiled": kernels.extension_enabled(layer.weight),
             "module_is_the_rank": module.total == est.ranks[rank].total}
