@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import DEVICES
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
@@ -58,10 +59,11 @@ def test_fake_and_meta_tensors_propagate_shapes_without_kernels(monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_autocast_follows_nn_linear(dtype):
-    net, x = model(), torch.randn(5, 12)
+@pytest.mark.parametrize("device", DEVICES)
+def test_autocast_follows_nn_linear(device, dtype):
+    net, x = model().to(device), torch.randn(5, 12, device=device)
     expected = net(x)
-    with torch.autocast("cpu", dtype=dtype):
+    with torch.autocast(device, dtype=dtype):
         y = net(x)
     assert y.dtype == dtype  # computed in float32 where no kernel exists, output in the dtype
     torch.testing.assert_close(y.float(), expected, rtol=0.05, atol=0.05)
