@@ -38,3 +38,20 @@ def peak_bytes() -> int:
 def current_bytes() -> int:
     kib = _status_kib("VmRSS")
     return (kib or 0) * 1024
+
+
+def timed_steps(step, repeats: int, tracker, base: int) -> tuple[list[float], int]:
+    """Run ``step`` ``repeats + 1`` times (the first a warm-up) under ``tracker`` (a started-here
+    ``sparselinear.memory.peak.PeakTracker``): the seconds of every run, and the peak above
+    ``base``."""
+    import time
+
+    tracker.start(trim=True)
+    times = []
+    for _ in range(repeats + 1):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    peak = tracker.peak() - base
+    tracker.stop()
+    return times, peak

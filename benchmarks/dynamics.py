@@ -25,7 +25,6 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 SCALES = {  # neurons, edges, groups (shared strengths)
@@ -91,6 +90,7 @@ class GatherScatter:
 def worker(args) -> dict:
     """Run one implementation in this process and return its figures."""
     import torch
+    from _memory import timed_steps
 
     from sparselinear import ConnectomeRNN, SparseLinear, memory
     from sparselinear.memory.peak import PeakTracker
@@ -134,14 +134,7 @@ def worker(args) -> dict:
         opt.step()
         opt.zero_grad()
 
-    tracker.start(trim=True)
-    times = []
-    for _ in range(args.repeats + 1):  # the first is a warm-up
-        t0 = time.perf_counter()
-        step_fn()
-        times.append(time.perf_counter() - t0)
-    peak = tracker.peak() - base
-    tracker.stop()
+    times, peak = timed_steps(step_fn, args.repeats, tracker, base)  # the first is a warm-up
     result = {"impl": args.impl, "seconds": statistics.median(times[1:] or times), "peak": peak}
     if args.impl == "ours":
         est = memory.estimate(model, batch_size=args.batch, steps=args.steps)

@@ -137,6 +137,7 @@ def check(args, spec_path: Path) -> dict:
 def worker(args) -> dict:
     """One training step of one implementation in this process: time and peak memory."""
     import torch
+    from _memory import timed_steps
 
     from sparselinear import memory
     from sparselinear.memory.peak import PeakTracker
@@ -181,14 +182,7 @@ def worker(args) -> dict:
         opt.step()
         opt.zero_grad()
 
-    tracker.start(trim=True)
-    times = []
-    for _ in range(args.repeats + 1):  # the first is a warm-up
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    peak = tracker.peak() - base
-    tracker.stop()
+    times, peak = timed_steps(step, args.repeats, tracker, base)  # the first is a warm-up
     result = {"impl": args.impl, "seconds": statistics.median(times[1:] or times),
               "all_seconds": times, "peak": peak, "resident_before_step": resident,
               "trained_parameters": sum(p.numel() for p in params),
