@@ -37,3 +37,14 @@ def dense_reference(x, weight, indices, shape, bias=None):
     dense = dense.index_put((indices[0], indices[1]), weight)
     y = x @ dense.t()
     return y + bias if bias is not None else y
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test, restored afterwards: on tiny layers the start-up and
+    synchronisation of the CSR kernels' threads would dominate (milliseconds per call on a busy
+    machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -22,14 +22,7 @@ from sparselinear.functional import sparse_linear
 N_OUT, N_IN = 12, 10
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The layers here are tiny: with several threads, start-up and synchronisation of the CSR
-    # kernels dominate (milliseconds per call on a busy machine). Restored afterwards.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _pattern() -> Connectivity:

@@ -19,13 +19,7 @@ from sparselinear.structured import PositiveDefiniteLinear, TriangularLinear, tr
 FREE = "parametrizations.weight.original"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny layers: thread start-up of the CSR kernels would dominate. Restored afterwards.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------------------- patterns
