@@ -35,6 +35,12 @@ def peak_bytes() -> int:
     return kib * 1024
 
 
+def file_bytes() -> int:
+    """Resident pages backed by files (the code of the libraries loaded: torch, MKL, the
+    kernels), which processes running the same libraries on one machine share."""
+    return (_status_kib("RssFile") or 0) * 1024
+
+
 def current_bytes() -> int:
     kib = _status_kib("VmRSS")
     return (kib or 0) * 1024

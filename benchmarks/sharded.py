@@ -18,7 +18,9 @@ layer, the optimizer and the inputs exist; the steady peak of the later steps is
 The C allocator returns freed blocks to the OS (``memory.follow_live_memory()``, as in the
 other memory benchmarks; ``--glibc-defaults`` keeps glibc's defaults), what reading the rows
 freed is released after the build, and the baseline is taken after ``memory.warm_up()`` (torch,
-MKL, the kernels and the optimizers loaded). ``--threads`` sets the intra-op threads of each
+MKL, the kernels and the optimizers loaded). Beside the whole peak, each rank's share of the
+machine: the peak with the resident library code (file-backed pages, shared by the processes of
+one machine) split among the ranks. ``--threads`` sets the intra-op threads of each
 rank (default: cores // ranks). Beside it, ``memory.estimate_sharded``'s
 prediction for the rank (the layer and its activation side; the loss target this script holds
 is added to it, as it is to the measurement).
@@ -45,7 +47,7 @@ def _rank(rank: int, world: int, port: int, cfg: dict, out: str) -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import torch
     import torch.distributed as dist
-    from _memory import current_bytes, peak_bytes, reset_peak
+    from _memory import current_bytes, file_bytes, peak_bytes, reset_peak
 
     from sparselinear import memory
     from sparselinear.distributed import RandomBlocks, ShardedSparseLinear, step_volume
@@ -104,7 +106,7 @@ def _rank(rank: int, world: int, port: int, cfg: dict, out: str) -> None:
         "rank": rank, "world": world, "rows": list(layer.rows), "local_nnz": layer.local.nnz,
         "build_s": build_s, "step_s": statistics.median(times), "bytes_sent": sent[-1],
         "peak_bytes": max(first_peak, steady_peak), "steady_peak_bytes": steady_peak,
-        "held_before_steps": before, "baseline_bytes": baseline,
+        "held_before_steps": before, "baseline_bytes": baseline, "file_bytes": file_bytes(),
         "estimate_bytes": est.per_rank[rank], "target_bytes": target.numel() * 4,
         "predicted_sent": step_volume(
             batch, n_in, n_out, world, input=cfg["input"], rank=rank,
@@ -130,6 +132,12 @@ def run_world(world: int, cfg: dict, out: str) -> list[dict]:
             for r in range(world)]
 
 
+def machine_share(r: dict) -> int:
+    """A rank's peak with the resident library code split among the ranks of its world, which
+    share it on one machine: what each rank adds to the machine's memory."""
+    return r["peak_bytes"] - r["file_bytes"] + r["file_bytes"] // r["world"]
+
+
 def _table(worlds: dict) -> None:
     def above(r: dict, key: str = "peak_bytes") -> int:
         return r[key] - r["baseline_bytes"]
@@ -138,11 +146,11 @@ def _table(worlds: dict) -> None:
         return max(fn(r) for r in ranks)
 
     ones = worlds.get(1) or worlds.get("1")
-    columns = (lambda r: r["peak_bytes"], above,
+    columns = (lambda r: r["peak_bytes"], machine_share, above,
                lambda r: above(r, "steady_peak_bytes"))
     single = [largest(ones, fn) for fn in columns] if ones else None
-    print("ranks  peak/rank  vs 1 rank  above baseline  vs 1 rank  steady above  vs 1 rank  "
-          "estimated  step (median)  sent/rank/step  edges/rank")
+    print("ranks  peak/rank  vs 1 rank  code shared  vs 1 rank  above baseline  vs 1 rank  "
+          "steady above  vs 1 rank  estimated  step (median)  sent/rank/step  edges/rank")
     for world, ranks in worlds.items():
         values = [largest(ranks, fn) for fn in columns]
         ratios = [f"{a / b:.2f}x" if single else "-" for a, b in zip(values, single or values)]
@@ -150,8 +158,9 @@ def _table(worlds: dict) -> None:
         sent = max(r["bytes_sent"] for r in ranks)
         estimated = max(r["estimate_bytes"] + r["target_bytes"] for r in ranks)
         print(f"{world:>5}  {values[0] / 1e9:>6.2f} GB  {ratios[0]:>9}  "
-              f"{values[1] / 1e9:>11.2f} GB  {ratios[1]:>9}  {values[2] / 1e9:>9.2f} GB  "
-              f"{ratios[2]:>9}  {estimated / 1e9:>6.2f} GB  {step:>11.3f} s  "
+              f"{values[1] / 1e9:>8.2f} GB  {ratios[1]:>9}  "
+              f"{values[2] / 1e9:>11.2f} GB  {ratios[2]:>9}  {values[3] / 1e9:>9.2f} GB  "
+              f"{ratios[3]:>9}  {estimated / 1e9:>6.2f} GB  {step:>11.3f} s  "
               f"{sent / 1e6:>11.1f} MB  {max(r['local_nnz'] for r in ranks):>10,}")
 
 

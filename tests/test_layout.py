@@ -4,6 +4,8 @@ another subpackage's private names."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -158,3 +160,16 @@ def test_the_private_import_check_sees_one():
     names = [a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
              for a in node.names]
     assert [n for n in names if _private(n)] == ["_ext", "_hidden"]
+
+
+def test_importing_the_package_leaves_scipy_and_the_table_readers_unloaded():
+    """scipy, pyarrow, pandas and polars load when a function needs them: importing the
+    package (and its training-side subpackages) costs neither their time nor their memory."""
+    code = (
+        "import sys, sparselinear, sparselinear.distributed, sparselinear.memory, "
+        "sparselinear.io; print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'scipy', 'pyarrow', 'pandas', 'polars', 'matplotlib'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT.parent).stdout
+    assert out.strip() == "[]"

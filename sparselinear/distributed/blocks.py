@@ -27,10 +27,10 @@ import torch
 from torch import nn
 
 from ..ops import policy
-from ..ops.autograd import sparse_backward, sparse_product
+from ..ops.autograd import sparse_backward_into, sparse_product
 from ..pattern.caches import transposed_pattern
 
-__all__ = ["ShardBlocks", "first_at_least", "gradients", "multiply"]
+__all__ = ["ShardBlocks", "add_gradients", "first_at_least", "multiply"]
 
 
 def first_at_least(col: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
@@ -229,18 +229,28 @@ def multiply(crow: torch.Tensor, col: torch.Tensor, weight: torch.Tensor, x_t: t
     return sparse_product(plan, x_t.to(compute).contiguous(), weight, None, crow, col, dtype)
 
 
-def gradients(crow: torch.Tensor, col: torch.Tensor, weight: torch.Tensor, x_t: torch.Tensor,
-              grad_y: torch.Tensor, want_gx: bool,
-              want_gw: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """``(grad_x (batch, width), grad_w (block nnz,))`` of ``multiply`` for ``grad_y
-    (batch, rows)``, each ``None`` unless asked for."""
+def add_gradients(crow: torch.Tensor, col: torch.Tensor, weight: torch.Tensor,
+                  x_t: torch.Tensor, grad_y: torch.Tensor, *,
+                  grad_x_t: torch.Tensor | None = None, grad_w: torch.Tensor | None = None,
+                  accumulate_gx: bool = True, accumulate_gw: bool = True) -> None:
+    """The gradients of ``multiply`` for ``grad_y (batch, rows)``, written into the buffers
+    given: the input gradient transposed into ``grad_x_t`` (``(width, batch)``, contiguous) and
+    the weight gradient into ``grad_w`` (the block's ``(nnz,)`` slice of the rank's gradient),
+    added to what they hold unless ``accumulate_gx`` / ``accumulate_gw`` is ``False``.
+
+    With the compiled kernels the block's gradients take no memory of their own
+    (``sparselinear.ops.autograd.sparse_backward_into``)."""
     width, batch = x_t.shape
-    if col.numel() == 0:
-        gx = grad_y.new_zeros(batch, width) if want_gx else None
-        return gx, (weight.new_zeros(0) if want_gw else None)
-    plan = _plan(crow, col, width, batch, weight, grad_y.dtype, want_gx, want_gw)
+    if col.numel() == 0:  # nothing flows: the buffers are zero where not accumulated
+        for buffer, accumulate in ((grad_x_t, accumulate_gx), (grad_w, accumulate_gw)):
+            if buffer is not None and not accumulate:
+                buffer.zero_()
+        return
+    plan = _plan(crow, col, width, batch, weight, grad_y.dtype, grad_x_t is not None,
+                 grad_w is not None)
     compute = policy.compute_dtype(grad_y.dtype, weight.device)
-    return sparse_backward(
+    sparse_backward_into(
         plan, x_t.to(compute).contiguous(), weight, grad_y, crow, col,
-        lambda: transposed_pattern(crow, col, width), want_gx, want_gw, recycle=False,
+        lambda: transposed_pattern(crow, col, width), grad_x_t=grad_x_t, grad_w=grad_w,
+        accumulate_gx=accumulate_gx, accumulate_gw=accumulate_gw,
     )

@@ -11,11 +11,14 @@ needs every shard, but never all at once:
 * backward: the pieces go round again (the weight gradient of block ``b`` needs shard ``b``),
   and each rank's contribution to the input gradient of shard ``b`` travels along the same
   ring: rank ``b + 1`` starts it, every next rank adds its own, and rank ``b`` receives the sum
-  of the others' and adds its own — a reduce-scatter, piece by piece.
+  of the others' and adds its own — a reduce-scatter, piece by piece. The compiled kernels add
+  each block's input gradient straight into the partial sum received and its weight gradient
+  into its slice of the rank's gradient, so a block's gradients take no memory of their own.
 
-Each rank thus holds two input pieces, two gradient pieces and one block's kernel buffers for
-one chunk instead of the whole ``(batch, in_features)`` input, its transposed copy, its gradient
-and a reduction buffer. It sends ``N - n_{p+1}`` input features per batch row forward, as many
+Each rank thus holds three pieces of one chunk at a time (two of the input and the partial sum
+being added to; then the next input piece and the partial sums sent and received) instead of
+the whole ``(batch, in_features)`` input, its transposed copy, its gradient and a reduction
+buffer. It sends ``N - n_{p+1}`` input features per batch row forward, as many
 again backward, and ``N - n_p`` gradient features: an all-gather forward, and an all-gather and
 a reduce-scatter backward ([`step_volume`][sparselinear.distributed.step_volume]).
 
@@ -32,7 +35,7 @@ import torch
 import torch.distributed as dist
 from torch.autograd.function import once_differentiable
 
-from .blocks import ShardBlocks, gradients, multiply
+from .blocks import ShardBlocks, add_gradients, multiply
 from .collectives import Communicator
 
 __all__ = ["MIN_CHUNK_ROWS", "PIECE_BYTES", "Ring", "RingProduct", "pieces", "ring_product"]
@@ -77,8 +80,10 @@ class Ring:
 
 
 def _wait(requests: list[Any]) -> None:
-    for request in requests:
-        request.wait()
+    """Wait for every request and drop it: a request keeps its tensors alive (the piece just
+    sent, which would otherwise stay beside the next ones)."""
+    while requests:
+        requests.pop().wait()
 
 
 def _bounds(batch: int, k: int) -> list[tuple[int, int]]:
@@ -140,43 +145,56 @@ class RingProduct:
     def backward(self, x: torch.Tensor, weight: torch.Tensor, grad_y: torch.Tensor,
                  want_gx: bool, want_gw: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """``(grad_x (batch, n_p), grad_w (local nnz,))`` for ``grad_y (batch, rows)``, each
-        ``None`` unless asked for."""
+        ``None`` unless asked for.
+
+        Each block's gradients are written where they belong: its weight gradient into its
+        slice of ``grad_w`` (added from the second chunk on), its input gradient into the
+        partial sum for its shard, held transposed (``(n_b, rows of the chunk)``) — the sum
+        received from the previous rank, or a fresh one where the sum starts. A rank holds at
+        most three pieces at a time: this piece and the next of the input while the block's
+        kernels add into the partial sum, then the next piece, the sum being sent and the one
+        being received."""
         p, w = self.comm.rank, self.comm.world_size
         batch = x.shape[0]
         grad_y = grad_y.contiguous()
         grad_x = torch.empty_like(x, dtype=grad_y.dtype) if want_gx else None
-        grad_w = torch.zeros_like(weight) if want_gw else None
+        grad_w = torch.empty_like(weight) if want_gw else None
         if batch == 0 or not (want_gx or want_gw):
+            if grad_w is not None:
+                grad_w.zero_()
             return grad_x, grad_w
-        for r0, r1 in _bounds(batch, self.pieces(batch, x.element_size())):
-            g = grad_y[r0:r1]
-            # without a weight gradient the input is not needed: a buffer of its shape will do
+        for chunk, (r0, r1) in enumerate(_bounds(batch, self.pieces(batch, x.element_size()))):
+            m, g = r1 - r0, grad_y[r0:r1]
+            # without a weight gradient the input is not read: a buffer of its shape will do
             current = x[r0:r1].t().contiguous() if want_gw else None
-            held = None  # the other ranks' partial sum received in the previous step
+            held = None  # the partial sum received from the previous rank
             for s in range(w):
                 shard = (p - s) % w
                 following, requests = None, []
-                if want_gw and s < w - 1:
-                    following = x.new_empty(self.sizes[(shard - 1) % w], r1 - r0)
-                    requests += self.ring.exchange(current, following)
+                if want_gw and s < w - 1:  # pass the piece on; the previous rank's comes in
+                    following = x.new_empty(self.sizes[(shard - 1) % w], m)
+                    requests = self.ring.exchange(current, following)
                 crow, col, edges = self.blocks.block(shard)
-                x_t = current if current is not None else x.new_empty(self.sizes[shard], r1 - r0)
-                gx, gw = gradients(crow, col, weight[edges], x_t, g, want_gx, want_gw)
-                if want_gw and col.numel():
-                    grad_w[edges] += gw
-                if want_gx and s == 0:  # this rank's own shard: the others' sum comes last
-                    grad_x[r0:r1] = gx
-                elif want_gx:
-                    gx = gx.contiguous()
-                    if held is not None:
-                        gx += held
-                    held = grad_y.new_empty(r1 - r0, self.sizes[(p - 1 - s) % w])
-                    requests += self.ring.exchange(gx, held, tag=1)
+                x_t = current if current is not None else x.new_empty(self.sizes[shard], m)
+                # the block's input gradient goes into the sum received (a new one where the
+                # sum starts: this rank's own shard, and the shard whose sum starts here)
+                partial = None
+                if want_gx:
+                    partial = held if held is not None else grad_y.new_empty(self.sizes[shard], m)
+                add_gradients(crow, col, weight[edges], x_t, g, grad_x_t=partial,
+                              grad_w=grad_w[edges] if want_gw else None,
+                              accumulate_gx=held is not None, accumulate_gw=chunk > 0)
+                del x_t
                 _wait(requests)
-                current = following
-                del gx, gw  # before the next block's kernels allocate theirs
+                current, held = following, None
+                if want_gx and s == 0:  # this rank's own shard: the others' sum comes last
+                    grad_x[r0:r1] = partial.t()
+                elif want_gx:
+                    held = grad_y.new_empty(self.sizes[(p - 1 - s) % w], m)
+                    _wait(self.ring.exchange(partial, held, tag=1))
+                del partial
             if held is not None:
-                grad_x[r0:r1] += held
+                grad_x[r0:r1] += held.t()
         return grad_x, grad_w
 
 

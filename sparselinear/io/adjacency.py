@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
-import scipy.io
-import scipy.sparse
+from typing import TYPE_CHECKING
 
 from ..errors import DataError
+
+if TYPE_CHECKING:
+    import scipy.sparse
 
 __all__ = ["EDGE_LIST_SUFFIXES", "MATRIX_SUFFIXES", "adjacency_kind", "read_matrix"]
 
@@ -86,6 +87,9 @@ def read_matrix(path: str | os.PathLike) -> scipy.sparse.coo_array:
             f"Cannot read '{path}' as a matrix: expected a {' or '.join(MATRIX_SUFFIXES)} file. "
             "Read edge lists with `read_edges` / `Connectivity.from_edgelist`."
         )
+    import scipy.io
+    import scipy.sparse
+
     suffix = _suffix(path)
     try:
         if suffix == ".npz":

@@ -12,7 +12,6 @@ import re
 from typing import Any
 
 import numpy as np
-import scipy.sparse
 
 from ..errors import MAX_LISTED, DataError, DuplicateEdgeError, listing
 from .files import pyarrow_or_none
@@ -178,6 +177,8 @@ def merge_duplicates(rows, cols, shape, weights, table, names, policy):
     ``origin(i)``, the table row of edge ``i`` (its first)."""
     n_out, n_in = shape
     if policy in ("error", "sum") and rows.size:
+        import scipy.sparse
+
         # a counting sort by row, then each row's columns (scipy's coo -> csr): no argsort
         data = np.arange(rows.size, dtype=np.int64) if policy == "error" else (
             weights if weights is not None else np.zeros(rows.size, dtype=np.int8))

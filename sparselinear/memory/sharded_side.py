@@ -10,10 +10,11 @@ what surrounds them depends on how the input arrives
   ``(rows, in)`` pattern), then the input gradient's copy that is all-reduced beside the gradient
   itself;
 * **row-sharded input** (``sparselinear.distributed.ring``): the rank's shard of the input
-  and of its gradient, and for one batch chunk at a time two input pieces passing round, the
-  partial sum received, and one block's kernel temporaries (the plan of a ``(rows, n_b)``
-  block for the chunk) with its weight-gradient slice; the blocks' transposed patterns where
-  the kernels read them.
+  and of its gradient, and for one batch chunk at a time three pieces (two of the input passing
+  round and the partial sum being added to, or the next input piece with the partial sums
+  sent and received), the kernels' per-thread buffers (the compiled sweeps write each block's
+  gradients in place; torch's kernels make them, from the plan of a ``(rows, n_b)`` block
+  for the chunk); the blocks' transposed patterns where the kernels read them.
 
 Each function returns a ``RankSide``; [`estimate_sharded`][sparselinear.memory.estimate_sharded]
 adds the parameters.
@@ -111,12 +112,18 @@ def ring_side(rows: int, nnz: int, block_nnz: int, sizes: Sequence[int], rank: i
                             index_dtype=index_dtype, threads=threads)
     # forward: the block's product for the chunk beside the output; this piece and the next
     forward = chunk * rows * d + 2 * piece + plan.forward_bytes
-    # backward: the input gradient's shard (the result); this piece, the next and (from the
-    # third step on) the partial sum received; the block's kernels and its weight-gradient slice
-    held = 3 if input_requires_grad and world > 2 else 2
-    contiguous = piece if input_requires_grad and not plan.compiled else 0
-    backward = (batch * own * d if input_requires_grad else 0) + held * piece \
-        + plan.backward_bytes + block_nnz * d + contiguous
+    # backward: the input gradient's shard (the result); this piece and the next of the input
+    # while the block's kernels add into the partial sum, then the next piece, the sum sent and
+    # the one received. The compiled sweeps write the block's gradients in place (with several
+    # threads, one input-gradient buffer per thread); other kernels make them and add them.
+    held = 3 if input_requires_grad else 2
+    kernels = 0
+    if plan.compiled and plan.backward in ("fused", "weight"):
+        if input_requires_grad and plan.threads > 1:
+            kernels = plan.threads * piece
+    else:
+        kernels = plan.backward_bytes + block_nnz * d + (piece if input_requires_grad else 0)
+    backward = (batch * own * d if input_requires_grad else 0) + held * piece + kernels
     buffers = held * piece if backward >= forward else 2 * piece
     pattern = idx * (world * (rows + 1) + nnz)
     if plan.transposed:  # every block's transposed pattern, built once and kept

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.sparse
 import torch
 from torch import nn
 from torch.nn.utils import parametrize, prune
@@ -24,6 +23,9 @@ from ..pattern.caches import DerivedCache, transposed_cache
 from ..pattern.connectivity import Connectivity, pattern_digest
 from .convert import linear_to_pattern, scipy_to_pattern
 from .functional import sparse_linear_csr
+
+if TYPE_CHECKING:
+    import scipy.sparse
 
 __all__ = ["SparseLinear"]
 

@@ -30,8 +30,8 @@ import torch
 
 from . import _ext, blocks, policy, torch_kernels
 
-__all__ = ["gathered_input", "plan_for_step", "sparse_backward", "sparse_forward",
-           "sparse_product"]
+__all__ = ["gathered_input", "plan_for_step", "sparse_backward", "sparse_backward_into",
+           "sparse_forward", "sparse_product"]
 
 #: A zero-argument callable returning the transposed pattern ``(crow_t, row_t, perm)``.
 Transposed = Callable[[], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
@@ -167,3 +167,48 @@ def sparse_backward(plan: policy.StepPlan, x_t: torch.Tensor, weight: torch.Tens
     if grad_w is not None:
         grad_w = grad_w.to(weight.dtype)
     return grad_x, grad_w
+
+
+def sparse_backward_into(plan: policy.StepPlan, x_t: torch.Tensor, weight: torch.Tensor,
+                         grad_y: torch.Tensor, crow: torch.Tensor, col: torch.Tensor,
+                         transposed: Transposed, *, grad_x_t: torch.Tensor | None = None,
+                         grad_w: torch.Tensor | None = None, accumulate_gx: bool = False,
+                         accumulate_gw: bool = False) -> None:
+    """``sparse_backward`` writing into given buffers: the input gradient, transposed, into
+    ``grad_x_t`` (``(in, batch)``, contiguous) and the weight gradient into ``grad_w``
+    (``(nnz,)``), each skipped when ``None``, added to its buffer's content with
+    ``accumulate_gx`` / ``accumulate_gw``.
+
+    The compiled fused and weight-only sweeps write into the buffers as they are (with one
+    thread the input gradient needs no buffer of its own); other kernels compute the gradients
+    as ``sparse_backward`` does and add or copy them.
+    """
+    want_gx, want_gw = grad_x_t is not None, grad_w is not None
+    if not (want_gx or want_gw):
+        return
+    dtype = x_t.dtype
+    direct = (
+        plan.compiled and plan.backward in ("fused", "weight")
+        and (not want_gx or (grad_x_t.dtype == dtype and grad_x_t.is_contiguous()))
+        and (not want_gw or (grad_w.dtype == dtype and grad_w.is_contiguous()))
+    )
+    if direct:
+        n_in = x_t.shape[0]
+        g = grad_y.to(dtype)
+        g = g.t() if plan.in_place else _ext.transposed(g)
+        crow, col, run = _in_blocks(crow.contiguous(), col.contiguous(), n_in,
+                                    plan.column_blocks)
+        _ext.backward(crow, col, weight.to(dtype).contiguous(), x_t, g, n_in, want_gw=want_gw,
+                      want_gx=want_gx, out=grad_x_t, recycle=False, run=run, gw_out=grad_w,
+                      accumulate_gw=accumulate_gw, accumulate_gx=accumulate_gx)
+        return
+    gx, gw = sparse_backward(plan, x_t, weight, grad_y, crow, col, transposed, want_gx, want_gw,
+                             recycle=False)
+    for buffer, value, accumulate in ((grad_x_t, None if gx is None else gx.t(), accumulate_gx),
+                                      (grad_w, gw, accumulate_gw)):
+        if buffer is None:
+            continue
+        if accumulate:
+            buffer.add_(value.to(buffer.dtype))
+        else:
+            buffer.copy_(value)

@@ -13,10 +13,9 @@ validates and wraps them, so none of them imports it.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.sparse
 import torch
 
 from ..errors import (
@@ -36,6 +35,9 @@ from . import generators, setops
 from .caches import PatternCaches, transpose_order, transposed_cache
 from .csr import canonical_csr, check_canonical
 from .sources import Shape, as_indices, check_shape, from_indices, to_coordinates
+
+if TYPE_CHECKING:
+    import scipy.sparse
 
 __all__ = ["Connectivity", "index_dtype_for", "pattern_digest", "validate_csr"]
 
@@ -436,6 +438,8 @@ class Connectivity:
 
     def to_scipy(self, values: torch.Tensor | None = None) -> scipy.sparse.csr_array:
         """A ``scipy.sparse.csr_array`` with ``values`` (ones when ``None``) at the edges."""
+        import scipy.sparse
+
         data = (
             np.ones(self.nnz, dtype=np.float32) if values is None else values.detach().cpu().numpy()
         )

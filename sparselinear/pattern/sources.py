@@ -8,10 +8,10 @@ coordinates: [`Connectivity`][sparselinear.Connectivity] does that once for ever
 from __future__ import annotations
 
 import numbers
+import sys
 from typing import Any
 
 import numpy as np
-import scipy.sparse
 import torch
 
 from ..errors import PatternError, ShapeError, SparseLinearTypeError, describe
@@ -88,6 +88,13 @@ def _merge_shape(inherent: Shape, requested: Shape | None, what: str) -> Shape:
     return inherent
 
 
+def is_scipy_sparse(obj: Any) -> bool:
+    """Whether ``obj`` is a scipy sparse matrix or array, without importing scipy: such an
+    object exists only once ``scipy.sparse`` has been imported."""
+    module = sys.modules.get("scipy.sparse")
+    return module is not None and bool(module.issparse(obj))
+
+
 def scipy_coordinates(
     matrix: Any, *, transpose: bool = False, drop_zeros: bool = False, name: str = "matrix"
 ) -> tuple[torch.Tensor, torch.Tensor, Shape, np.ndarray]:
@@ -95,11 +102,13 @@ def scipy_coordinates(
     entries (explicit zeros included unless ``drop_zeros``), int64 coordinates in CSR order and
     float64 values; ``transpose`` reads ``matrix[i, j]`` as the edge ``(j, i)`` (a
     ``(source, target)`` adjacency). ``name`` is the argument's name in error messages."""
-    if not scipy.sparse.issparse(matrix):
+    if not is_scipy_sparse(matrix):
         raise SparseLinearTypeError(
             f"'{name}' must be a scipy.sparse matrix or array; got {describe(matrix)}. For a dense "
             "matrix pass `scipy.sparse.coo_array(matrix)`."
         )
+    import scipy.sparse
+
     coo = scipy.sparse.coo_array(matrix)
     if not (np.issubdtype(coo.dtype, np.number) or coo.dtype == np.bool_) or np.iscomplexobj(
         coo.data
@@ -215,7 +224,7 @@ def from_indices(t: Any, shape: Shape | None) -> tuple[torch.Tensor, torch.Tenso
 
 def to_coordinates(source: Any, shape: Shape | None) -> tuple[torch.Tensor, torch.Tensor, Shape]:
     """Return ``(rows, cols, shape)`` with int64 ``rows``/``cols`` for any accepted source."""
-    if scipy.sparse.issparse(source):
+    if is_scipy_sparse(source):
         return _from_scipy(source, shape)
     if isinstance(source, (list, tuple)):
         source = np.asarray(source)

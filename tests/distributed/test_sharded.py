@@ -189,3 +189,28 @@ def test_bad_input_raises_on_every_rank_and_none_hangs(ranks, case, error, text)
 def test_a_process_group_that_is_not_initialised_is_refused():
     with pytest.raises(ProcessGroupError, match="not initialised.*init_process_group"):
         sd.ShardedSparseLinear(17, 23, pattern())
+
+
+def test_a_finished_exchange_lets_go_of_its_pieces():
+    """A request keeps the piece it sent alive; waiting drops it, so that the ring holds three
+    pieces at a time, not a fourth already sent."""
+    import weakref
+
+    from sparselinear.distributed import ring
+
+    class Request:
+        def __init__(self, tensor):
+            self.tensor, self.waited = tensor, False
+
+        def wait(self):
+            self.waited = True
+
+    piece = torch.zeros(4)
+    gone = weakref.ref(piece)
+    requests = [Request(piece), Request(torch.zeros(2))]
+    waited = list(requests)
+    del piece
+    ring._wait(requests)
+    assert requests == [] and all(r.waited for r in waited)
+    del waited
+    assert gone() is None

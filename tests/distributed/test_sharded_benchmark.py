@@ -29,3 +29,4 @@ def test_the_sharded_benchmark_runs_and_reports_every_world(tmp_path):
         two = worlds["2"]
         assert sum(r["local_nnz"] for r in two) == results["nnz"]
         assert all(r["bytes_sent"] == r["predicted_sent"] > 0 for r in two)
+        assert all(0 < r["file_bytes"] < r["peak_bytes"] for r in two)  # code pages, counted

@@ -173,6 +173,49 @@ def test_compiled_kernels_every_batch_tile(monkeypatch, sweep_bytes, batch, dtyp
 
 
 @needs_ext
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("sweep_bytes", [0, 23 * 8 * 8])
+@pytest.mark.parametrize("batch", [1, 8, 33])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_backward_into_buffers_writes_and_accumulates(monkeypatch, threads, sweep_bytes, batch,
+                                                      dtype):
+    """The fused sweep writes into given buffers (the one thread's input-gradient buffer is the
+    result itself) or adds to them, over every batch tile and sweep."""
+    monkeypatch.setattr(_ext, "SWEEP_BYTES", sweep_bytes)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    conn = Connectivity.random(37, 23, density=0.2, seed=5)
+    crow, col = conn._fields()
+    torch.manual_seed(5)
+    w = torch.randn(conn.nnz, dtype=dtype)
+    x, g = torch.randn(23, batch, dtype=dtype), torch.randn(37, batch, dtype=dtype)
+    dense = _dense_weight(conn, w.double())
+    rows, cols = conn.indices()
+    want_x, want_w = dense.t() @ g.double(), (g.double() @ x.double().t())[rows, cols]
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {}
+    gx = torch.full((23, batch), float("nan"), dtype=dtype)
+    gw = torch.full((conn.nnz,), float("nan"), dtype=dtype)
+    out_w, out_x = _ext.backward(crow, col, w, x, g, 23, want_gw=True, want_gx=True, out=gx,
+                                 gw_out=gw)
+    assert out_w is gw and out_x is gx
+    torch.testing.assert_close(gx.double(), want_x, **tol)
+    torch.testing.assert_close(gw.double(), want_w, **tol)
+    start_x, start_w = torch.randn(23, batch, dtype=dtype), torch.randn(conn.nnz, dtype=dtype)
+    gx.copy_(start_x)
+    gw.copy_(start_w)
+    _ext.backward(crow, col, w, x, g.t().contiguous().t(), 23, want_gw=True, want_gx=True,
+                  out=gx, gw_out=gw, accumulate_gw=True, accumulate_gx=True)
+    torch.testing.assert_close(gx.double(), start_x.double() + want_x, **tol)
+    torch.testing.assert_close(gw.double(), start_w.double() + want_w, **tol)
+    # a strided input-gradient buffer goes through the private buffers, its content added
+    strided = start_x.t().clone(memory_format=torch.contiguous_format)
+    _ext.backward(crow, col, w, x, g, 23, want_gw=False, want_gx=True, out=strided.t(),
+                  accumulate_gx=True)
+    torch.testing.assert_close(strided.t().double(), start_x.double() + want_x, **tol)
+    with pytest.raises(ValueError, match="pass 'out'"):
+        _ext.backward(crow, col, w, x, g, 23, want_gw=False, want_gx=True, accumulate_gx=True)
+
+
+@needs_ext
 @pytest.mark.parametrize("batch", [3, 16, 17, 40])  # narrow, 16-wide tile, and their tails
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_transposed_pass_over_columns_of_many_edges_and_none(batch, dtype):

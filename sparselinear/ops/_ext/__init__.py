@@ -271,14 +271,20 @@ def backward_transposed(crow_t: torch.Tensor, row_t: torch.Tensor, perm: torch.T
 def backward(crow: torch.Tensor, col: torch.Tensor, w: torch.Tensor, x: torch.Tensor,
              g: torch.Tensor, n_cols: int, *, want_gw: bool, want_gx: bool,
              out: torch.Tensor | None = None, recycle: bool = True,
-             run: torch.Tensor | None = None):
+             run: torch.Tensor | None = None, gw_out: torch.Tensor | None = None,
+             accumulate_gw: bool = False, accumulate_gx: bool = False):
     """One fused pass over the forward pattern: ``(gw (nnz,) or None, gx (n_cols, B) or None)``.
 
     ``g (n_rows, B)`` may have any strides. ``gx`` is accumulated in one private
-    ``(n_cols, B)`` buffer per thread, then summed into ``out`` (any strides) or a new tensor.
-    ``recycle`` as for ``backward_transposed``. In column blocks (each block's slices of
-    ``x`` and of the private buffers stay in cache): ``crow``, ``col`` and ``run`` from
-    ``block_layout``; ``w`` and ``gw`` stay in the CSR order.
+    ``(n_cols, B)`` buffer per thread, then summed into ``out`` (any strides) or a new tensor;
+    with one thread a contiguous ``out`` is that buffer. ``recycle`` as for
+    ``backward_transposed``. In column blocks (each block's slices of ``x`` and of the private
+    buffers stay in cache): ``crow``, ``col`` and ``run`` from ``block_layout``; ``w`` and
+    ``gw`` stay in the CSR order.
+
+    ``gw_out`` (contiguous, ``(nnz,)``) receives ``gw`` instead of a new buffer; with
+    ``accumulate_gw`` the weight gradient is added to it, and with ``accumulate_gx`` the input
+    gradient is added to ``out`` (both as they are, without a temporary of their size).
     """
     (n_rows, n_blocks), batch = _rows_and_blocks(crow), g.shape[1]
     blocked = run is not None
@@ -292,18 +298,32 @@ def backward(crow: torch.Tensor, col: torch.Tensor, w: torch.Tensor, x: torch.Te
             f"{None if run is None else run.dtype}. Pass the three tensors of block_layout "
             "together, or none of them."
         )
+    if accumulate_gx and out is None:
+        raise ValueError("accumulate_gx adds the input gradient to 'out': pass 'out'.")
     n_threads = threads()
-    gw = _gradient_buffer(col.numel(), g.dtype, recycle) if want_gw else None
+    gw = None
+    if want_gw:
+        gw = _gradient_buffer(col.numel(), g.dtype, recycle) if gw_out is None else gw_out
     private = None
     if want_gx:
-        private = empty(n_threads, n_cols, batch, dtype=g.dtype)
-        private.zero_()
+        if n_threads == 1 and out is not None and out.is_contiguous():
+            private = out.view(1, n_cols, batch)  # the one thread's buffer is the result
+            if not accumulate_gx:
+                private.zero_()
+        else:
+            private = empty(n_threads, n_cols, batch, dtype=g.dtype)
+            private.zero_()
+            if accumulate_gx:
+                private[0].copy_(out)
     width = sweep_width(n_cols, batch, x.element_size(), 2 if want_gx else 1)
     _call("backward", bindings.PAIR_SUFFIXES[(w.dtype, col.dtype)], crow=crow, col=col, run=run,
           w=w, x=x, g=g, gs_r=g.stride(0), gs_b=g.stride(1), gw=gw, gx_private=private,
-          n_rows=n_rows, n_blocks=n_blocks, n_cols=n_cols, B=batch, tb=width, threads=n_threads)
+          n_rows=n_rows, n_blocks=n_blocks, n_cols=n_cols, B=batch, tb=width,
+          accumulate=int(accumulate_gw), threads=n_threads)
     if private is None:
         return gw, None
+    if out is not None and private.data_ptr() == out.data_ptr():
+        return gw, out
     if out is None and n_threads == 1:
         return gw, private[0]
     gx = torch.empty(n_cols, batch, dtype=g.dtype) if out is None else out

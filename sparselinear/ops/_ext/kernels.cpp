@@ -19,7 +19,7 @@
 
 // Bumped whenever an exported signature changes; the Python bindings read it from this file and
 // refuse a library that reports another (sl_abi_version).
-#define SL_ABI_VERSION 4
+#define SL_ABI_VERSION 5
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
@@ -294,7 +294,7 @@ template <typename T, typename I>
 inline void backward_row(const I* crow, const I* col, const I* run, const T* w, const T* x,
                          const T* g, int64_t gs_r, int64_t gs_b, T* gw, T* gx, int64_t r,
                          int64_t b0, int64_t b1, int64_t nnz, int64_t B, bool want_gw,
-                         bool want_gx) {
+                         bool want_gx, bool accumulate) {
   const int64_t k0 = crow[r], n = crow[r + 1] - k0, s0 = run ? (int64_t)run[r] : k0;
   const I* c = col + k0;
   const T* wr = w + s0;
@@ -303,17 +303,18 @@ inline void backward_row(const I* crow, const I* col, const I* run, const T* w, 
   const T* gr = g + r * gs_r;
   auto tile = [=](auto width, int64_t bt) SL_INLINE_LAMBDA {
     backward_tile<T, I, decltype(width)::value>(c, wr, x + bt, gr + bt * gs_b, gs_b, gwr,
-                                                gx ? gx + bt : gx, 0, n, limit, B, bt == 0,
-                                                want_gw, want_gx);
+                                                gx ? gx + bt : gx, 0, n, limit, B,
+                                                bt == 0 && !accumulate, want_gw, want_gx);
   };
   const int64_t b = for_each_tile<32>(b0, b1, tile);
   if (b < b1 || B == 0)
     backward_rest<T, I>(c, wr, x + b, gr + b * gs_b, gs_b, gwr, gx ? gx + b : gx, 0, n, limit,
-                        B, b1 - b, b == 0, want_gw, want_gx);
+                        B, b1 - b, b == 0 && !accumulate, want_gw, want_gx);
 }
 
-// gx_private: (threads, n_cols, B) zeroed by the caller, or nullptr when want_gx is false.
-// Sweeps of tb batch columns each, as in spmm; gw accumulates over the sweeps.
+// gx_private: (threads, n_cols, B) zeroed by the caller (or holding what to add to), or nullptr
+// when want_gx is false. Sweeps of tb batch columns each, as in spmm; gw accumulates over the
+// sweeps, and is added to from the first one on when accumulate is set.
 // Column blocks (see block_layout), so that each block's slices of x and of the private buffers
 // stay in cache: crow holds n_blocks row pointers of n_rows + 1 each, block after block, into
 // col, and run (n_blocks x n_rows) the position of each block's run of each row in w and gw,
@@ -321,7 +322,8 @@ inline void backward_row(const I* crow, const I* col, const I* run, const T* w, 
 template <typename T, typename I>
 void backward(const I* crow, const I* col, const I* run, const T* w, const T* x, const T* g,
               int64_t gs_r, int64_t gs_b, T* gw, T* gx_private, int64_t n_rows,
-              int64_t n_blocks, int64_t n_cols, int64_t B, int64_t tb, int threads) {
+              int64_t n_blocks, int64_t n_cols, int64_t B, int64_t tb, int accumulate,
+              int threads) {
   const int64_t nnz = n_rows > 0 ? (int64_t)crow[n_blocks * (n_rows + 1) - 1] : 0;
   const bool want_gw = gw != nullptr, want_gx = gx_private != nullptr;
   if (tb <= 0 || B == 0) tb = B > 0 ? B : 1;
@@ -337,7 +339,7 @@ void backward(const I* crow, const I* col, const I* run, const T* w, const T* x,
 #pragma omp for schedule(dynamic, 64)
         for (int64_t r = 0; r < n_rows; ++r)
           backward_row<T, I>(crow_b, col, run_b, w, x, g, gs_r, gs_b, gw, gx, r, b0, b1, nnz,
-                             B, want_gw, want_gx);
+                             B, want_gw, want_gx, accumulate != 0);
       }
     }
   }
@@ -614,9 +616,9 @@ SL_INSTANTIATE_LAYOUT(i64, int64_t)
                                        const T* w, const T* x, const T* g, int64_t gs_r,      \
                                        int64_t gs_b, T* gw, T* gx_private, int64_t n_rows,    \
                                        int64_t n_blocks, int64_t n_cols, int64_t B,           \
-                                       int64_t tb, int threads) {                             \
+                                       int64_t tb, int accumulate, int threads) {             \
     backward<T, I>(crow, col, run, w, x, g, gs_r, gs_b, gw, gx_private, n_rows, n_blocks,     \
-                   n_cols, B, tb, threads);                                                   \
+                   n_cols, B, tb, accumulate, threads);                                       \
   }
 
 #define SL_INSTANTIATE_T(SUFFIX, T, I)                                                        \
