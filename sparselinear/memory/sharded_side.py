@@ -118,9 +118,12 @@ def ring_side(rows: int, nnz: int, block_nnz: int, sizes: Sequence[int], rank: i
     # threads, one input-gradient buffer per thread); other kernels make them and add them.
     held = 3 if input_requires_grad else 2
     kernels = 0
-    if plan.compiled and plan.backward in ("fused", "weight"):
+    in_place = policy.compute_dtype(dtype, device) == dtype  # no cast: the buffers as they are
+    if plan.compiled and plan.backward in ("fused", "weight") and in_place:
         if input_requires_grad and plan.threads > 1:
             kernels = plan.threads * piece
+        if not plan.in_place:  # the sweep's (rows, chunk) copy of the output gradient
+            kernels += chunk * rows * d
     else:
         kernels = plan.backward_bytes + block_nnz * d + (piece if input_requires_grad else 0)
     backward = (batch * own * d if input_requires_grad else 0) + held * piece + kernels

@@ -126,7 +126,8 @@ def recurrent(rank: int, world: int, shared: Path, group) -> dict:
     }}
 
 
-def _ring_against_single(rank: int, world: int, group, backend: str, piece_bytes: int) -> dict:
+def _ring_against_single(rank: int, world: int, group, backend: str, piece_bytes: int,
+                         batch: int = 7, threads: int = 1) -> dict:
     """A layer whose input is row-sharded unevenly (rank 0 owns 2 of 17 inputs) and whose last
     rank owns rows without edges, trained 3 Adam steps beside the single-process layer."""
     mask = pattern(12, 17, 3).to_dense().bool()
@@ -134,8 +135,9 @@ def _ring_against_single(rank: int, world: int, group, backend: str, piece_bytes
     ref = single(Connectivity(mask), 5)
     inputs = RowPartition((0, 2, 17) if world == 2 else (0, 2, 3, 17), (0,) * (world + 1))
     bounds = [0, 8, 12] if world == 2 else [0, 4, 8, 12]
-    previous = ring_module.PIECE_BYTES, ring_module.MIN_CHUNK_ROWS
+    previous = ring_module.PIECE_BYTES, ring_module.MIN_CHUNK_ROWS, torch.get_num_threads()
     ring_module.PIECE_BYTES, ring_module.MIN_CHUNK_ROWS = piece_bytes, 1
+    torch.set_num_threads(threads)
     try:
         with kernels.use_backend(backend):
             layer = ShardedSparseLinear.from_sparse_linear(
@@ -145,12 +147,12 @@ def _ring_against_single(rank: int, world: int, group, backend: str, piece_bytes
             opt, opt_ref = (torch.optim.Adam(m.parameters(), lr=0.01) for m in (layer, ref))
             diffs = {}
             for step in range(3):
-                x = torch.randn(7, 17, dtype=torch.float64,
+                x = torch.randn(batch, 17, dtype=torch.float64,
                                 generator=torch.Generator().manual_seed(step))
                 xs = x[:, a0:a1].clone().requires_grad_()
                 xr = x.clone().requires_grad_()
                 y, yr = layer(xs), ref(xr)
-                target = torch.randn(7, 12, dtype=torch.float64,
+                target = torch.randn(batch, 12, dtype=torch.float64,
                                      generator=torch.Generator().manual_seed(10 + step))
                 torch.nn.functional.mse_loss(y, target[:, s0:s1], reduction="sum").backward()
                 torch.nn.functional.mse_loss(yr, target, reduction="sum").backward()
@@ -166,10 +168,11 @@ def _ring_against_single(rank: int, world: int, group, backend: str, piece_bytes
                 opt_ref.zero_grad()
             diffs["adam_weight"] = _max_diff(layer.to_canonical(layer.weight), ref.weight[e0:e1])
             diffs["adam_bias"] = _max_diff(layer.bias, ref.bias[s0:s1])
-            pieces = layer._ring_product.pieces(7, 8)
+            pieces = layer._ring_product.pieces(batch, 8)
             compiled = kernels.extension_enabled(layer.weight)
     finally:
-        ring_module.PIECE_BYTES, ring_module.MIN_CHUNK_ROWS = previous
+        ring_module.PIECE_BYTES, ring_module.MIN_CHUNK_ROWS, threads = previous
+        torch.set_num_threads(threads)
     return {"diffs": diffs, "local_nnz": layer.local.nnz, "pieces": pieces, "compiled": compiled}
 
 
@@ -185,6 +188,13 @@ def ring_small_pieces(rank: int, world: int, shared: Path, group) -> dict:
 def ring_compiled_kernels(rank: int, world: int, shared: Path, group) -> dict:
     """The compiled kernels (where they build), one batch row at a time."""
     return _ring_against_single(rank, world, group, "auto", 1)
+
+
+def ring_compiled_wide_chunks(rank: int, world: int, shared: Path, group) -> dict:
+    """The compiled kernels on two threads, a batch of 40 in two chunks of 20 rows (a 16-wide
+    tile and a tail): each block's gradients added into the rank's gradient and the partial
+    sums across chunks, threads and tiles."""
+    return _ring_against_single(rank, world, group, "auto", 20 * 15 * 8, batch=40, threads=2)
 
 
 def ring_edge_cases(rank: int, world: int, shared: Path, group) -> dict:

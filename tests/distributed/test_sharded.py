@@ -24,7 +24,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 COMMON = ["matches_single", "stack", "recurrent", "uneven", "ring_whole_shards",
-          "ring_small_pieces", "ring_compiled_kernels", "ring_stack_compiled", "ring_edge_cases",
+          "ring_small_pieces", "ring_compiled_kernels", "ring_compiled_wide_chunks",
+          "ring_stack_compiled", "ring_edge_cases",
           "random_blocks", "files", "consolidate", "errors"]
 
 
@@ -86,7 +87,8 @@ def _values(ranks, name):
 
 @pytest.mark.parametrize("scenario", ["matches_single", "stack", "recurrent", "uneven",
                                       "ring_whole_shards", "ring_small_pieces",
-                                      "ring_compiled_kernels", "ring_stack_compiled",
+                                      "ring_compiled_kernels", "ring_compiled_wide_chunks",
+                                      "ring_stack_compiled",
                                       "ring_edge_cases"])
 def test_forward_and_every_gradient_match_the_single_process_layer(ranks, scenario):
     for r, value in enumerate(_values(ranks, scenario)):
@@ -99,6 +101,8 @@ def test_a_sharded_input_goes_round_in_pieces_with_either_kernels(ranks):
     assert all(v["pieces"] == 4 for v in _values(ranks, "ring_small_pieces"))
     compiled = _values(ranks, "ring_compiled_kernels")
     assert all(v["pieces"] == 7 and v["compiled"] == ops._ext.build_expected() for v in compiled)
+    wide = _values(ranks, "ring_compiled_wide_chunks")
+    assert all(v["pieces"] == 2 and v["compiled"] == ops._ext.build_expected() for v in wide)
     assert not any(v["compiled"] for v in _values(ranks, "ring_small_pieces"))
 
 

@@ -1,9 +1,11 @@
 """Per-rank estimates of a sharded layer: 1/world of the layer plus activations."""
 
 import pytest
+import torch
 
 from sparselinear import Connectivity, memory
 from sparselinear.errors import ShapeError, SparseLinearTypeError
+from sparselinear.memory.sharded_side import ring_side
 
 
 def test_per_rank_memory_falls_with_ranks_and_one_rank_is_the_single_process():
@@ -70,3 +72,16 @@ def test_one_rank_is_the_single_process_whatever_the_layout():
     kw = {"nnz": 100_000, "batch_size": 8, "world_size": 1}
     ring = memory.estimate_sharded((10_000, 10_000), input="sharded", **kw)
     assert ring.peak == memory.estimate_sharded((10_000, 10_000), **kw).peak == ring.single.total
+
+
+def test_the_ring_counts_block_gradients_only_where_they_are_not_written_in_place():
+    """float32 on one thread: each block's gradients go into the rank's buffers (three pieces
+    and the input gradient's shard); bfloat16 computes in float32, so its gradients are
+    temporaries, cast and added, and the estimate counts them."""
+    rows, nnz, block, sizes, batch = 20_000, 4_000_000, 1_000_000, [20_000] * 4, 32
+    common = (rows, nnz, block, sizes, 0, batch)
+    kw = {"threads": 1}
+    f32 = ring_side(*common, torch.float32, torch.device("cpu"), torch.int32, **kw)
+    assert f32.backward == batch * 20_000 * 4 + 3 * 20_000 * batch * 4
+    bf16 = ring_side(*common, torch.bfloat16, torch.device("cpu"), torch.int32, **kw)
+    assert bf16.backward >= batch * 20_000 * 2 + 3 * 20_000 * batch * 2 + block * 2

@@ -213,6 +213,10 @@ def test_backward_into_buffers_writes_and_accumulates(monkeypatch, threads, swee
     torch.testing.assert_close(strided.t().double(), start_x.double() + want_x, **tol)
     with pytest.raises(ValueError, match="pass 'out'"):
         _ext.backward(crow, col, w, x, g, 23, want_gw=False, want_gx=True, accumulate_gx=True)
+    with pytest.raises(ValueError, match="pass 'gw_out'"):
+        _ext.backward(crow, col, w, x, g, 23, want_gw=True, want_gx=False, accumulate_gw=True)
+    with pytest.raises(ValueError, match="expected gw_out contiguous"):
+        _ext.backward(crow, col, w, x, g, 23, want_gw=True, want_gx=False, gw_out=gw[:-1])
 
 
 @needs_ext

@@ -300,6 +300,15 @@ def backward(crow: torch.Tensor, col: torch.Tensor, w: torch.Tensor, x: torch.Te
         )
     if accumulate_gx and out is None:
         raise ValueError("accumulate_gx adds the input gradient to 'out': pass 'out'.")
+    if want_gw and accumulate_gw and gw_out is None:
+        raise ValueError("accumulate_gw adds the weight gradient to 'gw_out': pass 'gw_out'.")
+    if want_gw and gw_out is not None and (
+        gw_out.dtype != g.dtype or gw_out.numel() != col.numel() or not gw_out.is_contiguous()
+    ):
+        raise ValueError(
+            f"expected gw_out contiguous, ({col.numel()},) {g.dtype}; given "
+            f"{tuple(gw_out.shape)} {gw_out.dtype} with strides {gw_out.stride()}."
+        )
     n_threads = threads()
     gw = None
     if want_gw:
