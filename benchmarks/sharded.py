@@ -50,9 +50,11 @@ def _rank(rank: int, world: int, port: int, cfg: dict, out: str) -> None:
     from _memory import current_bytes, file_bytes, peak_bytes, reset_peak
 
     from sparselinear import memory
-    from sparselinear.distributed import RandomBlocks, ShardedSparseLinear, step_volume
+    from sparselinear.distributed import RandomBlocks, ShardedSparseLinear, ring, step_volume
 
     torch.set_num_threads(cfg["threads"])
+    if cfg["window_bytes"]:
+        ring.WINDOW_BYTES = cfg["window_bytes"]
     if cfg["follow"]:  # freed blocks go back to the OS: the resident size is memory in use
         memory.follow_live_memory()
     memory.warm_up()  # what loads on first use (MKL, the kernels, the optimizers) ...
@@ -112,7 +114,9 @@ def _rank(rank: int, world: int, port: int, cfg: dict, out: str) -> None:
             batch, n_in, n_out, world, input=cfg["input"], rank=rank,
             input_sizes=layer.input_partition.sizes() if sharded else None,
             output_sizes=layer.output_partition.sizes())["total"],
-        "input": cfg["input"],
+        "input": cfg["input"], "window_bytes": ring.WINDOW_BYTES,
+        "windows": ring.windows(batch, max(layer.input_partition.sizes()), 4)
+        if sharded and world > 1 else 1,
     }
     Path(out, f"{cfg['input']}-{world}-{rank}.json").write_text(json.dumps(result))
     dist.destroy_process_group()
@@ -176,6 +180,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=0, help="per rank; 0: cores // ranks")
+    p.add_argument("--window-bytes", type=int, default=0,
+                   help="the backward pass's largest piece (distributed.ring.WINDOW_BYTES); "
+                        "0: the library's default, the forward pass's pieces")
     p.add_argument("--glibc-defaults", action="store_true",
                    help="keep glibc's allocator defaults (freed blocks of up to 32 MB stay "
                         "resident) instead of memory.follow_live_memory()")
@@ -191,7 +198,7 @@ def main(argv: list[str] | None = None) -> dict:
                 threads = args.threads or max(1, (os.cpu_count() or 1) // world)
                 cfg = {"shape": (n, n, nnz, args.batch), "steps": args.steps,
                        "warmup": args.warmup, "threads": threads, "input": layout,
-                       "follow": not args.glibc_defaults}
+                       "follow": not args.glibc_defaults, "window_bytes": args.window_bytes}
                 worlds[world] = run_world(world, cfg, out)
     print(f"{n:,} x {n:,}, {nnz:,} edges, batch {args.batch}, Adam (fused), gloo")
     for layout, worlds in results["inputs"].items():

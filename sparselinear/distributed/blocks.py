@@ -27,10 +27,10 @@ import torch
 from torch import nn
 
 from ..ops import policy
-from ..ops.autograd import sparse_backward_into, sparse_product
+from ..ops.autograd import sparse_backward_into, sparse_product, writes_in_place
 from ..pattern.caches import transposed_pattern
 
-__all__ = ["ShardBlocks", "add_gradients", "first_at_least", "multiply"]
+__all__ = ["ShardBlocks", "add_gradients", "first_at_least", "multiply", "window_pattern"]
 
 
 def first_at_least(col: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
@@ -229,14 +229,39 @@ def multiply(crow: torch.Tensor, col: torch.Tensor, weight: torch.Tensor, x_t: t
     return sparse_product(plan, x_t.to(compute).contiguous(), weight, None, crow, col, dtype)
 
 
+def window_pattern(crow: torch.Tensor, col: torch.Tensor, lo: int,
+                   hi: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(crow, col, edges)``: the part of a CSR pattern whose columns lie in ``[lo, hi)``, its
+    columns counted from ``lo``, and the positions of its edges in the pattern.
+
+    Examples:
+        >>> crow, col = torch.tensor([0, 3, 5]), torch.tensor([0, 2, 4, 1, 3])
+        >>> [t.tolist() for t in window_pattern(crow, col, 1, 4)]
+        [[0, 1, 3], [1, 0, 2], [1, 3, 4]]
+    """
+    inside = (col >= lo) & (col < hi)
+    edges = inside.nonzero().squeeze(1)
+    rows = torch.repeat_interleave(torch.arange(crow.numel() - 1, device=col.device),
+                                   crow.diff().to(torch.int64), output_size=col.numel())
+    counts = torch.bincount(rows[edges], minlength=crow.numel() - 1)
+    sub_crow = torch.zeros(crow.numel(), dtype=crow.dtype, device=crow.device)
+    torch.cumsum(counts, 0, out=sub_crow[1:])
+    return sub_crow, (col[edges] - lo).to(col.dtype), edges
+
+
 def add_gradients(crow: torch.Tensor, col: torch.Tensor, weight: torch.Tensor,
                   x_t: torch.Tensor, grad_y: torch.Tensor, *,
                   grad_x_t: torch.Tensor | None = None, grad_w: torch.Tensor | None = None,
-                  accumulate_gx: bool = True, accumulate_gw: bool = True) -> None:
+                  accumulate_gx: bool = True, accumulate_gw: bool = True,
+                  window: tuple[int, int] | None = None) -> None:
     """The gradients of ``multiply`` for ``grad_y (batch, rows)``, written into the buffers
     given: the input gradient transposed into ``grad_x_t`` (``(width, batch)``, contiguous) and
     the weight gradient into ``grad_w`` (the block's ``(nnz,)`` slice of the rank's gradient),
     added to what they hold unless ``accumulate_gx`` / ``accumulate_gw`` is ``False``.
+
+    ``window=(lo, hi)``: only the block's edges from input columns ``[lo, hi)`` take part;
+    ``x_t`` and ``grad_x_t`` hold those columns, and the other edges' weight gradients are left
+    as they are.
 
     With the compiled kernels the block's gradients take no memory of their own
     (``sparselinear.ops.autograd.sparse_backward_into``)."""
@@ -249,8 +274,20 @@ def add_gradients(crow: torch.Tensor, col: torch.Tensor, weight: torch.Tensor,
     plan = _plan(crow, col, width, batch, weight, grad_y.dtype, grad_x_t is not None,
                  grad_w is not None)
     compute = policy.compute_dtype(grad_y.dtype, weight.device)
+    if window is not None and not writes_in_place(plan, compute, grad_x_t, grad_w, True):
+        # other kernels: the window's part of the pattern, its weight gradients scattered back
+        crow, col, edges = window_pattern(crow, col, *window)
+        part = None if grad_w is None else grad_w.new_zeros(edges.numel())
+        add_gradients(crow, col, weight[edges], x_t, grad_y, grad_x_t=grad_x_t, grad_w=part,
+                      accumulate_gx=accumulate_gx, accumulate_gw=False)
+        if grad_w is not None:
+            if accumulate_gw:
+                grad_w[edges] += part
+            else:
+                grad_w[edges] = part
+        return
     sparse_backward_into(
         plan, x_t.to(compute).contiguous(), weight, grad_y, crow, col,
         lambda: transposed_pattern(crow, col, width), grad_x_t=grad_x_t, grad_w=grad_w,
-        accumulate_gx=accumulate_gx, accumulate_gw=accumulate_gw,
+        accumulate_gx=accumulate_gx, accumulate_gw=accumulate_gw, window=window,
     )

@@ -18,7 +18,8 @@ needs every shard, but never all at once:
 Each rank thus holds three pieces of one chunk at a time (two of the input and the partial sum
 being added to; then the next input piece and the partial sums sent and received) instead of
 the whole ``(batch, in_features)`` input, its transposed copy, its gradient and a reduction
-buffer. It sends ``N - n_{p+1}`` input features per batch row forward, as many
+buffer. With ``WINDOW_BYTES`` set, the backward pass goes round once per window of the shards'
+features for each chunk, so its pieces are windows of the chunk's. It sends ``N - n_{p+1}`` input features per batch row forward, as many
 again backward, and ``N - n_p`` gradient features: an all-gather forward, and an all-gather and
 a reduce-scatter backward ([`step_volume`][sparselinear.distributed.step_volume]).
 
@@ -38,7 +39,8 @@ from torch.autograd.function import once_differentiable
 from .blocks import ShardBlocks, add_gradients, multiply
 from .collectives import Communicator
 
-__all__ = ["MIN_CHUNK_ROWS", "PIECE_BYTES", "Ring", "RingProduct", "pieces", "ring_product"]
+__all__ = ["MIN_CHUNK_ROWS", "PIECE_BYTES", "WINDOW_BYTES", "Ring", "RingProduct", "pieces",
+           "ring_product", "windows"]
 
 #: The largest piece of an input shard that a rank sends at once (bytes): the batch is cut into
 #: ``ceil(batch · widest shard · itemsize / PIECE_BYTES)`` chunks, but none narrower than
@@ -50,6 +52,15 @@ PIECE_BYTES = 8 << 20
 #: chunks run at a fraction of their speed (2.5x slower per edge at 4 rows on the development
 #: machine, 1.4x at 8, unchanged from 16). Read at call time.
 MIN_CHUNK_ROWS = 8
+
+#: The largest piece the backward pass sends at once (bytes), or 0 (the default) for the
+#: forward pass's pieces. The backward pass holds three pieces where the forward pass holds
+#: two; with a size here it also cuts each chunk's shards along their features, into windows
+#: of at most this size. The compiled kernels sweep one window of a block's columns at a time
+#: (other kernels cut the block's pattern), a sweep over the block's rows per window: smaller
+#: windows hold less memory and take longer (BENCHMARKS.md: 2 MB windows at 1 M x 1 M on 4
+#: ranks, 0.02 GB less per rank, steps 1.3-1.7x as long). Read at call time.
+WINDOW_BYTES = 0
 
 
 def _global(group: Any, rank: int) -> int:
@@ -104,6 +115,21 @@ def pieces(batch: int, widest: int, itemsize: int) -> int:
     return max(1, min(wanted, batch // max(MIN_CHUNK_ROWS, 1)))
 
 
+def windows(batch: int, widest: int, itemsize: int) -> int:
+    """Windows the backward pass cuts each shard's features into, so that a piece of one of
+    ``pieces``'s chunks of the widest shard is at most ``WINDOW_BYTES`` (1 where it is 0).
+
+    Examples:
+        >>> windows(32, 250_000, 4)     # 8 MB pieces of 8 rows, whole by default; with
+        1
+        >>> # WINDOW_BYTES = 2 << 20 they would go round in 4 windows of 2 MB
+    """
+    if batch == 0 or WINDOW_BYTES <= 0:
+        return 1
+    rows = math.ceil(batch / pieces(batch, widest, itemsize))
+    return max(1, math.ceil(widest * rows * itemsize / WINDOW_BYTES))
+
+
 class RingProduct:
     """The product of one rank's rows (``ShardBlocks``) with a row-sharded input, piece
     by piece around the ring of a [`Communicator`][sparselinear.distributed.Communicator]."""
@@ -142,19 +168,27 @@ class RingProduct:
                 current = following
         return y
 
+    def windows(self, batch: int, itemsize: int) -> int:
+        """Windows of the shards' features for the backward pass's pieces."""
+        return windows(batch, max(self.sizes), itemsize)
+
+    def _window(self, shard: int, j: int, k: int) -> tuple[int, int]:
+        n = self.sizes[shard]
+        return n * j // k, n * (j + 1) // k
+
     def backward(self, x: torch.Tensor, weight: torch.Tensor, grad_y: torch.Tensor,
                  want_gx: bool, want_gw: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """``(grad_x (batch, n_p), grad_w (local nnz,))`` for ``grad_y (batch, rows)``, each
         ``None`` unless asked for.
 
-        Each block's gradients are written where they belong: its weight gradient into its
-        slice of ``grad_w`` (added from the second chunk on), its input gradient into the
-        partial sum for its shard, held transposed (``(n_b, rows of the chunk)``) — the sum
-        received from the previous rank, or a fresh one where the sum starts. A rank holds at
-        most three pieces at a time: this piece and the next of the input while the block's
-        kernels add into the partial sum, then the next piece, the sum being sent and the one
-        being received."""
-        p, w = self.comm.rank, self.comm.world_size
+        The batch goes round in the forward pass's chunks, and each chunk once per window of
+        the shards' features (``windows``). Each block's gradients are written where they
+        belong: its weight gradient into its slice of ``grad_w`` (added from the second chunk
+        on), its input gradient into the partial sum for its shard's window, held transposed
+        (``(window, rows of the chunk)``) — the sum received from the previous rank, or a fresh
+        one where the sum starts. A rank holds at most three pieces at a time: this piece and
+        the next of the input while the block's kernels add into the partial sum, then the next
+        piece, the sum being sent and the one being received."""
         batch = x.shape[0]
         grad_y = grad_y.contiguous()
         grad_x = torch.empty_like(x, dtype=grad_y.dtype) if want_gx else None
@@ -163,39 +197,56 @@ class RingProduct:
             if grad_w is not None:
                 grad_w.zero_()
             return grad_x, grad_w
+        k = self.windows(batch, x.element_size())
         for chunk, (r0, r1) in enumerate(_bounds(batch, self.pieces(batch, x.element_size()))):
-            m, g = r1 - r0, grad_y[r0:r1]
-            # without a weight gradient the input is not read: a buffer of its shape will do
-            current = x[r0:r1].t().contiguous() if want_gw else None
-            held = None  # the partial sum received from the previous rank
-            for s in range(w):
-                shard = (p - s) % w
-                following, requests = None, []
-                if want_gw and s < w - 1:  # pass the piece on; the previous rank's comes in
-                    following = x.new_empty(self.sizes[(shard - 1) % w], m)
-                    requests = self.ring.exchange(current, following)
-                crow, col, edges = self.blocks.block(shard)
-                x_t = current if current is not None else x.new_empty(self.sizes[shard], m)
-                # the block's input gradient goes into the sum received (a new one where the
-                # sum starts: this rank's own shard, and the shard whose sum starts here)
-                partial = None
-                if want_gx:
-                    partial = held if held is not None else grad_y.new_empty(self.sizes[shard], m)
-                add_gradients(crow, col, weight[edges], x_t, g, grad_x_t=partial,
-                              grad_w=grad_w[edges] if want_gw else None,
-                              accumulate_gx=held is not None, accumulate_gw=chunk > 0)
-                del x_t
-                _wait(requests)
-                current, held = following, None
-                if want_gx and s == 0:  # this rank's own shard: the others' sum comes last
-                    grad_x[r0:r1] = partial.t()
-                elif want_gx:
-                    held = grad_y.new_empty(self.sizes[(p - 1 - s) % w], m)
-                    _wait(self.ring.exchange(partial, held, tag=1))
-                del partial
-            if held is not None:
-                grad_x[r0:r1] += held.t()
+            for j in range(k):
+                self._window_backward(x, weight, grad_y[r0:r1], grad_x, grad_w, r0, r1, j, k,
+                                      chunk > 0)
         return grad_x, grad_w
+
+    def _window_backward(self, x: torch.Tensor, weight: torch.Tensor, g: torch.Tensor,
+                         grad_x: torch.Tensor | None, grad_w: torch.Tensor | None, r0: int,
+                         r1: int, j: int, k: int, accumulate_gw: bool) -> None:
+        """One chunk's window ``j`` of ``k`` round the ring (``backward``)."""
+        p, w = self.comm.rank, self.comm.world_size
+        m = r1 - r0
+        own_lo, own_hi = self._window(p, j, k)
+        # without a weight gradient the input is not read: a buffer of its shape will do
+        current = x[r0:r1, own_lo:own_hi].t().contiguous() if grad_w is not None else None
+        held = None  # the partial sum received from the previous rank
+        for s in range(w):
+            shard = (p - s) % w
+            lo, hi = self._window(shard, j, k)
+            following, requests = None, []
+            if grad_w is not None and s < w - 1:  # pass the piece on; the previous one comes in
+                following = x.new_empty(_width(self._window((shard - 1) % w, j, k)), m)
+                requests = self.ring.exchange(current, following)
+            crow, col, edges = self.blocks.block(shard)
+            x_t = current if current is not None else x.new_empty(hi - lo, m)
+            # the block's input gradient goes into the sum received (a new one where the sum
+            # starts: this rank's own shard, and the shard whose sum starts here)
+            partial = None
+            if grad_x is not None:
+                partial = held if held is not None else g.new_empty(hi - lo, m)
+            add_gradients(crow, col, weight[edges], x_t, g, grad_x_t=partial,
+                          grad_w=None if grad_w is None else grad_w[edges],
+                          accumulate_gx=held is not None, accumulate_gw=accumulate_gw,
+                          window=None if k == 1 else (lo, hi))
+            del x_t
+            _wait(requests)
+            current, held = following, None
+            if grad_x is not None and s == 0:  # own shard: the others' sum comes last
+                grad_x[r0:r1, own_lo:own_hi] = partial.t()
+            elif grad_x is not None:
+                held = g.new_empty(_width(self._window((p - 1 - s) % w, j, k)), m)
+                _wait(self.ring.exchange(partial, held, tag=1))
+            del partial
+        if held is not None:
+            grad_x[r0:r1, own_lo:own_hi] += held.t()
+
+
+def _width(window: tuple[int, int]) -> int:
+    return window[1] - window[0]
 
 
 class _RingFunction(torch.autograd.Function):

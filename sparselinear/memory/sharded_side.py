@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from ..distributed.ring import pieces as ring_pieces
+from ..distributed.ring import windows as ring_windows
 from ..ops import policy
 
 __all__ = ["RankSide", "replicated_side", "ring_side"]
@@ -112,22 +113,33 @@ def ring_side(rows: int, nnz: int, block_nnz: int, sizes: Sequence[int], rank: i
                             index_dtype=index_dtype, threads=threads)
     # forward: the block's product for the chunk beside the output; this piece and the next
     forward = chunk * rows * d + 2 * piece + plan.forward_bytes
-    # backward: the input gradient's shard (the result); this piece and the next of the input
-    # while the block's kernels add into the partial sum, then the next piece, the sum sent and
-    # the one received. The compiled sweeps write the block's gradients in place (with several
-    # threads, one input-gradient buffer per thread); other kernels make them and add them.
+    # backward: the input gradient's shard (the result); for one window of the features, this
+    # piece and the next of the input while the block's kernels add into the partial sum, then
+    # the next piece, the sum sent and the one received. The compiled sweeps write the block's
+    # gradients in place (with several threads, one input-gradient buffer per thread); other
+    # kernels make them (over the window's part of the block's pattern, cut out) and add them.
     held = 3 if input_requires_grad else 2
+    n_windows = ring_windows(batch, widest, d)
+    wide, edges = math.ceil(widest / n_windows), math.ceil(block_nnz / n_windows)
+    window = wide * chunk * d
+    step = policy.plan_step(rows, wide, edges, chunk, dtype, device,
+                            needs_input_grad=input_requires_grad, needs_weight_grad=True,
+                            index_dtype=index_dtype, threads=threads)
+    in_place = (step.compiled and step.backward in ("fused", "weight")
+                and policy.compute_dtype(dtype, device) == dtype  # no cast
+                and (n_windows == 1 or step.column_blocks == 1))
     kernels = 0
-    in_place = policy.compute_dtype(dtype, device) == dtype  # no cast: the buffers as they are
-    if plan.compiled and plan.backward in ("fused", "weight") and in_place:
-        if input_requires_grad and plan.threads > 1:
-            kernels = plan.threads * piece
-        if not plan.in_place:  # the sweep's (rows, chunk) copy of the output gradient
+    if in_place:
+        if input_requires_grad and step.threads > 1:
+            kernels = step.threads * window
+        if not step.in_place:  # the sweep's (rows, chunk) copy of the output gradient
             kernels += chunk * rows * d
     else:
-        kernels = plan.backward_bytes + block_nnz * d + (piece if input_requires_grad else 0)
-    backward = (batch * own * d if input_requires_grad else 0) + held * piece + kernels
-    buffers = held * piece if backward >= forward else 2 * piece
+        kernels = step.backward_bytes + edges * d + (window if input_requires_grad else 0)
+        if n_windows > 1:  # cutting: a mask and the row of every edge; the part's indices
+            kernels += block_nnz * 9 + edges * (8 + idx + d)
+    backward = (batch * own * d if input_requires_grad else 0) + held * window + kernels
+    buffers = held * window if backward >= forward else 2 * piece
     pattern = idx * (world * (rows + 1) + nnz)
     if plan.transposed:  # every block's transposed pattern, built once and kept
         pattern += idx * (sum(sizes) + world + 2 * nnz)

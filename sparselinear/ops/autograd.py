@@ -31,7 +31,7 @@ import torch
 from . import _ext, blocks, policy, torch_kernels
 
 __all__ = ["gathered_input", "plan_for_step", "sparse_backward", "sparse_backward_into",
-           "sparse_forward", "sparse_product"]
+           "sparse_forward", "sparse_product", "writes_in_place"]
 
 #: A zero-argument callable returning the transposed pattern ``(crow_t, row_t, perm)``.
 Transposed = Callable[[], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
@@ -169,11 +169,26 @@ def sparse_backward(plan: policy.StepPlan, x_t: torch.Tensor, weight: torch.Tens
     return grad_x, grad_w
 
 
+def writes_in_place(plan: policy.StepPlan, dtype: torch.dtype,
+                    grad_x_t: torch.Tensor | None, grad_w: torch.Tensor | None,
+                    window: bool = False) -> bool:
+    """Whether ``sparse_backward_into`` writes into these buffers as they are: the compiled
+    fused or weight-only sweep, buffers contiguous and in the compute dtype ``dtype`` (and, for
+    a column window, the pattern in one column block)."""
+    return (
+        plan.compiled and plan.backward in ("fused", "weight")
+        and (not window or plan.column_blocks == 1)
+        and (grad_x_t is None or (grad_x_t.dtype == dtype and grad_x_t.is_contiguous()))
+        and (grad_w is None or (grad_w.dtype == dtype and grad_w.is_contiguous()))
+    )
+
+
 def sparse_backward_into(plan: policy.StepPlan, x_t: torch.Tensor, weight: torch.Tensor,
                          grad_y: torch.Tensor, crow: torch.Tensor, col: torch.Tensor,
                          transposed: Transposed, *, grad_x_t: torch.Tensor | None = None,
                          grad_w: torch.Tensor | None = None, accumulate_gx: bool = False,
-                         accumulate_gw: bool = False) -> None:
+                         accumulate_gw: bool = False,
+                         window: tuple[int, int] | None = None) -> None:
     """``sparse_backward`` writing into given buffers: the input gradient, transposed, into
     ``grad_x_t`` (``(in, batch)``, contiguous) and the weight gradient into ``grad_w``
     (``(nnz,)``), each skipped when ``None``, added to its buffer's content with
@@ -181,17 +196,19 @@ def sparse_backward_into(plan: policy.StepPlan, x_t: torch.Tensor, weight: torch
 
     The compiled fused and weight-only sweeps write into the buffers as they are (with one
     thread the input gradient needs no buffer of its own); other kernels compute the gradients
-    as ``sparse_backward`` does and add or copy them.
+    as ``sparse_backward`` does and add or copy them. ``window=(lo, hi)`` restricts the step to
+    the edges whose column lies in ``[lo, hi)`` (``x_t`` and ``grad_x_t`` then hold those
+    columns; the other edges' weight gradients are left as they are): only where
+    ``writes_in_place(..., window=True)``.
     """
     want_gx, want_gw = grad_x_t is not None, grad_w is not None
     if not (want_gx or want_gw):
         return
     dtype = x_t.dtype
-    direct = (
-        plan.compiled and plan.backward in ("fused", "weight")
-        and (not want_gx or (grad_x_t.dtype == dtype and grad_x_t.is_contiguous()))
-        and (not want_gw or (grad_w.dtype == dtype and grad_w.is_contiguous()))
-    )
+    direct = writes_in_place(plan, dtype, grad_x_t, grad_w, window is not None)
+    if window is not None and not direct:
+        raise ValueError("a column window needs the compiled sweep writing in place "
+                         "(writes_in_place(..., window=True)); cut the pattern instead.")
     if direct:
         n_in = x_t.shape[0]
         g = grad_y.to(dtype)
@@ -200,7 +217,7 @@ def sparse_backward_into(plan: policy.StepPlan, x_t: torch.Tensor, weight: torch
                                     plan.column_blocks)
         _ext.backward(crow, col, weight.to(dtype).contiguous(), x_t, g, n_in, want_gw=want_gw,
                       want_gx=want_gx, out=grad_x_t, recycle=False, run=run, gw_out=grad_w,
-                      accumulate_gw=accumulate_gw, accumulate_gx=accumulate_gx)
+                      accumulate_gw=accumulate_gw, accumulate_gx=accumulate_gx, window=window)
         return
     gx, gw = sparse_backward(plan, x_t, weight, grad_y, crow, col, transposed, want_gx, want_gw,
                              recycle=False)

@@ -127,7 +127,7 @@ def recurrent(rank: int, world: int, shared: Path, group) -> dict:
 
 
 def _ring_against_single(rank: int, world: int, group, backend: str, piece_bytes: int,
-                         batch: int = 7, threads: int = 1) -> dict:
+                         batch: int = 7, threads: int = 1, window_bytes: int = 2 << 20) -> dict:
     """A layer whose input is row-sharded unevenly (rank 0 owns 2 of 17 inputs) and whose last
     rank owns rows without edges, trained 3 Adam steps beside the single-process layer."""
     mask = pattern(12, 17, 3).to_dense().bool()
@@ -135,8 +135,10 @@ def _ring_against_single(rank: int, world: int, group, backend: str, piece_bytes
     ref = single(Connectivity(mask), 5)
     inputs = RowPartition((0, 2, 17) if world == 2 else (0, 2, 3, 17), (0,) * (world + 1))
     bounds = [0, 8, 12] if world == 2 else [0, 4, 8, 12]
-    previous = ring_module.PIECE_BYTES, ring_module.MIN_CHUNK_ROWS, torch.get_num_threads()
+    previous = (ring_module.PIECE_BYTES, ring_module.MIN_CHUNK_ROWS, ring_module.WINDOW_BYTES,
+                torch.get_num_threads())
     ring_module.PIECE_BYTES, ring_module.MIN_CHUNK_ROWS = piece_bytes, 1
+    ring_module.WINDOW_BYTES = window_bytes
     torch.set_num_threads(threads)
     try:
         with kernels.use_backend(backend):
@@ -169,11 +171,14 @@ def _ring_against_single(rank: int, world: int, group, backend: str, piece_bytes
             diffs["adam_weight"] = _max_diff(layer.to_canonical(layer.weight), ref.weight[e0:e1])
             diffs["adam_bias"] = _max_diff(layer.bias, ref.bias[s0:s1])
             pieces = layer._ring_product.pieces(batch, 8)
+            windows = layer._ring_product.windows(batch, 8)
             compiled = kernels.extension_enabled(layer.weight)
     finally:
-        ring_module.PIECE_BYTES, ring_module.MIN_CHUNK_ROWS, threads = previous
+        ring_module.PIECE_BYTES, ring_module.MIN_CHUNK_ROWS, ring_module.WINDOW_BYTES, \
+            threads = previous
         torch.set_num_threads(threads)
-    return {"diffs": diffs, "local_nnz": layer.local.nnz, "pieces": pieces, "compiled": compiled}
+    return {"diffs": diffs, "local_nnz": layer.local.nnz, "pieces": pieces, "windows": windows,
+            "compiled": compiled}
 
 
 def ring_whole_shards(rank: int, world: int, shared: Path, group) -> dict:
@@ -195,6 +200,19 @@ def ring_compiled_wide_chunks(rank: int, world: int, shared: Path, group) -> dic
     tile and a tail): each block's gradients added into the rank's gradient and the partial
     sums across chunks, threads and tiles."""
     return _ring_against_single(rank, world, group, "auto", 20 * 15 * 8, batch=40, threads=2)
+
+
+def ring_windows_compiled(rank: int, world: int, shared: Path, group) -> dict:
+    """The backward pass in 4 windows of the shards' features (some empty: rank 0's shard is
+    2 wide), two chunks of 20 rows, on two threads: the compiled sweep over column windows."""
+    return _ring_against_single(rank, world, group, "auto", 20 * 15 * 8, batch=40, threads=2,
+                                window_bytes=20 * 4 * 8)
+
+
+def ring_windows_torch(rank: int, world: int, shared: Path, group) -> dict:
+    """The backward pass in 3 windows with torch's kernels (each window's part of a block's
+    pattern cut out), 4 chunks of 2 rows."""
+    return _ring_against_single(rank, world, group, "torch", 2 * 15 * 8, window_bytes=2 * 5 * 8)
 
 
 def ring_edge_cases(rank: int, world: int, shared: Path, group) -> dict:

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(
 
 COMMON = ["matches_single", "stack", "recurrent", "uneven", "ring_whole_shards",
           "ring_small_pieces", "ring_compiled_kernels", "ring_compiled_wide_chunks",
-          "ring_stack_compiled", "ring_edge_cases",
+          "ring_windows_compiled", "ring_windows_torch", "ring_stack_compiled", "ring_edge_cases",
           "random_blocks", "files", "consolidate", "errors"]
 
 
@@ -88,6 +88,7 @@ def _values(ranks, name):
 @pytest.mark.parametrize("scenario", ["matches_single", "stack", "recurrent", "uneven",
                                       "ring_whole_shards", "ring_small_pieces",
                                       "ring_compiled_kernels", "ring_compiled_wide_chunks",
+                                      "ring_windows_compiled", "ring_windows_torch",
                                       "ring_stack_compiled",
                                       "ring_edge_cases"])
 def test_forward_and_every_gradient_match_the_single_process_layer(ranks, scenario):
@@ -103,6 +104,10 @@ def test_a_sharded_input_goes_round_in_pieces_with_either_kernels(ranks):
     assert all(v["pieces"] == 7 and v["compiled"] == ops._ext.build_expected() for v in compiled)
     wide = _values(ranks, "ring_compiled_wide_chunks")
     assert all(v["pieces"] == 2 and v["compiled"] == ops._ext.build_expected() for v in wide)
+    assert all(v["windows"] == 1 for v in wide + compiled)
+    windowed = _values(ranks, "ring_windows_compiled")
+    assert all(v["windows"] == 4 and v["compiled"] == ops._ext.build_expected() for v in windowed)
+    assert all(v["windows"] == 3 for v in _values(ranks, "ring_windows_torch"))
     assert not any(v["compiled"] for v in _values(ranks, "ring_small_pieces"))
 
 

@@ -85,3 +85,16 @@ def test_the_ring_counts_block_gradients_only_where_they_are_not_written_in_plac
     assert f32.backward == batch * 20_000 * 4 + 3 * 20_000 * batch * 4
     bf16 = ring_side(*common, torch.bfloat16, torch.device("cpu"), torch.int32, **kw)
     assert bf16.backward >= batch * 20_000 * 2 + 3 * 20_000 * batch * 2 + block * 2
+
+
+def test_windows_of_the_features_bound_the_backward_pieces(monkeypatch):
+    """2 MB windows: the backward pass holds three pieces of a quarter of the shard's 8-row
+    chunk; the forward pass's pieces stay whole."""
+    from sparselinear.distributed import ring
+
+    kw = {"nnz": 40_000_000, "batch_size": 32, "optimizer": "adam", "input": "sharded"}
+    whole = memory.estimate_sharded((1_000_000, 1_000_000), world_size=4, **kw).sides[0]
+    monkeypatch.setattr(ring, "WINDOW_BYTES", 2 << 20)
+    cut = memory.estimate_sharded((1_000_000, 1_000_000), world_size=4, **kw).sides[0]
+    assert whole.buffers - cut.buffers == 3 * 8 * (250_000 - 62_500) * 4
+    assert cut.forward == whole.forward and cut.backward < whole.backward

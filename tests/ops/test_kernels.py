@@ -220,6 +220,45 @@ def test_backward_into_buffers_writes_and_accumulates(monkeypatch, threads, swee
 
 
 @needs_ext
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("batch", [1, 8, 20, 33])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("index_dtype", [torch.int32, torch.int64])
+@pytest.mark.parametrize("window", [(0, 23), (5, 17), (0, 9), (14, 23), (7, 7)])
+def test_backward_over_a_column_window(monkeypatch, threads, batch, dtype, index_dtype, window):
+    """Only the edges whose column lies in the window take part: the input gradient of the
+    window's columns, and the weight gradients of its edges (the others left as they were)."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    lo, hi = window
+    conn = Connectivity.random(37, 23, density=0.3, seed=6)
+    crow, col = (t.to(index_dtype) for t in conn._fields())
+    torch.manual_seed(6)
+    w = torch.randn(conn.nnz, dtype=dtype)
+    x, g = torch.randn(23, batch, dtype=dtype), torch.randn(37, batch, dtype=dtype)
+    dense = _dense_weight(conn, w.double())
+    rows, cols = conn.indices()
+    inside = (cols >= lo) & (cols < hi)
+    want_x = (dense.t() @ g.double())[lo:hi]
+    want_w = (g.double() @ x.double().t())[rows, cols]
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {}
+    start_w = torch.randn(conn.nnz, dtype=dtype)
+    for accumulate in (False, True):
+        gw = start_w.clone()
+        gx = torch.randn(hi - lo, batch, dtype=dtype)
+        start_x = gx.clone()
+        _ext.backward(crow, col, w, x[lo:hi].contiguous(), g.t().contiguous().t(), hi - lo,
+                      want_gw=True, want_gx=True, out=gx, gw_out=gw, window=window,
+                      accumulate_gw=accumulate, accumulate_gx=accumulate)
+        base_x = start_x.double() if accumulate else 0
+        torch.testing.assert_close(gx.double(), base_x + want_x, **tol)
+        expected_w = torch.where(inside, want_w + (start_w.double() if accumulate else 0),
+                                 start_w.double())
+        torch.testing.assert_close(gw.double(), expected_w, **tol)
+    with pytest.raises(ValueError, match="column window"):
+        _ext.backward(crow, col, w, x, g, 23, want_gw=True, want_gx=False, window=(3, 2))
+
+
+@needs_ext
 @pytest.mark.parametrize("batch", [3, 16, 17, 40])  # narrow, 16-wide tile, and their tails
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_transposed_pass_over_columns_of_many_edges_and_none(batch, dtype):

@@ -272,7 +272,8 @@ def backward(crow: torch.Tensor, col: torch.Tensor, w: torch.Tensor, x: torch.Te
              g: torch.Tensor, n_cols: int, *, want_gw: bool, want_gx: bool,
              out: torch.Tensor | None = None, recycle: bool = True,
              run: torch.Tensor | None = None, gw_out: torch.Tensor | None = None,
-             accumulate_gw: bool = False, accumulate_gx: bool = False):
+             accumulate_gw: bool = False, accumulate_gx: bool = False,
+             window: tuple[int, int] | None = None):
     """One fused pass over the forward pattern: ``(gw (nnz,) or None, gx (n_cols, B) or None)``.
 
     ``g (n_rows, B)`` may have any strides. ``gx`` is accumulated in one private
@@ -285,6 +286,10 @@ def backward(crow: torch.Tensor, col: torch.Tensor, w: torch.Tensor, x: torch.Te
     ``gw_out`` (contiguous, ``(nnz,)``) receives ``gw`` instead of a new buffer; with
     ``accumulate_gw`` the weight gradient is added to it, and with ``accumulate_gx`` the input
     gradient is added to ``out`` (both as they are, without a temporary of their size).
+
+    ``window=(lo, hi)``: only the edges whose column lies in ``[lo, hi)`` take part (``col``
+    sorted within each row; not with column blocks); ``x``, ``out`` and ``n_cols`` are then the
+    window's ``hi - lo`` columns, and only those edges' weight gradients are written.
     """
     (n_rows, n_blocks), batch = _rows_and_blocks(crow), g.shape[1]
     blocked = run is not None
@@ -297,6 +302,12 @@ def backward(crow: torch.Tensor, col: torch.Tensor, w: torch.Tensor, x: torch.Te
             f"crow {tuple(crow.shape)} {crow.dtype}, col {col.dtype}, run "
             f"{None if run is None else run.dtype}. Pass the three tensors of block_layout "
             "together, or none of them."
+        )
+    lo, hi = (0, -1) if window is None else (int(window[0]), int(window[1]))
+    if window is not None and (blocked or not 0 <= lo <= hi or n_cols != hi - lo):
+        raise ValueError(
+            f"expected a column window 0 <= lo <= hi over n_cols = hi - lo columns, without "
+            f"column blocks; given window {window}, n_cols {n_cols}, column blocks {blocked}."
         )
     if accumulate_gx and out is None:
         raise ValueError("accumulate_gx adds the input gradient to 'out': pass 'out'.")
@@ -328,7 +339,7 @@ def backward(crow: torch.Tensor, col: torch.Tensor, w: torch.Tensor, x: torch.Te
     _call("backward", bindings.PAIR_SUFFIXES[(w.dtype, col.dtype)], crow=crow, col=col, run=run,
           w=w, x=x, g=g, gs_r=g.stride(0), gs_b=g.stride(1), gw=gw, gx_private=private,
           n_rows=n_rows, n_blocks=n_blocks, n_cols=n_cols, B=batch, tb=width,
-          accumulate=int(accumulate_gw), threads=n_threads)
+          accumulate=int(accumulate_gw), lo=lo, hi=hi, threads=n_threads)
     if private is None:
         return gw, None
     if out is not None and private.data_ptr() == out.data_ptr():

@@ -60,7 +60,7 @@ SIGNATURES: dict[str, tuple[tuple[str, type], ...]] = {
         ("crow", PTR), ("col", PTR), ("run", PTR), ("w", PTR), ("x", PTR), ("g", PTR),
         ("gs_r", I64), ("gs_b", I64), ("gw", PTR), ("gx_private", PTR), ("n_rows", I64),
         ("n_blocks", I64), ("n_cols", I64), ("B", I64), ("tb", I64), ("accumulate", INT),
-        ("threads", INT),
+        ("lo", I64), ("hi", I64), ("threads", INT),
     ),
     "backward_t": (
         ("crow_t", PTR), ("row_t", PTR), ("perm", PTR), ("w", PTR), ("x", PTR), ("g", PTR),

@@ -14,12 +14,13 @@
 //               gradient may be skipped; optionally in column blocks, see block_layout)
 //   backward_t  gx[c] = sum_{k in column c} w[perm[k]] * g[row_t[k]]  and
 //               gw[perm[k]] = g[row_t[k]] . x[c]   (one pass over the transposed pattern)
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
 // Bumped whenever an exported signature changes; the Python bindings read it from this file and
 // refuse a library that reports another (sl_abi_version).
-#define SL_ABI_VERSION 5
+#define SL_ABI_VERSION 6
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
@@ -187,8 +188,8 @@ template <typename I, int W>
 inline int64_t backward_tile_grouped(const I* __restrict col, const float* __restrict w,
                                      const float* __restrict x, const float* g,
                                      float* __restrict gw, float* __restrict gx, int64_t k0,
-                                     int64_t k1, int64_t limit, int64_t B, bool first,
-                                     bool want_gw, bool want_gx) {
+                                     int64_t k1, int64_t limit, int64_t B, int64_t lo,
+                                     uint64_t width, bool first, bool want_gw, bool want_gx) {
   constexpr int C = W / 8;  // 8-float chunks per batch vector
   __m256 gv[C];
   for (int c = 0; c < C; ++c) gv[c] = _mm256_loadu_ps(g + 8 * c);
@@ -196,12 +197,12 @@ inline int64_t backward_tile_grouped(const I* __restrict col, const float* __res
   for (; k + 8 <= k1; k += 8) {
     __m256 p[8];
     for (int u = 0; u < 8; ++u) {
-      if (k + u + kPrefetch < limit) {
-        const int64_t ahead = (int64_t)col[k + u + kPrefetch] * B;
-        prefetch_run<float, W>(x + ahead);
-        if (want_gx) prefetch_run<float, W, 1>(gx + ahead);
+      const int64_t next = k + u + kPrefetch < limit ? (int64_t)col[k + u + kPrefetch] - lo : -1;
+      if ((uint64_t)next < width) {  // an edge ahead, inside the window
+        prefetch_run<float, W>(x + next * B);
+        if (want_gx) prefetch_run<float, W, 1>(gx + next * B);
       }
-      const int64_t e = (int64_t)col[k + u] * B;
+      const int64_t e = ((int64_t)col[k + u] - lo) * B;
       if (want_gw) {
         p[u] = _mm256_mul_ps(gv[0], _mm256_loadu_ps(x + e));
         for (int c = 1; c < C; ++c)
@@ -225,7 +226,8 @@ template <typename T, typename I, int W>
 inline void backward_tile(const I* __restrict col, const T* __restrict w, const T* __restrict x,
                           const T* __restrict gr, int64_t gs, T* __restrict gw,
                           T* __restrict gx, int64_t k0, int64_t k1, int64_t nnz, int64_t B,
-                          bool first, bool want_gw, bool want_gx) {
+                          int64_t lo, uint64_t width, bool first, bool want_gw,
+                          bool want_gx) {
   T g[W];
   if (gs == 1) {
     for (int b = 0; b < W; ++b) g[b] = gr[b];
@@ -235,16 +237,16 @@ inline void backward_tile(const I* __restrict col, const T* __restrict w, const 
   int64_t k = k0;
 #if defined(__AVX2__) && defined(__FMA__)
   if constexpr (std::is_same_v<T, float> && (W == 16 || W == 32))
-    k = backward_tile_grouped<I, W>(col, w, x, g, gw, gx, k0, k1, nnz, B, first, want_gw,
-                                    want_gx);
+    k = backward_tile_grouped<I, W>(col, w, x, g, gw, gx, k0, k1, nnz, B, lo, width, first,
+                                    want_gw, want_gx);
 #endif
   for (; k < k1; ++k) {
-    if (k + kPrefetch < nnz) {
-      const int64_t ahead = (int64_t)col[k + kPrefetch] * B;
-      prefetch_run<T, W>(x + ahead);
-      if (want_gx) prefetch_run<T, W, 1>(gx + ahead);
+    const int64_t next = k + kPrefetch < nnz ? (int64_t)col[k + kPrefetch] - lo : -1;
+    if ((uint64_t)next < width) {
+      prefetch_run<T, W>(x + next * B);
+      if (want_gx) prefetch_run<T, W, 1>(gx + next * B);
     }
-    const int64_t c = (int64_t)col[k] * B;
+    const int64_t c = ((int64_t)col[k] - lo) * B;
     if (want_gw) {
       const T* __restrict xr = x + c;
       T dot = 0;
@@ -265,16 +267,17 @@ template <typename T, typename I>
 inline void backward_rest(const I* __restrict col, const T* __restrict w, const T* __restrict x,
                           const T* __restrict g_in, int64_t gs, T* __restrict gw,
                           T* __restrict gx, int64_t k0, int64_t k1, int64_t nnz, int64_t B,
-                          int64_t nb, bool first, bool want_gw, bool want_gx) {
+                          int64_t nb, int64_t lo, uint64_t width, bool first, bool want_gw,
+                          bool want_gx) {
   T gr[8];  // nb < 8
   for (int64_t b = 0; b < nb; ++b) gr[b] = g_in[b * gs];
   for (int64_t k = k0; k < k1; ++k) {
-    if (k + kPrefetch < nnz) {
-      const int64_t ahead = (int64_t)col[k + kPrefetch] * B;
-      __builtin_prefetch(x + ahead);
-      if (want_gx) __builtin_prefetch(gx + ahead, 1);
+    const int64_t next = k + kPrefetch < nnz ? (int64_t)col[k + kPrefetch] - lo : -1;
+    if ((uint64_t)next < width) {
+      __builtin_prefetch(x + next * B);
+      if (want_gx) __builtin_prefetch(gx + next * B, 1);
     }
-    const int64_t c = (int64_t)col[k] * B;
+    const int64_t c = ((int64_t)col[k] - lo) * B;
     if (want_gw) {
       T dot = 0;
       for (int64_t b = 0; b < nb; ++b) dot += gr[b] * x[c + b];
@@ -289,32 +292,47 @@ inline void backward_rest(const I* __restrict col, const T* __restrict w, const 
 
 // The batch columns [b0, b1) of one row of the fused backward; g[r * gs_r + b * gs_b]. The row's
 // edges are col[crow[r]:crow[r + 1]], their values and weight gradients w and gw from s0 on:
-// s0 = run[r] for a column block (see block_layout), else crow[r].
+// s0 = run[r] for a column block (see block_layout), else crow[r]. With a column window
+// (lo >= 0 and hi >= 0; col sorted within each row, no column blocks) only the row's edges with
+// lo <= col < hi take part, and x and gx hold the window's columns from lo on.
 template <typename T, typename I>
 inline void backward_row(const I* crow, const I* col, const I* run, const T* w, const T* x,
                          const T* g, int64_t gs_r, int64_t gs_b, T* gw, T* gx, int64_t r,
                          int64_t b0, int64_t b1, int64_t nnz, int64_t B, bool want_gw,
-                         bool want_gx, bool accumulate) {
-  const int64_t k0 = crow[r], n = crow[r + 1] - k0, s0 = run ? (int64_t)run[r] : k0;
+                         bool want_gx, bool accumulate, int64_t lo, int64_t hi) {
+  int64_t k0 = crow[r], n = crow[r + 1] - k0, s0 = run ? (int64_t)run[r] : k0;
+  if (hi >= 0) {  // the run of the row's edges inside the window (columns sorted in the row)
+    const I* first = std::lower_bound(col + k0, col + k0 + n, (I)lo);
+    const I* last = std::lower_bound(first, col + k0 + n, (I)hi);
+    const int64_t skip = first - (col + k0);
+    k0 += skip;
+    s0 += skip;
+    n = last - first;
+  }
+  const int64_t limit = nnz - k0;  // prefetches stay inside col (and the window: width)
+  const int64_t offset = hi >= 0 ? lo : 0;
+  const uint64_t width = hi >= 0 ? (uint64_t)(hi - lo) : UINT64_MAX;
   const I* c = col + k0;
   const T* wr = w + s0;
   T* gwr = gw ? gw + s0 : nullptr;
-  const int64_t limit = nnz - k0;  // prefetches stay inside col
   const T* gr = g + r * gs_r;
   auto tile = [=](auto width, int64_t bt) SL_INLINE_LAMBDA {
     backward_tile<T, I, decltype(width)::value>(c, wr, x + bt, gr + bt * gs_b, gs_b, gwr,
-                                                gx ? gx + bt : gx, 0, n, limit, B,
-                                                bt == 0 && !accumulate, want_gw, want_gx);
+                                                gx ? gx + bt : gx, 0, n, limit, B, offset,
+                                                width, bt == 0 && !accumulate, want_gw,
+                                                want_gx);
   };
   const int64_t b = for_each_tile<32>(b0, b1, tile);
   if (b < b1 || B == 0)
     backward_rest<T, I>(c, wr, x + b, gr + b * gs_b, gs_b, gwr, gx ? gx + b : gx, 0, n, limit,
-                        B, b1 - b, b == 0 && !accumulate, want_gw, want_gx);
+                        B, b1 - b, offset, width, b == 0 && !accumulate, want_gw, want_gx);
 }
 
 // gx_private: (threads, n_cols, B) zeroed by the caller (or holding what to add to), or nullptr
 // when want_gx is false. Sweeps of tb batch columns each, as in spmm; gw accumulates over the
-// sweeps, and is added to from the first one on when accumulate is set.
+// sweeps, and is added to from the first one on when accumulate is set. A column window [lo, hi)
+// (hi >= 0; see backward_row) takes x and the private buffers over its n_cols = hi - lo columns
+// and touches only the weight gradients of its edges.
 // Column blocks (see block_layout), so that each block's slices of x and of the private buffers
 // stay in cache: crow holds n_blocks row pointers of n_rows + 1 each, block after block, into
 // col, and run (n_blocks x n_rows) the position of each block's run of each row in w and gw,
@@ -323,7 +341,7 @@ template <typename T, typename I>
 void backward(const I* crow, const I* col, const I* run, const T* w, const T* x, const T* g,
               int64_t gs_r, int64_t gs_b, T* gw, T* gx_private, int64_t n_rows,
               int64_t n_blocks, int64_t n_cols, int64_t B, int64_t tb, int accumulate,
-              int threads) {
+              int64_t lo, int64_t hi, int threads) {
   const int64_t nnz = n_rows > 0 ? (int64_t)crow[n_blocks * (n_rows + 1) - 1] : 0;
   const bool want_gw = gw != nullptr, want_gx = gx_private != nullptr;
   if (tb <= 0 || B == 0) tb = B > 0 ? B : 1;
@@ -339,7 +357,7 @@ void backward(const I* crow, const I* col, const I* run, const T* w, const T* x,
 #pragma omp for schedule(dynamic, 64)
         for (int64_t r = 0; r < n_rows; ++r)
           backward_row<T, I>(crow_b, col, run_b, w, x, g, gs_r, gs_b, gw, gx, r, b0, b1, nnz,
-                             B, want_gw, want_gx, accumulate != 0);
+                             B, want_gw, want_gx, accumulate != 0, lo, hi);
       }
     }
   }
@@ -616,9 +634,10 @@ SL_INSTANTIATE_LAYOUT(i64, int64_t)
                                        const T* w, const T* x, const T* g, int64_t gs_r,      \
                                        int64_t gs_b, T* gw, T* gx_private, int64_t n_rows,    \
                                        int64_t n_blocks, int64_t n_cols, int64_t B,           \
-                                       int64_t tb, int accumulate, int threads) {             \
+                                       int64_t tb, int accumulate, int64_t lo, int64_t hi,    \
+                                       int threads) {                                         \
     backward<T, I>(crow, col, run, w, x, g, gs_r, gs_b, gw, gx_private, n_rows, n_blocks,     \
-                   n_cols, B, tb, accumulate, threads);                                       \
+                   n_cols, B, tb, accumulate, lo, hi, threads);                               \
   }
 
 #define SL_INSTANTIATE_T(SUFFIX, T, I)                                                        \
