@@ -19,9 +19,10 @@ Each rank thus holds three pieces of one chunk at a time (two of the input and t
 being added to; then the next input piece and the partial sums sent and received) instead of
 the whole ``(batch, in_features)`` input, its transposed copy, its gradient and a reduction
 buffer. With ``WINDOW_BYTES`` set, the backward pass goes round once per window of the shards'
-features for each chunk, so its pieces are windows of the chunk's. It sends ``N - n_{p+1}`` input features per batch row forward, as many
-again backward, and ``N - n_p`` gradient features: an all-gather forward, and an all-gather and
-a reduce-scatter backward ([`step_volume`][sparselinear.distributed.step_volume]).
+features for each chunk, so its pieces are windows of the chunk's. A rank sends
+``N - n_{p+1}`` input features per batch row forward, as many again backward, and ``N - n_p``
+gradient features: an all-gather forward, and an all-gather and a reduce-scatter backward
+([`step_volume`][sparselinear.distributed.step_volume]).
 
 Point-to-point exchanges with the two neighbours are batched (``batch_isend_irecv``), so the
 ring runs on gloo and on NCCL alike.
