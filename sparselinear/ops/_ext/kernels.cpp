@@ -168,6 +168,13 @@ void spmm(const I* crow, const I* col, const T* w, const T* x, const T* bias, T*
   }
 }
 
+// The row of x (and gx) that column c reads: counted from lo within a column window (Win).
+template <bool Win>
+inline int64_t window_column(int64_t c, int64_t lo) {
+  if constexpr (Win) return c - lo;
+  return c;
+}
+
 #if defined(__AVX2__) && defined(__FMA__)
 // dst[j] = (first ? 0 : dst[j]) + the sum of the 8 lanes of p[j], for j < 8: the dot products of
 // 8 edges reduced together (one horizontal-add tree instead of one per edge).
@@ -184,7 +191,7 @@ inline void store_dots8(const __m256* p, float* dst, bool first) {
 // The fused backward of a float batch tile of W (a multiple of 8) over edges [k0, k1) in groups
 // of 8, whose 8 dot products are reduced together (one horizontal-add tree instead of one per
 // edge). Returns the first edge not done (fewer than 8 remain).
-template <typename I, int W>
+template <typename I, int W, bool Win>
 inline int64_t backward_tile_grouped(const I* __restrict col, const float* __restrict w,
                                      const float* __restrict x, const float* g,
                                      float* __restrict gw, float* __restrict gx, int64_t k0,
@@ -197,12 +204,14 @@ inline int64_t backward_tile_grouped(const I* __restrict col, const float* __res
   for (; k + 8 <= k1; k += 8) {
     __m256 p[8];
     for (int u = 0; u < 8; ++u) {
-      const int64_t next = k + u + kPrefetch < limit ? (int64_t)col[k + u + kPrefetch] - lo : -1;
-      if ((uint64_t)next < width) {  // an edge ahead, inside the window
-        prefetch_run<float, W>(x + next * B);
-        if (want_gx) prefetch_run<float, W, 1>(gx + next * B);
+      if (k + u + kPrefetch < limit) {
+        const int64_t next = window_column<Win>(col[k + u + kPrefetch], lo);
+        if (!Win || (uint64_t)next < width) {  // an edge ahead (inside the window)
+          prefetch_run<float, W>(x + next * B);
+          if (want_gx) prefetch_run<float, W, 1>(gx + next * B);
+        }
       }
-      const int64_t e = ((int64_t)col[k + u] - lo) * B;
+      const int64_t e = window_column<Win>(col[k + u], lo) * B;
       if (want_gw) {
         p[u] = _mm256_mul_ps(gv[0], _mm256_loadu_ps(x + e));
         for (int c = 1; c < C; ++c)
@@ -222,7 +231,7 @@ inline int64_t backward_tile_grouped(const I* __restrict col, const float* __res
 #endif
 
 // One row of the fused backward on a batch tile of width W (W == 0: runtime width nb).
-template <typename T, typename I, int W>
+template <typename T, typename I, int W, bool Win>
 inline void backward_tile(const I* __restrict col, const T* __restrict w, const T* __restrict x,
                           const T* __restrict gr, int64_t gs, T* __restrict gw,
                           T* __restrict gx, int64_t k0, int64_t k1, int64_t nnz, int64_t B,
@@ -237,16 +246,18 @@ inline void backward_tile(const I* __restrict col, const T* __restrict w, const 
   int64_t k = k0;
 #if defined(__AVX2__) && defined(__FMA__)
   if constexpr (std::is_same_v<T, float> && (W == 16 || W == 32))
-    k = backward_tile_grouped<I, W>(col, w, x, g, gw, gx, k0, k1, nnz, B, lo, width, first,
-                                    want_gw, want_gx);
+    k = backward_tile_grouped<I, W, Win>(col, w, x, g, gw, gx, k0, k1, nnz, B, lo, width,
+                                         first, want_gw, want_gx);
 #endif
   for (; k < k1; ++k) {
-    const int64_t next = k + kPrefetch < nnz ? (int64_t)col[k + kPrefetch] - lo : -1;
-    if ((uint64_t)next < width) {
-      prefetch_run<T, W>(x + next * B);
-      if (want_gx) prefetch_run<T, W, 1>(gx + next * B);
+    if (k + kPrefetch < nnz) {
+      const int64_t next = window_column<Win>(col[k + kPrefetch], lo);
+      if (!Win || (uint64_t)next < width) {
+        prefetch_run<T, W>(x + next * B);
+        if (want_gx) prefetch_run<T, W, 1>(gx + next * B);
+      }
     }
-    const int64_t c = ((int64_t)col[k] - lo) * B;
+    const int64_t c = window_column<Win>(col[k], lo) * B;
     if (want_gw) {
       const T* __restrict xr = x + c;
       T dot = 0;
@@ -263,7 +274,7 @@ inline void backward_tile(const I* __restrict col, const T* __restrict w, const 
   }
 }
 
-template <typename T, typename I>
+template <typename T, typename I, bool Win>
 inline void backward_rest(const I* __restrict col, const T* __restrict w, const T* __restrict x,
                           const T* __restrict g_in, int64_t gs, T* __restrict gw,
                           T* __restrict gx, int64_t k0, int64_t k1, int64_t nnz, int64_t B,
@@ -272,12 +283,14 @@ inline void backward_rest(const I* __restrict col, const T* __restrict w, const 
   T gr[8];  // nb < 8
   for (int64_t b = 0; b < nb; ++b) gr[b] = g_in[b * gs];
   for (int64_t k = k0; k < k1; ++k) {
-    const int64_t next = k + kPrefetch < nnz ? (int64_t)col[k + kPrefetch] - lo : -1;
-    if ((uint64_t)next < width) {
-      __builtin_prefetch(x + next * B);
-      if (want_gx) __builtin_prefetch(gx + next * B, 1);
+    if (k + kPrefetch < nnz) {
+      const int64_t next = window_column<Win>(col[k + kPrefetch], lo);
+      if (!Win || (uint64_t)next < width) {
+        __builtin_prefetch(x + next * B);
+        if (want_gx) __builtin_prefetch(gx + next * B, 1);
+      }
     }
-    const int64_t c = ((int64_t)col[k] - lo) * B;
+    const int64_t c = window_column<Win>(col[k], lo) * B;
     if (want_gw) {
       T dot = 0;
       for (int64_t b = 0; b < nb; ++b) dot += gr[b] * x[c + b];
@@ -292,16 +305,16 @@ inline void backward_rest(const I* __restrict col, const T* __restrict w, const 
 
 // The batch columns [b0, b1) of one row of the fused backward; g[r * gs_r + b * gs_b]. The row's
 // edges are col[crow[r]:crow[r + 1]], their values and weight gradients w and gw from s0 on:
-// s0 = run[r] for a column block (see block_layout), else crow[r]. With a column window
-// (lo >= 0 and hi >= 0; col sorted within each row, no column blocks) only the row's edges with
-// lo <= col < hi take part, and x and gx hold the window's columns from lo on.
-template <typename T, typename I>
+// s0 = run[r] for a column block (see block_layout), else crow[r]. With a column window [lo, hi)
+// (Win; col sorted within each row, no column blocks) only the row's edges with lo <= col < hi
+// take part, and x and gx hold the window's columns from lo on.
+template <typename T, typename I, bool Win>
 inline void backward_row(const I* crow, const I* col, const I* run, const T* w, const T* x,
                          const T* g, int64_t gs_r, int64_t gs_b, T* gw, T* gx, int64_t r,
                          int64_t b0, int64_t b1, int64_t nnz, int64_t B, bool want_gw,
                          bool want_gx, bool accumulate, int64_t lo, int64_t hi) {
   int64_t k0 = crow[r], n = crow[r + 1] - k0, s0 = run ? (int64_t)run[r] : k0;
-  if (hi >= 0) {  // the run of the row's edges inside the window (columns sorted in the row)
+  if constexpr (Win) {  // the run of the row's edges inside the window (sorted in the row)
     const I* first = std::lower_bound(col + k0, col + k0 + n, (I)lo);
     const I* last = std::lower_bound(first, col + k0 + n, (I)hi);
     const int64_t skip = first - (col + k0);
@@ -309,23 +322,23 @@ inline void backward_row(const I* crow, const I* col, const I* run, const T* w, 
     s0 += skip;
     n = last - first;
   }
-  const int64_t limit = nnz - k0;  // prefetches stay inside col (and the window: width)
-  const int64_t offset = hi >= 0 ? lo : 0;
-  const uint64_t width = hi >= 0 ? (uint64_t)(hi - lo) : UINT64_MAX;
+  const int64_t limit = nnz - k0;  // prefetches stay inside col (and the window's columns)
+  const uint64_t columns = Win ? (uint64_t)(hi - lo) : 0;
   const I* c = col + k0;
   const T* wr = w + s0;
   T* gwr = gw ? gw + s0 : nullptr;
   const T* gr = g + r * gs_r;
   auto tile = [=](auto width, int64_t bt) SL_INLINE_LAMBDA {
-    backward_tile<T, I, decltype(width)::value>(c, wr, x + bt, gr + bt * gs_b, gs_b, gwr,
-                                                gx ? gx + bt : gx, 0, n, limit, B, offset,
-                                                width, bt == 0 && !accumulate, want_gw,
-                                                want_gx);
+    backward_tile<T, I, decltype(width)::value, Win>(c, wr, x + bt, gr + bt * gs_b, gs_b, gwr,
+                                                     gx ? gx + bt : gx, 0, n, limit, B, lo,
+                                                     columns, bt == 0 && !accumulate, want_gw,
+                                                     want_gx);
   };
   const int64_t b = for_each_tile<32>(b0, b1, tile);
   if (b < b1 || B == 0)
-    backward_rest<T, I>(c, wr, x + b, gr + b * gs_b, gs_b, gwr, gx ? gx + b : gx, 0, n, limit,
-                        B, b1 - b, offset, width, b == 0 && !accumulate, want_gw, want_gx);
+    backward_rest<T, I, Win>(c, wr, x + b, gr + b * gs_b, gs_b, gwr, gx ? gx + b : gx, 0, n,
+                             limit, B, b1 - b, lo, columns, b == 0 && !accumulate, want_gw,
+                             want_gx);
 }
 
 // gx_private: (threads, n_cols, B) zeroed by the caller (or holding what to add to), or nullptr
@@ -356,8 +369,12 @@ void backward(const I* crow, const I* col, const I* run, const T* w, const T* x,
         const I* run_b = run ? run + blk * n_rows : nullptr;
 #pragma omp for schedule(dynamic, 64)
         for (int64_t r = 0; r < n_rows; ++r)
-          backward_row<T, I>(crow_b, col, run_b, w, x, g, gs_r, gs_b, gw, gx, r, b0, b1, nnz,
-                             B, want_gw, want_gx, accumulate != 0, lo, hi);
+          if (hi >= 0)
+            backward_row<T, I, true>(crow_b, col, run_b, w, x, g, gs_r, gs_b, gw, gx, r, b0,
+                                     b1, nnz, B, want_gw, want_gx, accumulate != 0, lo, hi);
+          else
+            backward_row<T, I, false>(crow_b, col, run_b, w, x, g, gs_r, gs_b, gw, gx, r, b0,
+                                      b1, nnz, B, want_gw, want_gx, accumulate != 0, lo, hi);
       }
     }
   }
