@@ -60,7 +60,7 @@ MIN_CHUNK_ROWS = 8
 #: of at most this size. The compiled kernels sweep one window of a block's columns at a time
 #: (other kernels cut the block's pattern), a sweep over the block's rows per window: smaller
 #: windows hold less memory and take longer (BENCHMARKS.md: 2 MB windows at 1 M x 1 M on 4
-#: ranks, 0.02 GB less per rank, steps 1.3-1.7x as long). Read at call time.
+#: ranks, 0.02 GB less per rank, steps about 1.5x as long). Read at call time.
 WINDOW_BYTES = 0
 
 
