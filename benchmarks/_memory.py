@@ -1,8 +1,11 @@
-"""Process-memory helpers shared by the benchmark scripts (Linux /proc; CPU only)."""
+"""Process-memory helpers shared by the benchmark scripts (Linux /proc; CPU only), and the
+launch of one measurement in a process of its own, so that peaks do not mix."""
 
 from __future__ import annotations
 
+import json
 import resource
+import subprocess
 from pathlib import Path
 
 _STATUS = Path("/proc/self/status")
@@ -33,6 +36,15 @@ def peak_bytes() -> int:
     if kib is None:
         kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kib * 1024
+
+
+def worker_result(cmd: list[str], impl: str, cwd: Path, error_lines: int = 3) -> dict:
+    """Run one measurement's process ``cmd``: the JSON object its last output line prints, or
+    ``{"impl": impl, "error": [the last error_lines lines of its stderr]}`` if it failed."""
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
+    if out.returncode != 0:
+        return {"impl": impl, "error": out.stderr.strip().splitlines()[-error_lines:]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def file_bytes() -> int:

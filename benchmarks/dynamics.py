@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
@@ -148,10 +147,9 @@ def _run(args, impl) -> dict:
            str(args.repeats), "--threads", str(args.threads)]
     if args.checkpoint_every:
         cmd += ["--checkpoint-every", str(args.checkpoint_every)]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    if out.returncode != 0:
-        return {"impl": impl, "error": out.stderr.strip().splitlines()[-1:]}
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    from _memory import worker_result
+
+    return worker_result(cmd, impl, ROOT, error_lines=1)
 
 
 def main(argv=None) -> dict:

@@ -34,7 +34,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -197,10 +196,9 @@ def _run(args, impl: str, spec: Path) -> dict:
     cmd = [sys.executable, __file__, "--worker", "--impl", impl, "--spec", str(spec),
            "--batch", str(args.batch), "--steps", str(args.steps), "--repeats",
            str(args.repeats), "--threads", str(args.threads)]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    if out.returncode != 0:
-        return {"impl": impl, "error": out.stderr.strip().splitlines()[-3:]}
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    from _memory import worker_result
+
+    return worker_result(cmd, impl, ROOT)
 
 
 def main(argv=None) -> dict:
