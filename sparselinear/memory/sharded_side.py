@@ -31,6 +31,7 @@ import torch
 from ..distributed.ring import pieces as ring_pieces
 from ..distributed.ring import windows as ring_windows
 from ..ops import policy
+from ..ops.autograd import writes_in_place
 
 __all__ = ["RankSide", "replicated_side", "ring_side"]
 
@@ -122,12 +123,13 @@ def ring_side(rows: int, nnz: int, block_nnz: int, sizes: Sequence[int], rank: i
     n_windows = ring_windows(batch, widest, d)
     wide, edges = math.ceil(widest / n_windows), math.ceil(block_nnz / n_windows)
     window = wide * chunk * d
-    step = policy.plan_step(rows, wide, edges, chunk, dtype, device,
-                            needs_input_grad=input_requires_grad, needs_weight_grad=True,
-                            index_dtype=index_dtype, threads=threads)
-    in_place = (step.compiled and step.backward in ("fused", "weight")
-                and policy.compute_dtype(dtype, device) == dtype  # no cast
-                and (n_windows == 1 or step.column_blocks == 1))
+    step = plan if n_windows == 1 else policy.plan_step(
+        rows, wide, edges, chunk, dtype, device, needs_input_grad=input_requires_grad,
+        needs_weight_grad=True, index_dtype=index_dtype, threads=threads)
+    # the kernels' own rule, for gradient buffers of the layer's dtype
+    buffer = torch.empty(0, dtype=dtype, device="meta")
+    in_place = writes_in_place(step, policy.compute_dtype(dtype, device), buffer, buffer,
+                               window=n_windows > 1)
     kernels = 0
     if in_place:
         if input_requires_grad and step.threads > 1:
